@@ -1,0 +1,89 @@
+"""Per-step training time of each feedback rule relative to backprop, measured in one run.
+
+    python benchmarks/step_time.py                      # ResNet-18, 64x64, batch 32, CPU
+    python benchmarks/step_time.py --device cuda --amp  # on a GPU, bf16 autocast, channels_last
+
+Every arm is a torchvision model with the same weights: ``autograd`` is the unconverted network (plain
+backprop, the reference of the ratios), the others are converted with ``neurocircuit.nn.convert``.
+A step is forward + backward + optimizer step (SGD, momentum 0.9, weight decay 1e-4), KP's B update
+included. Arms are timed in interleaved rounds; the median and the minimum over rounds of the mean step
+time are reported with their ratios to ``autograd``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torchvision
+
+from neurocircuit.nn import FeedbackOptimizer, convert
+
+
+def make_arm(arch: str, rule: str | None, device: str, channels_last: bool):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(num_classes=100)
+    if rule is not None:
+        convert(model, rule, seed=0)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    FeedbackOptimizer(model, opt)  # hooks into opt.step() for kp; a no-op for the other rules
+    return model, opt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--rules", default="bp,fa,usf,brsf,frsf,kp")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=2, help="steps per arm per round")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast and channels_last")
+    args = parser.parse_args()
+
+    arms = {"autograd": None} | {r: r for r in args.rules.split(",")}
+    built = {name: make_arm(args.arch, rule, args.device, args.amp) for name, rule in arms.items()}
+    x = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
+    if args.amp:
+        x = x.to(memory_format=torch.channels_last)
+    y = torch.randint(0, 100, (args.batch,), device=args.device)
+
+    def run(name: str, steps: int) -> float:
+        model, opt = built[name]
+        sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            with torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.amp):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync()
+        return (time.perf_counter() - t0) / steps
+
+    for name in built:  # warm-up
+        run(name, 2)
+    times: dict[str, list[float]] = {name: [] for name in built}
+    for _ in range(args.rounds):
+        for name in built:
+            times[name].append(run(name, args.steps))
+    ref = statistics.median(times["autograd"])
+    ref_min = min(times["autograd"])
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu x{torch.get_num_threads()}"
+    print(f"{args.arch}, {args.size}x{args.size}, batch {args.batch}, {device}, amp={args.amp}, "
+          f"{args.rounds} rounds x {args.steps} steps, torch {torch.__version__}")
+    print(f"{'arm':<10} {'median ms':>10} {'ratio':>7} {'min ms':>8} {'ratio':>7}")
+    for name, ts in times.items():
+        med, low = statistics.median(ts), min(ts)
+        print(f"{name:<10} {1e3 * med:10.1f} {med / ref:7.3f} {1e3 * low:8.1f} {low / ref_min:7.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Strict reading of TOML tables: every key is either known or an error that names it."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["read_toml", "check_keys", "expect"]
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, turning a syntax error into a :class:`ConfigError` that names the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+
+
+def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    """Raise :class:`ConfigError` for the first key of ``table`` not in ``allowed``, suggesting a fix."""
+    allowed = list(allowed)
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def expect(value: Any, types: type | tuple[type, ...], where: str) -> Any:
+    """Return ``value`` if it is an instance of ``types`` (bool is never an int here), else raise."""
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
+    if not ok:
+        names = " or ".join(t.__name__ for t in _as_tuple(types))
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
+    return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)

@@ -1,0 +1,99 @@
+"""The ``neurocircuit`` command: ``run`` a simulation, ``list`` what is available.
+
+Bad input (unknown names, malformed or mistyped files, shapes that do not chain, missing files) ends with
+one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import NeurocircuitError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurocircuit", description="Learning without weight transport.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a simulation file and write results.nc and figures")
+    run.add_argument("simulation", nargs="?", default="default",
+                     help="a simulation name (see 'neurocircuit list') or a path to a TOML file; "
+                          "default: the embedded digits comparison")
+    run.add_argument("--out", required=True, type=Path, help="output folder")
+    run.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a simulation key, e.g. --set train.epochs=5 (repeatable)")
+    run.add_argument("--no-figures", action="store_true", help="write results.nc only")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("list", help="list models, rules, data sets and simulations")
+    return parser
+
+
+def _cmd_list() -> None:
+    from .data import list_datasets
+    from .registry import list_models, list_simulations, load_model
+    from .rules import get_rule, list_rules
+
+    print("models:")
+    for name in list_models():
+        print(f"  {name:<24} {load_model(name).description}")
+    print("rules:")
+    for name in list_rules():
+        doc = (type(get_rule(name)).__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<24} {doc}")
+    print("datasets:")
+    for name in list_datasets():
+        print(f"  {name}")
+    print("simulations:")
+    for name in list_simulations():
+        print(f"  {name}")
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from .plotting import save_figures
+    from .results import write_netcdf
+    from .simulation import load_simulation, run_simulation
+
+    sim = load_simulation(args.simulation, args.settings)
+    if args.out.exists() and not args.out.is_dir():
+        raise NeurocircuitError(f"--out {str(args.out)!r} exists and is not a folder")
+    print(f"running {sim.name!r}: model {sim.model}, rules {', '.join(r.label for r in sim.rules)}, "
+          f"seeds {list(sim.seeds)}, {sim.train.epochs} epochs")
+    ds = run_simulation(sim, progress=False if args.quiet else None)
+    path = write_netcdf(ds, args.out / "results.nc")
+    figures = [] if args.no_figures else save_figures(ds, args.out)
+    last = ds.isel(step=-1)
+    top_layer = str(ds["layer"].values[-1])
+    print(f"{'rule':<16} {'test acc (%)':>14} {'angle ' + top_layer + ' (deg)':>22} {'ms/step':>9}")
+    for rule in ds["rule"].values:
+        r = last.sel(rule=rule)
+        acc, angle = 100 * r["test_accuracy"], r["weight_angle"].sel(layer=top_layer)
+        print(f"{rule!s:<16} {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f} "
+              f"{float(angle.mean()):15.2f} ± {float(angle.std()):4.2f} "
+              f"{1e3 * float(r['seconds_per_step'].mean()):9.2f}")
+    print(f"wrote {path}" + "".join(f"\nwrote {f}" for f in figures))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``neurocircuit`` console command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _cmd_list()
+        else:
+            _cmd_run(args)
+    except (NeurocircuitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"neurocircuit: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurocircuit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Exceptions raised for bad input. The CLI turns each into a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+__all__ = ["NeurocircuitError", "ConfigError", "ShapeError", "UnknownNameError", "DataError"]
+
+
+class NeurocircuitError(Exception):
+    """Base class of every error that describes bad input rather than a bug."""
+
+
+class ConfigError(NeurocircuitError, ValueError):
+    """A circuit or simulation description is malformed (missing or mistyped key, bad value)."""
+
+
+class ShapeError(NeurocircuitError, ValueError):
+    """Population shapes do not chain through a projection, or a tensor has the wrong shape."""
+
+
+class UnknownNameError(NeurocircuitError, KeyError):
+    """A rule, model, simulation or data set name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataError(NeurocircuitError, OSError):
+    """A data set is missing or unreadable."""

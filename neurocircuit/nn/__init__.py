@@ -1,0 +1,30 @@
+"""The torch rate backend: feedback layers, conversion of any network, metrics and KP learning of B."""
+
+from .build import ACTIVATION_FUNCTIONS, CircuitNetwork, build_network
+from .convert import ConversionReport, ConvertedLayer, convert
+from .feedback_optim import FeedbackOptimizer, attach_feedback_learning
+from .functional import feedback_conv2d, feedback_linear
+from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear, is_feedback_layer
+from .metrics import alignment, angle_degrees, feedback_layers, gradient_alignment, weight_alignment
+
+__all__ = [
+    "ACTIVATION_FUNCTIONS",
+    "CircuitNetwork",
+    "build_network",
+    "ConversionReport",
+    "ConvertedLayer",
+    "convert",
+    "FeedbackOptimizer",
+    "attach_feedback_learning",
+    "feedback_conv2d",
+    "feedback_linear",
+    "FeedbackConv2d",
+    "FeedbackLayer",
+    "FeedbackLinear",
+    "is_feedback_layer",
+    "alignment",
+    "angle_degrees",
+    "feedback_layers",
+    "gradient_alignment",
+    "weight_alignment",
+]

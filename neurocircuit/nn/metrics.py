@@ -1,0 +1,114 @@
+"""Alignment between feedback B and forward W, as ``xarray.Dataset`` s with a ``layer`` dimension."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .layers import FeedbackLayer
+
+__all__ = ["angle_degrees", "feedback_layers", "weight_alignment", "gradient_alignment", "alignment"]
+
+
+def angle_degrees(a: Tensor, b: Tensor) -> float:
+    """Angle between two tensors seen as flat vectors, in degrees (computed in float64)."""
+    a = a.detach().reshape(-1).double()
+    b = b.detach().reshape(-1).double()
+    denom = a.norm() * b.norm()
+    if denom == 0:
+        return math.nan
+    cos = torch.clamp(a @ b / denom, -1.0, 1.0)
+    return math.degrees(math.acos(cos.item()))
+
+
+def feedback_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
+    """(qualified name, layer) of every feedback layer in ``model``, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer)]
+
+
+def _layer_coords(layers: list[tuple[str, FeedbackLayer]]) -> dict[str, tuple[str, list[str]]]:
+    return {"layer": [n for n, _ in layers], "layer_rule": ("layer", [m.rule.name for _, m in layers])}
+
+
+@torch.no_grad()
+def weight_alignment(model: nn.Module) -> xr.Dataset:
+    """Angle between B and W (i.e. between the paper's B and W^T) and the norm ratio ||B|| / ||W||, per layer."""
+    layers = feedback_layers(model)
+    angles, ratios = [], []
+    for _, m in layers:
+        b, w = m.current_feedback(), m.weight
+        angles.append(angle_degrees(b, w))
+        ratios.append((b.double().norm() / w.double().norm()).item() if w.norm() > 0 else math.nan)
+    return xr.Dataset(
+        {
+            "weight_angle": ("layer", np.array(angles), {"units": "degree", "long_name": "angle between B and W^T"}),
+            "norm_ratio": ("layer", np.array(ratios), {"units": "1", "long_name": "||B|| / ||W||"}),
+        },
+        coords=_layer_coords(layers),
+    )
+
+
+def gradient_alignment(model: nn.Module, inputs: Tensor, targets: Tensor,
+                       loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> xr.Dataset:
+    """Angle between the error each layer sends down through B and the one W^T would send, on one batch.
+
+    Both are formed from the same error arriving at the layer's output (the one the rule really
+    produced). The model runs in eval mode here, so BatchNorm statistics are not changed; parameter
+    ``.grad`` fields are not touched.
+    """
+    layers = feedback_layers(model)
+    seen: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def remember(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        seen[id(module)] = (args[0].detach(), output)
+
+    handles = [m.register_forward_hook(remember) for _, m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            loss = loss_fn(model(inputs), targets)
+            used = [m for _, m in layers if id(m) in seen]
+            grads = torch.autograd.grad(loss, [seen[id(m)][1] for m in used], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    grad_of = {id(m): g for m, g in zip(used, grads)}
+    angles = []
+    for _, m in layers:
+        g = grad_of.get(id(m))
+        if g is None:
+            angles.append(math.nan)
+            continue
+        x = seen[id(m)][0]
+        sent = [_input_grad(m, x, g, matrix) for matrix in (m.current_feedback(), m.weight.detach())]
+        angles.append(angle_degrees(*sent))
+    return xr.Dataset(
+        {"gradient_angle": ("layer", np.array(angles),
+                            {"units": "degree", "long_name": "angle between error sent through B and through W^T"})},
+        coords=_layer_coords(layers),
+    )
+
+
+def _input_grad(layer: FeedbackLayer, x: Tensor, grad_out: Tensor, matrix: Tensor) -> Tensor:
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        out = layer.plain_forward(x, matrix.detach().to(x.dtype))
+        (gx,) = torch.autograd.grad(out, x, grad_out.to(out.dtype))
+    return gx
+
+
+def alignment(model: nn.Module, inputs: Tensor | None = None, targets: Tensor | None = None,
+              loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> xr.Dataset:
+    """:func:`weight_alignment`, plus :func:`gradient_alignment` when a batch is given."""
+    ds = weight_alignment(model)
+    if inputs is not None and targets is not None:
+        ds = ds.merge(gradient_alignment(model, inputs, targets, loss_fn), compat="override", join="exact")
+    return ds

@@ -1,0 +1,76 @@
+"""Named circuit and simulation files: the TOML files of ``models/`` and ``simulations/``.
+
+Names resolve to the files installed with the package; anything that looks like a path (it ends in
+``.toml`` or contains a path separator) is read from disk instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._toml import read_toml
+from .circuit import Circuit, circuit_from_dict
+from .errors import ConfigError, UnknownNameError
+
+__all__ = ["list_models", "load_model", "get_model", "list_simulations", "simulation_file"]
+
+
+def _names(package: str) -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(package).iterdir() if p.name.endswith(".toml"))
+
+
+def _is_path(name: str) -> bool:
+    return name.endswith(".toml") or "/" in name or "\\" in name
+
+
+def _resolve(name: str | Path, package: str, what: str) -> Path:
+    if isinstance(name, Path) or _is_path(name):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"{what} file not found: {path}")
+        return path
+    if name not in _names(package):
+        raise UnknownNameError(f"unknown {what} {name!r} (known: {', '.join(_names(package))})")
+    return Path(str(resources.files(package).joinpath(f"{name}.toml")))
+
+
+def list_models() -> list[str]:
+    """Names of the circuits shipped in ``models/``."""
+    return _names("neurocircuit.models")
+
+
+def list_simulations() -> list[str]:
+    """Names of the simulations shipped in ``simulations/``."""
+    return _names("neurocircuit.simulations")
+
+
+def simulation_file(name: str | Path) -> Path:
+    """Path of a simulation given by name or path."""
+    return _resolve(name, "neurocircuit.simulations", "simulation")
+
+
+def load_model(name: str | Path, *, rule: str | None = None, overrides: Mapping[str, str] | None = None,
+               options: Mapping[str, Any] | None = None) -> Circuit:
+    """The :class:`Circuit` called ``name`` (or read from a path), optionally with ``rule`` everywhere
+    except the projections named in ``overrides``."""
+    path = _resolve(name, "neurocircuit.models", "model")
+    circuit = circuit_from_dict(read_toml(path), where=str(path) if _is_path(str(name)) else f"model {name!r}")
+    if rule is not None:
+        circuit = circuit.with_rules(rule, overrides, options)
+    elif overrides:
+        circuit = circuit.with_rules(circuit.default_rule, overrides)
+    return circuit
+
+
+def get_model(name: str | Path, *, rule: str = "bp", overrides: Mapping[str, str] | None = None,
+              options: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
+    """A torch network (:class:`neurocircuit.nn.CircuitNetwork`) built from the circuit ``name``.
+
+    Keyword-only, like torchvision's builders: ``get_model("mlp_digits", rule="kp", seed=0)``.
+    """
+    from .nn.build import build_network
+
+    return build_network(load_model(name, rule=rule, overrides=overrides, options=options), seed=seed)

@@ -1,0 +1,1 @@
+"""Simulation definitions (TOML) shipped with neurocircuit; run them with ``neurocircuit run NAME``."""

@@ -1,0 +1,98 @@
+"""The circuit description: records, validation, TOML files, building torch networks."""
+
+import pytest
+import torch
+
+import neurocircuit as nc
+from neurocircuit.circuit import Circuit, Feedback, Population, Projection
+
+
+def _mlp(**kw):
+    return Circuit("mlp", (Population("x", (4,)), Population("h", (3,), "tanh"), Population("y", (2,))),
+                   (Projection("W1", "x", "h"), Projection("W2", "h", "y")), **kw)
+
+
+def test_shipped_models_load_and_run():
+    assert set(nc.list_models()) >= {"mlp_digits", "mlp_784_500_10", "mlp_784_1000_1000_10", "lenet5"}
+    for name in nc.list_models():
+        net = nc.get_model(name, rule="fa", seed=0)
+        c = net.circuit
+        assert net(torch.randn(2, *c.input.shape)).shape == (2, c.output.size)
+    lenet = nc.load_model("lenet5")
+    assert lenet.input.shape == (1, 32, 32)
+    assert [p.name for p in lenet.projections if p.plastic] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+
+
+def test_rules_default_and_overrides():
+    c = _mlp().with_rules("kp", {"W2": "bp"})
+    assert c.feedback_for("W1").rule == "kp" and c.feedback_for("W2").rule == "bp"
+    net = nc.nn.build_network(c, seed=0)
+    assert net.W1.rule.name == "kp" and net.W2.rule.name == "bp"
+    with pytest.raises(nc.ConfigError, match="unknown projection 'W3'"):
+        _mlp().with_rules("fa", {"W3": "bp"})
+
+
+def test_projection_order_is_recovered_from_the_chain():
+    c = Circuit("mlp", (Population("x", (4,)), Population("h", (3,)), Population("y", (2,))),
+                (Projection("W2", "h", "y"), Projection("W1", "x", "h")))
+    assert [p.name for p in c.projections] == ["W1", "W2"]
+    assert c.input.name == "x" and c.output.name == "y"
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (lambda: Population("x", (0,)), nc.ShapeError, "positive ints"),
+    (lambda: Population("x", (3,), "swish"), nc.ConfigError, "unknown activation 'swish'"),
+    (lambda: Projection("W", "a", "b", kind="lstm"), nc.ConfigError, "unknown kind 'lstm'"),
+    (lambda: _mlp(feedback=(Feedback("W1", "nope"),)), nc.UnknownNameError, "unknown rule 'nope'"),
+    (lambda: _mlp(feedback=(Feedback("W9", "fa"),)), nc.ConfigError, "'W9'"),
+    (lambda: Circuit("c", (Population("x", (1, 8, 8)), Population("y", (4, 5, 5))),
+                     (Projection("C", "x", "y", kind="conv2d", kernel_size=3),)), nc.ShapeError, r"\(4, 6, 6\)"),
+    (lambda: Circuit("c", (Population("x", (3, 8, 8)), Population("y", (4, 8, 8))),
+                     (Projection("C", "x", "y", kind="conv2d", kernel_size=3, padding=1, groups=2),)),
+     nc.ShapeError, "groups=2"),
+    (lambda: Circuit("c", (Population("x", (4,)), Population("y", (2, 1, 1))), (Projection("W", "x", "y"),)),
+     nc.ShapeError, "vector target"),
+    (lambda: Circuit("c", (Population("x", (4,)), Population("y", (2,))), (Projection("W", "x", "z"),)),
+     nc.ConfigError, "unknown population 'z'"),
+    (lambda: Circuit("c", (Population("x", (4,)), Population("y", (2,)), Population("z", (2,))),
+                     (Projection("W", "x", "y"), Projection("V", "x", "z"))), nc.ConfigError, "chain"),
+])
+def test_validation_errors_name_the_problem(bad, error, match):
+    with pytest.raises(error, match=match):
+        bad()
+
+
+def test_conv_shapes_chain_with_stride_padding_dilation():
+    c = Circuit("c", (Population("x", (2, 9, 9)), Population("y", (4, 4, 4)), Population("p", (4, 2, 2))),
+                (Projection("C", "x", "y", kind="conv2d", kernel_size=(3, 3), stride=(2, 2), padding=(0, 1),
+                            dilation=(1, 2)),
+                 Projection("P", "y", "p", kind="avgpool2d", kernel_size=2)))
+    net = nc.nn.build_network(c.with_rules("fa"), seed=0)
+    assert net.populations(torch.randn(3, 2, 9, 9))["y"].shape == (3, 4, 4, 4)
+
+
+def test_toml_round_trip_and_strict_keys(tmp_path):
+    c = nc.load_model("lenet5", rule="kp", overrides={"fc2": "bp"})
+    again = nc.circuit_from_dict(c.to_dict())
+    assert again == c
+    path = tmp_path / "m.toml"
+    path.write_text('name = "m"\n[[populations]]\nname = "x"\nshape = [3]\n[[populations]]\nname = "y"\n'
+                    'shape = [2]\nactivaton = "relu"\n[[projections]]\nsource = "x"\ntarget = "y"\n')
+    with pytest.raises(nc.ConfigError, match=r"unknown key 'activaton' \(did you mean 'activation'\?\)"):
+        nc.load_model(path)
+
+
+def test_build_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    a = nc.get_model("mlp_digits", rule="fa", seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = nc.get_model("mlp_digits", rule="fa", seed=1)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    net = nc.get_model("mlp_digits", seed=0)
+    with pytest.raises(ValueError, match="does not fit circuit 'mlp_digits'"):
+        net(torch.randn(2, 63))

@@ -1,0 +1,88 @@
+"""The command line: the default run, list, and one-line errors with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+import xarray as xr
+
+from neurocircuit.cli import main
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("default")
+    proc = subprocess.run([sys.executable, "-m", "neurocircuit", "run", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout
+
+
+def test_default_run_writes_results_and_figures(default_run):
+    out, stdout = default_run
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert {"test_accuracy", "weight_angle", "gradient_angle", "norm_ratio"} <= set(ds.data_vars)
+        assert set(ds["rule"].values) == {"bp", "fa", "usf", "brsf", "frsf", "kp"}
+        assert ds["weight_angle"].dims == ("rule", "seed", "step", "layer")
+        assert ds.attrs["backend"] == "torch" and "config" in ds.attrs
+        final = ds.isel(step=-1)
+        # Kolen-Pollack aligns B with W in every layer; feedback alignment's top layer stays far from it.
+        assert float(final["weight_angle"].sel(rule="kp").max()) < 5.0
+        assert float(final["weight_angle"].sel(rule="fa", layer="W2").min()) > 15.0
+        assert float(final["weight_angle"].sel(rule="bp").max()) < 1e-3
+        assert float(final["test_accuracy"].min()) > 0.85
+    for fig in ("learning_curves.png", "weight_angle.png", "gradient_angle.png"):
+        assert (out / fig).stat().st_size > 10_000
+    assert "kp" in stdout and "wrote" in stdout
+
+
+def test_list_shows_models_rules_and_simulations(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mlp_digits", "lenet5", "kp", "usf", "default", "digits"):
+        assert name in out
+
+
+def _bad_files(tmp_path):
+    (tmp_path / "malformed.toml").write_text('model = "mlp_digits"\nrules = ["bp"\n')
+    (tmp_path / "mistyped.toml").write_text('model = "mlp_digits"\nrules = ["bp"]\n[train]\nepoch = 3\n')
+    (tmp_path / "badmodel.toml").write_text(
+        'name = "bad"\n[[populations]]\nname = "x"\nshape = [1, 8, 8]\n[[populations]]\nname = "y"\n'
+        'shape = [4, 5, 5]\n[[projections]]\nsource = "x"\ntarget = "y"\nkind = "conv2d"\nkernel_size = 3\n')
+    (tmp_path / "badshape.toml").write_text(f'model = "{tmp_path / "badmodel.toml"}"\nrules = ["bp"]\n')
+    (tmp_path / "mismatch.toml").write_text('model = "mlp_784_500_10"\nrules = ["bp"]\n[train]\nepochs = 1\n')
+
+
+BAD = {
+    "unknown rule": (["default", "--set", 'rules=["bp", "nope"]'], "unknown rule 'nope'"),
+    "unknown model": (["default", "--set", "model=nope"], "unknown model 'nope'"),
+    "unknown simulation": (["nope"], "unknown simulation 'nope'"),
+    "unknown dataset": (["default", "--set", "data.name=cifar"], "unknown dataset 'cifar'"),
+    "unknown option": (["default", "--set", "optimizer.momentun=0.9"], "no setting 'momentun'"),
+    "malformed toml": (["{tmp}/malformed.toml"], "malformed TOML"),
+    "mistyped key": (["{tmp}/mistyped.toml"], "unknown key 'epoch'"),
+    "shapes do not chain": (["{tmp}/badshape.toml"], "gives shape (4, 6, 6)"),
+    "data does not fit model": (["{tmp}/mismatch.toml"], "expects (784,)"),
+    "missing file": (["{tmp}/absent.toml"], "not found"),
+    "bad --set": (["default", "--set", "train.epochs"], "key=value"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_and_exit_code_2(case, tmp_path, capsys):
+    _bad_files(tmp_path)
+    args, message = BAD[case]
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(["run", *args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("neurocircuit: error:")
+    assert message in err
+    assert not (tmp_path / "out" / "results.nc").exists()
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "neurocircuit", "run", "default", "--set", "rules=[\"zz\"]",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert "unknown rule 'zz'" in proc.stderr

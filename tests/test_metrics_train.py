@@ -1,0 +1,123 @@
+"""Alignment metrics, the training loop and atomic results."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import neurocircuit as nc
+from neurocircuit.data import load_digits, teacher_task
+from neurocircuit.nn import FeedbackLinear, alignment, convert, gradient_alignment, weight_alignment
+from neurocircuit.results import atomic_path, read_results, write_netcdf
+from neurocircuit.train import fit, make_optimizer
+
+
+def test_weight_alignment_bp_zero_fa_near_ninety():
+    model = nn.Sequential(nn.Linear(200, 100), nn.ReLU(), nn.Linear(100, 10))
+    convert(model, "fa", overrides={"2": "bp"}, seed=0)
+    ds = weight_alignment(model)
+    assert list(ds["layer"].values) == ["0", "2"]
+    assert ds["weight_angle"].attrs["units"] == "degree"
+    assert ds["weight_angle"].sel(layer="2") == pytest.approx(0.0, abs=1e-5)
+    assert 80 < float(ds["weight_angle"].sel(layer="0")) < 100
+    assert float(ds["norm_ratio"].sel(layer="2")) == pytest.approx(1.0)
+
+
+def test_gradient_angle_matches_a_hand_computation():
+    torch.manual_seed(0)
+    model = nn.Sequential(FeedbackLinear(6, 5, rule="fa"), nn.Tanh(), FeedbackLinear(5, 3, rule="fa")).double()
+    x, y = torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,))
+    ds = gradient_alignment(model, x, y)
+    # By hand: the error at the top layer's output, then sent down through B and through W.
+    out = model(x)
+    out.retain_grad()
+    torch.nn.functional.cross_entropy(out, y).backward()
+    g = out.grad
+    via_b, via_w = g @ model[2].feedback_weight, g @ model[2].weight.detach()
+    expected = math.degrees(math.acos(torch.nn.functional.cosine_similarity(via_b.flatten(), via_w.flatten(),
+                                                                           dim=0).item()))
+    assert float(ds["gradient_angle"].sel(layer="2")) == pytest.approx(expected, abs=1e-6)
+    assert 0 < expected < 180
+
+
+def test_gradient_alignment_leaves_bn_statistics_and_grads_alone():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    convert(model, "bp")
+    model.train()
+    before = model[1].running_mean.clone()
+    ds = alignment(model, torch.randn(5, 3, 8, 8), torch.randint(0, 3, (5,)))
+    assert torch.equal(model[1].running_mean, before) and model.training
+    assert all(p.grad is None for p in model.parameters())
+    np.testing.assert_allclose(ds["gradient_angle"].values, 0.0, atol=1e-3)
+
+
+def _short_fit(rule, seed=0, epochs=2):
+    train, test, _ = load_digits()
+    model = nc.get_model("mlp_digits", rule=rule, seed=seed)
+    opt = make_optimizer(model.parameters(), "sgd", lr=0.05, momentum=0.9, weight_decay=0.005)
+    return fit(model, train, test, optimizer=opt, epochs=epochs, seed=seed, progress=False)
+
+
+def test_fit_records_named_dims_units_and_is_deterministic():
+    a, b = _short_fit("kp"), _short_fit("kp")
+    assert set(a.dims) == {"step", "layer"}
+    assert a.sizes["step"] == 3 and list(a["epoch"].values) == [0.0, 1.0, 2.0]
+    for var in ("train_loss", "test_accuracy", "weight_angle", "gradient_angle", "norm_ratio"):
+        assert "units" in a[var].attrs
+    xr.testing.assert_equal(a.drop_vars("seconds_per_step"), b.drop_vars("seconds_per_step"))
+    assert float(a["test_accuracy"][-1]) > 0.8
+    assert math.isnan(float(a["train_loss"][0]))
+
+
+def test_fit_records_every_n_steps():
+    train, test, _ = load_digits()
+    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    ds = fit(model, train, test, optimizer=torch.optim.Adam(model.parameters(), 1e-3), epochs=1, batch_size=100,
+             record_every=5, progress=False)
+    assert list(ds["step"].values) == [0, 5, 10, 14]
+
+
+def test_regression_teacher_task():
+    train, test, info = teacher_task(n_train=500, n_test=100)
+    assert info.task == "regression" and train[0][1].shape == (10,)
+    model = nn.Sequential(nn.Linear(30, 20), nn.Linear(20, 10))
+    convert(model, "fa", seed=0)
+    ds = fit(model, train, test, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), epochs=20, loss="mse",
+             progress=False)
+    assert float(ds["test_loss"][-1]) < 0.5 * float(ds["test_loss"][0])
+    assert np.isnan(ds["test_accuracy"].values).all()
+
+
+def test_nan_loss_stops_with_the_step():
+    train, test, _ = load_digits()
+    x, y = train.tensors
+    x = x.clone()
+    x[5, 3] = float("nan")
+    model = nc.get_model("mlp_digits", rule="bp", seed=0)
+    with pytest.raises(FloatingPointError, match="loss became nan at step"):
+        fit(model, TensorDataset(x, y), test, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=1,
+            progress=False)
+
+
+def test_bad_training_settings():
+    with pytest.raises(nc.ConfigError, match="unknown optimizer 'sgdd'"):
+        make_optimizer([torch.zeros(1, requires_grad=True)], "sgdd")
+    with pytest.raises(nc.ConfigError, match="no setting 'lrr'"):
+        make_optimizer([torch.zeros(1, requires_grad=True)], "sgd", lrr=0.1)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "results.nc"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    ds = xr.Dataset({"a": ("x", [1.0, 2.0], {"units": "1"})})
+    write_netcdf(ds, target)
+    xr.testing.assert_identical(read_results(target), ds)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.nc"]
