@@ -84,7 +84,7 @@ def amp_training() -> None:
         moved = (None if b0 is None else
                  not torch.equal(b0, model.layer1[0].conv1.feedback_weight))
         print(f"{rule:5s} bf16+channels_last: losses {[round(v, 3) for v in losses]}, grad dtype {w.grad.dtype}, "
-              f"B moved by training: {moved}, fused twin: {kp.twin is not None and kp.twin.defaults.get('fused')}")
+              f"B moved by training: {moved}, fused twin: {kp.twin is not None and kp.twin.param_groups[0].get('fused')}")
 
 
 def compiled() -> None:

@@ -18,8 +18,20 @@ from .errors import ConfigError, UnknownNameError
 __all__ = ["list_models", "load_model", "get_model", "list_simulations", "simulation_file"]
 
 
+def _folder(package: str) -> Path:
+    """Where the TOML files of ``neurocircuit.models`` / ``neurocircuit.simulations`` are.
+
+    Installed, they are subpackages; in a source checkout (e.g. tests run from the repository root, where the
+    checkout shadows the installed package) they are the top-level ``models/`` and ``simulations/`` folders.
+    """
+    try:
+        return Path(str(resources.files(package)))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / package.rpartition(".")[2]
+
+
 def _names(package: str) -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files(package).iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in _folder(package).iterdir() if p.name.endswith(".toml"))
 
 
 def _is_path(name: str) -> bool:
@@ -34,7 +46,7 @@ def _resolve(name: str | Path, package: str, what: str) -> Path:
         return path
     if name not in _names(package):
         raise UnknownNameError(f"unknown {what} {name!r} (known: {', '.join(_names(package))})")
-    return Path(str(resources.files(package).joinpath(f"{name}.toml")))
+    return _folder(package) / f"{name}.toml"
 
 
 def list_models() -> list[str]:
