@@ -83,8 +83,9 @@ def amp_training() -> None:
         w = model.layer1[0].conv1.weight
         moved = (None if b0 is None else
                  not torch.equal(b0, model.layer1[0].conv1.feedback_weight))
+        fused = kp.twin is not None and kp.twin.param_groups[0].get("fused")
         print(f"{rule:5s} bf16+channels_last: losses {[round(v, 3) for v in losses]}, grad dtype {w.grad.dtype}, "
-              f"B moved by training: {moved}, fused twin: {kp.twin is not None and kp.twin.param_groups[0].get('fused')}")
+              f"B moved by training: {moved}, fused twin: {fused}")
 
 
 def compiled() -> None:
