@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import NeurocircuitError
+
+if TYPE_CHECKING:  # the CLI imports the heavy modules only when a command needs them
+    import xarray as xr
 
 __all__ = ["main"]
 
@@ -26,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, type=Path, help="output folder")
     run.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                      help="override a simulation key, e.g. --set train.epochs=5 (repeatable)")
+    run.add_argument("--only", metavar="LABELS", help="run only these arms (comma-separated rule labels)")
     run.add_argument("--no-figures", action="store_true", help="write results.nc only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("list", help="list models, rules, data sets and simulations")
@@ -57,7 +62,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from .results import write_netcdf
     from .simulation import load_simulation, run_simulation
 
-    sim = load_simulation(args.simulation, args.settings)
+    only = [x for x in args.only.split(",") if x] if args.only else None
+    sim = load_simulation(args.simulation, args.settings, only)
     if args.out.exists() and not args.out.is_dir():
         raise NeurocircuitError(f"--out {str(args.out)!r} exists and is not a folder")
     print(f"running {sim.name!r}: model {sim.model}, rules {', '.join(r.label for r in sim.rules)}, "
@@ -65,16 +71,29 @@ def _cmd_run(args: argparse.Namespace) -> None:
     ds = run_simulation(sim, progress=False if args.quiet else None)
     path = write_netcdf(ds, args.out / "results.nc")
     figures = [] if args.no_figures else save_figures(ds, args.out)
+    print(summary_table(ds))
+    print(f"wrote {path}" + "".join(f"\nwrote {f}" for f in figures))
+
+
+def summary_table(ds: xr.Dataset) -> str:
+    """Final test accuracy, largest B-W angle over layers and step time per rule, mean ± sd over seeds."""
+    if "step" not in ds.dims:
+        angle_vars = [v for v in ds.data_vars if v.endswith("_weight_angle")]
+        lines = [f"{'rule':<20} " + " ".join(f"{v:>24}" for v in angle_vars)]
+        for rule in ds["rule"].values:
+            cells = [ds[v].sel(rule=rule).isel({ds[v].dims[-2]: -1}).max("layer") for v in angle_vars]
+            lines.append(f"{rule!s:<20} " + " ".join(f"{float(c.mean()):17.2f} ± {float(c.std()):4.2f}"
+                                                     for c in cells))
+        return "\n".join(lines)
     last = ds.isel(step=-1)
-    top_layer = str(ds["layer"].values[-1])
-    print(f"{'rule':<16} {'test acc (%)':>14} {'angle ' + top_layer + ' (deg)':>22} {'ms/step':>9}")
+    lines = [f"{'rule':<20} {'test acc (%)':>15} {'max angle B-W (deg)':>22} {'ms/step':>9}"]
     for rule in ds["rule"].values:
         r = last.sel(rule=rule)
-        acc, angle = 100 * r["test_accuracy"], r["weight_angle"].sel(layer=top_layer)
-        print(f"{rule!s:<16} {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f} "
-              f"{float(angle.mean()):15.2f} ± {float(angle.std()):4.2f} "
-              f"{1e3 * float(r['seconds_per_step'].mean()):9.2f}")
-    print(f"wrote {path}" + "".join(f"\nwrote {f}" for f in figures))
+        acc, angle = 100 * r["test_accuracy"], r["weight_angle"].max("layer")
+        lines.append(f"{rule!s:<20} {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f} "
+                     f"{float(angle.mean()):15.2f} ± {float(angle.std()):4.2f} "
+                     f"{1e3 * float(r['seconds_per_step'].mean()):9.2f}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

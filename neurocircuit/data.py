@@ -1,21 +1,27 @@
-"""Data sets that need no download: scikit-learn's 8x8 digits and Lillicrap's linear teacher task.
+"""Data sets: scikit-learn's 8x8 digits, Lillicrap's linear teacher task, Fashion-MNIST from IDX files,
+and transformed test sets for out-of-distribution checks.
 
-Every loader returns ``(train, test)`` as :class:`torch.utils.data.TensorDataset` s of float32 inputs
-(batch first) and targets (int64 class labels, or float32 for regression), plus a :class:`DatasetInfo`.
+Every loader returns ``(train, test, info)``: :class:`torch.utils.data.TensorDataset` s of float32 inputs
+(batch first; images as ``(N, 1, H, W)``) and targets (int64 class labels, or float32 for regression), and a
+:class:`DatasetInfo`. Networks built from circuits reshape an image to a vector population when the sizes match.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from .errors import ConfigError, UnknownNameError
+from .errors import ConfigError, DataError, UnknownNameError
 
-__all__ = ["DatasetInfo", "load_digits", "teacher_task", "load_dataset", "list_datasets"]
+__all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashion_mnist", "load_fashion_mnist",
+           "transform_images", "parse_transform", "load_dataset", "list_datasets"]
 
 
 @dataclass(frozen=True)
@@ -38,15 +44,15 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
 
 def load_digits(*, test_fraction: float = 0.25, split_seed: int = 0
                 ) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
-    """scikit-learn's 1797 8x8 digit images, pixels scaled to [0, 1], as 64-vectors."""
+    """scikit-learn's 1797 8x8 digit images, pixels scaled to [0, 1], shaped ``(N, 1, 8, 8)``."""
     from sklearn.datasets import load_digits as _sk_digits
 
     bunch = _sk_digits()
-    x = torch.tensor(bunch.data / 16.0, dtype=torch.float32)
+    x = torch.tensor(bunch.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
     y = torch.tensor(bunch.target, dtype=torch.int64)
     train, test = _split(len(x), test_fraction, split_seed)
     return (TensorDataset(x[train], y[train]), TensorDataset(x[test], y[test]),
-            DatasetInfo("digits", (64,), 10, "classification"))
+            DatasetInfo("digits", (1, 8, 8), 10, "classification"))
 
 
 def teacher_task(*, n_in: int = 30, n_hidden: int = 20, n_out: int = 10, n_train: int = 2000,
@@ -66,9 +72,144 @@ def teacher_task(*, n_in: int = 30, n_hidden: int = 20, n_out: int = 10, n_train
             DatasetInfo("teacher", (n_in,), n_out, "regression"))
 
 
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, checking its header against its length."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path} is truncated (header)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    body = raw[4 + 4 * ndim:]
+    if len(body) != expected:
+        raise DataError(f"{path} is truncated or corrupt: header says {shape} ({expected} bytes of data), "
+                        f"found {len(body)} bytes")
+    return np.frombuffer(body, dtype=dtype).reshape(shape)
+
+
+#: Where Fashion-MNIST is looked for, after an explicit ``root`` and ``$NEUROCIRCUIT_DATA/fashion-mnist``.
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/neurocircuit/FashionMNIST/raw")
+_FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                  "t10k-labels-idx1-ubyte")
+#: Mean and standard deviation of the Fashion-MNIST training pixels (scaled to [0, 1]).
+FASHION_MNIST_STATS = (0.2860, 0.3530)
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def find_fashion_mnist(root: str | Path | None = None, *, download: bool = True) -> dict[str, Path]:
+    """The four Fashion-MNIST IDX files: from ``root``, ``$NEUROCIRCUIT_DATA/fashion-mnist``, Debian's
+    ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) or torchvision's download cache, and as a
+    last resort a torchvision download. Raises :class:`DataError` saying how to get the data."""
+    if root is not None:  # an explicit folder is the only place looked at
+        files = {stem: _idx_file(Path(root).expanduser(), stem) for stem in _FASHION_FILES}
+        if not all(files.values()):
+            raise DataError(f"{root} does not hold the Fashion-MNIST files {', '.join(_FASHION_FILES)} "
+                            "(.gz or not)")
+        return files  # type: ignore[return-value]
+    candidates = []
+    if os.environ.get("NEUROCIRCUIT_DATA"):
+        candidates.append(Path(os.environ["NEUROCIRCUIT_DATA"]).expanduser() / "fashion-mnist")
+    candidates += [Path(d).expanduser() for d in FASHION_MNIST_DIRS]
+    for folder in candidates:
+        files = {stem: _idx_file(folder, stem) for stem in _FASHION_FILES}
+        if all(files.values()):
+            return files  # type: ignore[return-value]
+    if download:
+        cache = Path(FASHION_MNIST_DIRS[1]).expanduser().parent.parent
+        try:
+            import torchvision
+
+            torchvision.datasets.FashionMNIST(str(cache), train=True, download=True)
+            torchvision.datasets.FashionMNIST(str(cache), train=False, download=True)
+            return find_fashion_mnist(cache / "FashionMNIST" / "raw", download=False)
+        except Exception:  # no network or a failed download: fall through to the instructions
+            pass
+    raise DataError("Fashion-MNIST not found: install Debian's package (apt-get install dataset-fashion-mnist), "
+                    "or put the four IDX files in a folder and pass it as data.root or $NEUROCIRCUIT_DATA/"
+                    "fashion-mnist, or allow torchvision to download it")
+
+
+def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: int = 0, normalize: bool = True,
+                       train_samples: int | None = None, test_samples: int | None = None
+                       ) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
+    """Fashion-MNIST as ``(N, 1, 28 + 2 pad, 28 + 2 pad)`` images in [0, 1], standardised if ``normalize``.
+
+    ``pad = 2`` gives the 32x32 inputs of LeNet-5. ``train_samples`` / ``test_samples`` take the first N.
+    """
+    files = find_fashion_mnist(root, download=download)
+    sets = []
+    for split, limit in (("train", train_samples), ("t10k", test_samples)):
+        images = read_idx(files[f"{split}-images-idx3-ubyte"])
+        labels = read_idx(files[f"{split}-labels-idx1-ubyte"])
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"Fashion-MNIST {split} files disagree: images {images.shape}, labels {labels.shape}")
+        images, labels = images[:limit], labels[:limit]
+        x = torch.tensor(images, dtype=torch.float32).div_(255.0).unsqueeze(1)
+        if normalize:
+            x = (x - FASHION_MNIST_STATS[0]) / FASHION_MNIST_STATS[1]
+        if pad:
+            x = torch.nn.functional.pad(x, (pad,) * 4, value=float(x.min()))
+        sets.append(TensorDataset(x, torch.tensor(labels, dtype=torch.int64)))
+    side = images.shape[1] + 2 * pad
+    return sets[0], sets[1], DatasetInfo("fashion_mnist", (1, side, side), 10, "classification")
+
+
+def parse_transform(spec: str) -> tuple[str, float]:
+    """``"rotate:30"`` -> ("rotate", 30.0); kinds: rotate (degrees), shift (pixels), scale (factor)."""
+    kind, _, amount = spec.partition(":")
+    if kind not in ("rotate", "shift", "scale") or not amount:
+        raise ConfigError(f"bad transform {spec!r}: use rotate:DEGREES, shift:PIXELS or scale:FACTOR")
+    try:
+        return kind, float(amount)
+    except ValueError:
+        raise ConfigError(f"bad transform {spec!r}: {amount!r} is not a number") from None
+
+
+def transform_images(dataset: TensorDataset, spec: str) -> TensorDataset:
+    """A copy of an image data set ``(N, C, H, W)`` rotated, shifted (right and down) or scaled about the centre.
+
+    The background is filled with each image's minimum (the blank value after standardisation).
+    """
+    from torchvision.transforms.v2 import functional as TF
+
+    kind, amount = parse_transform(spec)
+    x, y = dataset.tensors
+    if x.dim() != 4:
+        raise ConfigError(f"transform {spec!r} needs images (N, C, H, W), got inputs of shape {tuple(x.shape)}")
+    base = x.amin(dim=(1, 2, 3), keepdim=True)
+    shifted = x - base  # so that filling with 0 fills with the background
+    angle, translate, scale = 0.0, [0, 0], 1.0
+    if kind == "rotate":
+        angle = amount
+    elif kind == "shift":
+        translate = [int(round(amount))] * 2
+    else:
+        scale = amount
+    out = TF.affine(shifted, angle=angle, translate=translate, scale=scale, shear=[0.0, 0.0],
+                    interpolation=TF.InterpolationMode.BILINEAR, fill=0.0)
+    return TensorDataset(out + base, y)
+
+
 _LOADERS: dict[str, Callable[..., tuple[TensorDataset, TensorDataset, DatasetInfo]]] = {
     "digits": load_digits,
     "teacher": teacher_task,
+    "fashion_mnist": load_fashion_mnist,
 }
 
 

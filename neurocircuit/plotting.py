@@ -13,7 +13,7 @@ import xarray as xr  # noqa: E402
 
 from .results import write_atomic  # noqa: E402
 
-__all__ = ["plot_learning_curves", "plot_alignment", "save_figures"]
+__all__ = ["plot_learning_curves", "plot_alignment", "plot_ood", "save_figures"]
 
 
 def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,6 +23,8 @@ def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _band(ax: plt.Axes, x: np.ndarray, da: xr.DataArray, label: str) -> None:
+    if bool(da.isnull().all()):
+        return  # this arm has no such variable (e.g. a phase it did not run)
     mean, sd = _mean_sd(da)
     (line,) = ax.plot(x, mean, label=label)
     if np.any(sd > 0):
@@ -46,28 +48,57 @@ def plot_learning_curves(ds: xr.Dataset) -> plt.Figure:
 
 
 def plot_alignment(ds: xr.Dataset, variable: str = "weight_angle") -> plt.Figure:
-    """``variable`` (default: angle between B and W^T) against epoch, one panel per layer."""
+    """``variable`` (default: angle between B and W^T) against epoch, or against the steps of the phase it
+    belongs to (``mirror_weight_angle`` over ``mirror_step``), one panel per layer."""
     layers = list(ds["layer"].values)
     fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.6), squeeze=False,
                              constrained_layout=True, sharey=True)
-    epoch = ds["epoch"].values
+    x_dim = next(d for d in ds[variable].dims if d not in ("rule", "seed", "layer"))
+    x, x_label = (ds["epoch"].values, "epoch") if x_dim == "step" else (ds[x_dim].values, x_dim.replace("_", " "))
     for ax, layer in zip(axes[0], layers):
         for rule in ds["rule"].values:
-            _band(ax, epoch, ds[variable].sel(rule=rule, layer=layer), str(rule))
-        ax.set(title=str(layer), xlabel="epoch")
-        ax.axhline(90, color="0.7", linewidth=0.8, linestyle=":")
+            _band(ax, x, ds[variable].sel(rule=rule, layer=layer), str(rule))
+        ax.set(title=str(layer), xlabel=x_label)
+        if ds[variable].attrs.get("units") == "degree":
+            ax.axhline(90, color="0.7", linewidth=0.8, linestyle=":")
     axes[0][0].set_ylabel(f"{variable.replace('_', ' ')} ({ds[variable].attrs.get('units', '')})")
     axes[0][-1].legend(fontsize="small")
     fig.suptitle(ds[variable].attrs.get("long_name", variable))
     return fig
 
 
+def plot_ood(ds: xr.Dataset) -> plt.Figure:
+    """Final test accuracy on the original and the transformed test sets, bars per rule (mean +- sd)."""
+    rules = [str(r) for r in ds["rule"].values]
+    labels = ["original"] + [str(t) for t in ds["transform"].values]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels) * max(1, len(rules)) / 3, 3.8), constrained_layout=True)
+    width = 0.8 / len(rules)
+    final = ds["test_accuracy"].isel(step=-1)
+    for i, rule in enumerate(rules):
+        vals = [final.sel(rule=rule)] + [ds["ood_accuracy"].sel(rule=rule, transform=t) for t in ds["transform"]]
+        means = [100 * float(v.mean()) for v in vals]
+        sds = [100 * float(v.std()) if "seed" in v.dims else 0.0 for v in vals]
+        ax.bar(np.arange(len(labels)) + (i - (len(rules) - 1) / 2) * width, means, width, yerr=sds, label=rule)
+    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set(ylabel="test accuracy (%)", title="out-of-distribution test sets")
+    ax.legend(fontsize="small")
+    return fig
+
+
 def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
-    """Write learning_curves.png, weight_angle.png and gradient_angle.png into ``out_dir``."""
+    """Write the figures a results Dataset supports into ``out_dir``: learning_curves.png, one PNG per
+    per-layer variable (weight_angle, gradient_angle, effective_dim, <phase>_weight_angle) and
+    ood_accuracy.png."""
     out_dir = Path(out_dir)
-    figures = {"learning_curves.png": plot_learning_curves(ds), "weight_angle.png": plot_alignment(ds)}
-    if "gradient_angle" in ds:
-        figures["gradient_angle.png"] = plot_alignment(ds, "gradient_angle")
+    figures = {}
+    if "step" in ds.dims:
+        figures["learning_curves.png"] = plot_learning_curves(ds)
+    for var in ds.data_vars:
+        if var in ("weight_angle", "gradient_angle", "effective_dim") or var.endswith("_weight_angle"):
+            if "layer" in ds[var].dims:
+                figures[f"{var}.png"] = plot_alignment(ds, var)
+    if "ood_accuracy" in ds:
+        figures["ood_accuracy.png"] = plot_ood(ds)
     written = []
     for name, fig in figures.items():
         written.append(write_atomic(out_dir / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110)))

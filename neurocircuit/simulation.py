@@ -20,6 +20,20 @@ A simulation is a TOML file (see ``simulations/``)::
     loss = "cross_entropy"
     record_every = "epoch"        # or a number of steps
     alignment_samples = 256
+    lr_schedule = "constant"      # or "cosine" (per step, over the engaged phase)
+    ood_transforms = []           # e.g. ["rotate:30", "shift:3", "scale:0.8"], evaluated at the end
+    device = "cpu"                # or "cuda", "cuda:1", ...
+
+    [mirror]                      # MirrorSettings for every mirror step (see neurocircuit.phases)
+    noise_std = 1.0
+
+    [[phases]]                    # default: one engaged phase; an arm may give its own "phases" list
+    kind = "mirror"
+    steps = 200
+
+    [[phases]]
+    kind = "engaged"
+    mirror_every = 1
 
 Every key is checked; a mistyped one is an error that names it.
 """
@@ -27,6 +41,7 @@ Every key is checked; a mistyped one is an error that names it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -39,6 +54,15 @@ from ._toml import check_keys, expect, read_toml, tomllib
 from .circuit import Circuit
 from .data import DatasetInfo, list_datasets, load_dataset
 from .errors import ConfigError, ShapeError, UnknownNameError
+from .phases import (
+    EngagedPhase,
+    MirrorPhase,
+    MirrorSettings,
+    PrenatalPhase,
+    Schedule,
+    mirror_settings_from_dict,
+    parse_schedule,
+)
 from .registry import load_model, simulation_file
 from .results import attach_config
 
@@ -51,12 +75,14 @@ TIME_STEP_CONVENTION = ("torch backend: one step = one optimizer update on one m
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """One arm of a simulation: a rule, its label in results, per-projection overrides and options."""
+    """One arm of a simulation: a rule, its label in results, per-projection overrides, options, and
+    optionally its own phase schedule (else the simulation's)."""
 
     name: str
     label: str
     overrides: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,9 @@ class TrainSettings:
     loss: str = "cross_entropy"
     record_every: int | str = "epoch"
     alignment_samples: int = 256
+    lr_schedule: str = "constant"
+    ood_transforms: tuple[str, ...] = ()
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -81,8 +110,14 @@ class Simulation:
     data: Mapping[str, Any]
     optimizer: Mapping[str, Any]
     train: TrainSettings
+    schedule: Schedule = Schedule((EngagedPhase(),))
+    mirror: MirrorSettings = MirrorSettings()
     description: str = ""
     source: str = "<dict>"
+
+    def schedule_for(self, spec: RuleSpec) -> Schedule:
+        """The phases that arm ``spec`` runs."""
+        return spec.schedule or self.schedule
 
     def circuit(self, spec: RuleSpec) -> Circuit:
         """The model circuit with the rules of ``spec``."""
@@ -93,7 +128,7 @@ class Simulation:
         return asdict(self)
 
 
-_TOP_KEYS = ("name", "description", "model", "rules", "seeds", "data", "optimizer", "train")
+_TOP_KEYS = ("name", "description", "model", "rules", "seeds", "data", "optimizer", "train", "mirror", "phases")
 
 
 def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simulation:
@@ -104,19 +139,24 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
         if key not in raw:
             raise ConfigError(f"{where}: missing key {key!r}")
     model = expect(raw["model"], str, f"{where}: model")
+    mirror = mirror_settings_from_dict(expect(raw.get("mirror", {}), dict, f"{where}: mirror"), f"{where}: mirror")
+    schedule = (parse_schedule(raw["phases"], mirror=mirror, where=f"{where}: phases") if "phases" in raw
+                else Schedule((EngagedPhase(),)))
     rules = []
     for i, entry in enumerate(expect(raw["rules"], list, f"{where}: rules")):
         w = f"{where}: rules[{i}]"
         if isinstance(entry, str):
             entry = {"name": entry}
         expect(entry, dict, w)
-        check_keys(entry, ("name", "label", "overrides", "options"), w)
+        check_keys(entry, ("name", "label", "overrides", "options", "phases"), w)
         if "name" not in entry:
             raise ConfigError(f"{w}: missing key 'name'")
         name = expect(entry["name"], str, f"{w}: name")
+        own = (parse_schedule(entry["phases"], mirror=mirror, where=f"{w}: phases") if "phases" in entry
+               else None)
         rules.append(RuleSpec(name, expect(entry.get("label", name), str, f"{w}: label"),
                               dict(expect(entry.get("overrides", {}), dict, f"{w}: overrides")),
-                              dict(expect(entry.get("options", {}), dict, f"{w}: options"))))
+                              dict(expect(entry.get("options", {}), dict, f"{w}: options")), own))
     if not rules:
         raise ConfigError(f"{where}: rules is empty")
     labels = [r.label for r in rules]
@@ -136,11 +176,20 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     optimizer.setdefault("name", "sgd")
     train_raw = expect(raw.get("train", {}), dict, f"{where}: train")
     check_keys(train_raw, TrainSettings.__dataclass_fields__, f"{where}: train")
-    train = TrainSettings(**train_raw)
+    train = TrainSettings(**{**train_raw, "ood_transforms": tuple(expect(train_raw.get("ood_transforms", []), list,
+                                                                          f"{where}: train.ood_transforms"))})
     expect(train.epochs, int, f"{where}: train.epochs")
     expect(train.batch_size, int, f"{where}: train.batch_size")
+    if train.lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"{where}: train.lr_schedule must be 'constant' or 'cosine', got {train.lr_schedule!r}")
+    from .data import parse_transform
+
+    expect(train.device, str, f"{where}: train.device")
+    for spec_text in train.ood_transforms:
+        parse_transform(expect(spec_text, str, f"{where}: train.ood_transforms"))
     sim = Simulation(expect(raw.get("name", Path(source).stem), str, f"{where}: name"), model, tuple(rules),
-                     tuple(seeds), data, optimizer, train, str(raw.get("description", "")), source)
+                     tuple(seeds), data, optimizer, train, schedule, mirror, str(raw.get("description", "")),
+                     source)
     # Build every circuit now, so unknown models, rules, options and overrides fail before any training.
     from .train import LOSSES, make_optimizer  # torch-heavy; imported late on purpose
 
@@ -184,11 +233,20 @@ def apply_settings(raw: dict[str, Any], settings: Iterable[str]) -> dict[str, An
     return out
 
 
-def load_simulation(name: str | Path, settings: Iterable[str] = ()) -> Simulation:
-    """Read a simulation by name (from ``simulations/``) or path, applying ``key=value`` settings."""
+def load_simulation(name: str | Path, settings: Iterable[str] = (), only: Iterable[str] | None = None) -> Simulation:
+    """Read a simulation by name (from ``simulations/``) or path, applying ``key=value`` settings, and keeping
+    only the arms whose labels are in ``only`` (if given)."""
     path = simulation_file(name)
     source = str(name) if str(name).endswith(".toml") else f"simulation {name!r}"
-    return parse_simulation(apply_settings(read_toml(path), settings), source=source)
+    sim = parse_simulation(apply_settings(read_toml(path), settings), source=source)
+    if only is not None:
+        wanted = list(only)
+        labels = [r.label for r in sim.rules]
+        unknown = [w for w in wanted if w not in labels]
+        if unknown:
+            raise ConfigError(f"--only: no arm labelled {unknown[0]!r} (arms: {', '.join(labels)})")
+        sim = dataclasses.replace(sim, rules=tuple(r for r in sim.rules if r.label in wanted))
+    return sim
 
 
 def _check_data_fits(circuit: Circuit, info: DatasetInfo) -> None:
@@ -203,37 +261,82 @@ def _check_data_fits(circuit: Circuit, info: DatasetInfo) -> None:
                          f"has {circuit.output.size} output units")
 
 
-def run_simulation(sim: Simulation, *, progress: bool | None = None) -> xr.Dataset:
-    """Train every rule of ``sim`` for every seed and return the results (dims rule, seed, step, layer)."""
+def run_arm(sim: Simulation, spec: RuleSpec, seed: int, data: tuple[Any, Any, DatasetInfo], *,
+            progress: bool | None = None) -> xr.Dataset:
+    """Run one arm (rule ``spec``, one ``seed``) through its phases and return its results."""
     import torch
 
+    from .data import transform_images
     from .nn.build import build_network
-    from .train import fit, make_optimizer
+    from .train import evaluate, fit, make_optimizer, run_mirror_phase, run_prenatal_phase
 
+    train_set, test_set, info = data
+    circuit = sim.circuit(spec)
+    _check_data_fits(circuit, info)
+    try:
+        device = torch.device(sim.train.device)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {sim.train.device!r}") from None
+    model = build_network(circuit, seed=seed).to(device)
+    settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
+    parts = []
+    # Separate generators per purpose, so adding a phase does not change the others' noise.
+    mirror_gen = torch.Generator().manual_seed(10_000 + seed)
+    prenatal_gen = torch.Generator().manual_seed(20_000 + seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # for rules that draw during training (brsf)
+        for phase in sim.schedule_for(spec).phases:
+            label = f"{spec.label} seed {seed} {phase.name}"
+            if isinstance(phase, PrenatalPhase):
+                lr = {"lr": phase.learning_rate} if phase.learning_rate is not None else {}
+                optimizer = make_optimizer(model.parameters(), sim.optimizer["name"], **{**settings, **lr})
+                parts.append(run_prenatal_phase(model, phase, input_shape=info.input_shape, n_classes=info.n_outputs,
+                                                optimizer=optimizer, generator=prenatal_gen, progress=progress))
+            elif isinstance(phase, MirrorPhase):
+                parts.append(run_mirror_phase(model, phase, generator=mirror_gen))
+            else:
+                optimizer = make_optimizer(model.parameters(), sim.optimizer["name"], **settings)
+                epochs = sim.train.epochs if phase.epochs is None else phase.epochs
+                parts.append(fit(model, train_set, test_set, optimizer=optimizer, epochs=epochs,
+                                 batch_size=sim.train.batch_size, loss=sim.train.loss, seed=seed,
+                                 record_every=sim.train.record_every, alignment_samples=sim.train.alignment_samples,
+                                 progress=progress, description=label, mirror=sim.mirror,
+                                 mirror_every=phase.mirror_every, mirror_steps=phase.mirror_steps,
+                                 mirror_generator=mirror_gen, mirror_follows_lr=phase.mirror_follows_lr,
+                                 lr_schedule=sim.train.lr_schedule))
+    if sim.train.ood_transforms:
+        from torch.utils.data import DataLoader
+
+        from .train import LOSSES
+
+        accuracies = [evaluate(model, DataLoader(transform_images(test_set, t), batch_size=512),
+                               LOSSES[sim.train.loss])[1] for t in sim.train.ood_transforms]
+        parts.append(xr.Dataset({"ood_accuracy": ("transform", accuracies, {"units": "1"})},
+                                coords={"transform": list(sim.train.ood_transforms)}))
+    ds = xr.merge(parts, compat="override", join="outer", combine_attrs="drop")
+    # Per-arm coordinates that differ between arms become variables, so arms can be stacked.
+    return ds.reset_coords([c for c in ("layer_rule",) if c in ds.coords])
+
+
+def run_simulation(sim: Simulation, *, progress: bool | None = None) -> xr.Dataset:
+    """Run every arm of ``sim`` for every seed and return the results.
+
+    Dims: ``rule`` (arm labels), ``seed``, ``step`` (engaged training), ``layer``, and ``<phase>_step`` for
+    mirror and prenatal phases, ``transform`` for OOD accuracies. Variables an arm does not have are NaN there.
+    """
     data_options = {k: v for k, v in sim.data.items() if k != "name"}
-    train_set, test_set, info = load_dataset(sim.data["name"], **data_options)
-    per_rule = []
+    data = load_dataset(sim.data["name"], **data_options)
+    arms = []
     for spec in sim.rules:
-        circuit = sim.circuit(spec)
-        _check_data_fits(circuit, info)
-        per_seed = []
         for seed in sim.seeds:
-            model = build_network(circuit, seed=seed)
-            settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
-            optimizer = make_optimizer(model.parameters(), sim.optimizer["name"], **settings)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # for rules that draw during training (brsf)
-                ds = fit(model, train_set, test_set, optimizer=optimizer, epochs=sim.train.epochs,
-                         batch_size=sim.train.batch_size, loss=sim.train.loss, seed=seed,
-                         record_every=sim.train.record_every, alignment_samples=sim.train.alignment_samples,
-                         progress=progress, description=f"{spec.label} seed {seed}")
-            per_seed.append(ds)
-        per_rule.append(xr.concat(per_seed, dim="seed", coords="different", compat="equals",
-                                  join="outer").assign_coords(seed=list(sim.seeds)))
-    results = xr.concat(per_rule, dim="rule", coords="different", compat="equals", join="outer")
-    results = results.assign_coords(rule=[r.label for r in sim.rules])
+            ds = run_arm(sim, spec, seed, data, progress=progress)
+            arms.append(ds.expand_dims(rule=[spec.label], seed=[seed]))
+    results = xr.merge(arms, compat="no_conflicts", join="outer", combine_attrs="drop")
+    results = results.reindex(rule=[r.label for r in sim.rules], seed=list(sim.seeds))
+    if "layer_rule" in results:
+        results = results.set_coords("layer_rule")
     from . import __version__
 
-    return attach_config(results, sim.to_dict(), simulation=sim.name, model=sim.model, dataset=info.name,
+    return attach_config(results, sim.to_dict(), simulation=sim.name, model=sim.model, dataset=data[2].name,
                          backend="torch", time_step_convention=TIME_STEP_CONVENTION,
                          neurocircuit_version=__version__, python=sys.version.split()[0])

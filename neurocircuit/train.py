@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .nn.feedback_optim import FeedbackOptimizer
-from .nn.metrics import alignment
+from .nn.metrics import alignment, effective_dimensionality, weight_alignment
+from .nn.mirror import mirror_step
+from .phases import MirrorPhase, MirrorSettings, PrenatalPhase
 
-__all__ = ["LOSSES", "make_optimizer", "evaluate", "fit"]
+__all__ = ["LOSSES", "make_optimizer", "evaluate", "fit", "run_mirror_phase", "run_prenatal_phase"]
 
 #: Loss functions by name. ``mse`` compares the output with the target vector (regression).
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -77,7 +79,9 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: Callable[[Tensor, Te
 def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: torch.optim.Optimizer,
         epochs: int, batch_size: int = 32, loss: str = "cross_entropy", seed: int = 0,
         record_every: int | str = "epoch", alignment_samples: int = 256, progress: bool | None = None,
-        description: str = "") -> xr.Dataset:
+        description: str = "", mirror: MirrorSettings | None = None, mirror_every: int = 0, mirror_steps: int = 1,
+        mirror_generator: torch.Generator | None = None, mirror_follows_lr: bool = False,
+        lr_schedule: str = "constant") -> xr.Dataset:
     """Train ``model`` and record the learning and alignment curves.
 
     Parameters
@@ -101,14 +105,21 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
         Test samples used for the gradient angle.
     progress
         Show a progress bar; None shows it only on a terminal.
+    mirror, mirror_every, mirror_steps
+        Interleaved weight mirroring: after every ``mirror_every`` training steps (0: never), ``mirror_steps``
+        mirror steps with ``mirror`` settings on the ``wm`` layers, drawing noise from ``mirror_generator``.
+        Their time counts in ``seconds_per_step``. With ``mirror_follows_lr`` the mirror's learning rate and
+        decay are scaled by the optimizer's current learning rate over its initial one.
+    lr_schedule
+        ``constant``, or ``cosine``: the learning rate follows a cosine from its value to 0 over all steps.
 
     Returns
     -------
     xarray.Dataset
         Dimensions ``step`` and ``layer``; coordinate ``epoch`` along ``step``; variables ``train_loss``,
         ``train_accuracy`` (means over the steps since the previous record), ``test_loss``,
-        ``test_accuracy``, ``weight_angle``, ``norm_ratio``, ``gradient_angle``, and the scalar
-        ``seconds_per_step`` (mean wall time of a training step, evaluation excluded).
+        ``test_accuracy``, ``weight_angle``, ``norm_ratio``, ``gradient_angle``, ``effective_dim``, and the
+        scalar ``seconds_per_step`` (mean wall time of a training step and its mirroring, evaluation excluded).
     """
     if loss not in LOSSES:
         raise ConfigError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
@@ -128,14 +139,22 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
         raise ConfigError(f"record_every must be 'epoch' or a positive int, got {record_every!r}")
     probe = next(iter(DataLoader(test_set, batch_size=alignment_samples)))
     probe = (probe[0].to(device), probe[1].to(device))
+    if mirror_every and mirror is None:
+        raise ConfigError("mirror_every > 0 needs mirror settings")
+    if lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs * steps_per_epoch, 1))
+                 if lr_schedule == "cosine" else None)
     kp = FeedbackOptimizer(model, optimizer)
+    initial_lr = optimizer.param_groups[0]["lr"]
 
     records: list[dict[str, object]] = []
     window: list[tuple[float, float]] = []
 
     def record(step: int) -> None:
         test_loss, test_acc = evaluate(model, test_loader, loss_fn)
-        align = alignment(model, *probe, loss_fn=loss_fn)
+        align = alignment(model, *probe, loss_fn=loss_fn).merge(effective_dimensionality(model), compat="override",
+                                                                 join="exact")
         tl, ta = (np.mean([w[0] for w in window]), np.mean([w[1] for w in window])) if window else (np.nan,) * 2
         records.append({"step": step, "train_loss": tl, "train_accuracy": ta, "test_loss": test_loss,
                         "test_accuracy": test_acc, "align": align})
@@ -156,6 +175,12 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
                 optimizer.zero_grad(set_to_none=True)
                 batch_loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                if mirror_every and (step + 1) % mirror_every == 0:
+                    scale = optimizer.param_groups[0]["lr"] / initial_lr if mirror_follows_lr else 1.0
+                    for _ in range(mirror_steps):
+                        mirror_step(model, mirror, generator=mirror_generator, rate_scale=scale)
                 train_seconds += time.perf_counter() - t0
                 window.append((batch_loss.item(), _accuracy(out.detach(), y)))
                 step += 1
@@ -186,3 +211,82 @@ def _to_dataset(records: list[dict[str, object]], steps_per_epoch: int, seconds_
     ds["step"].attrs["long_name"] = "optimizer steps done"
     ds["epoch"].attrs["units"] = "epoch"
     return ds
+
+
+def _phase_dataset(name: str, records: list[tuple[int, dict[str, float], xr.Dataset]]) -> xr.Dataset:
+    """Stack per-record scalars and per-layer metrics along ``<name>_step``; variables get the phase's prefix."""
+    dim = f"{name}_step"
+    steps = [r[0] for r in records]
+    per_layer = xr.concat([r[2] for r in records], dim=dim, coords="different", compat="equals", join="exact")
+    per_layer = per_layer.assign_coords({dim: steps}).rename({v: f"{name}_{v}" for v in per_layer.data_vars})
+    scalars = {f"{name}_{k}": (dim, np.array([r[1][k] for r in records], dtype=float), {"units": "1"})
+               for k in records[0][1]}
+    ds = per_layer.merge(xr.Dataset(scalars, coords={dim: steps}), compat="override", join="exact")
+    ds[dim].attrs["long_name"] = f"steps of the {name} phase done"
+    return ds
+
+
+def run_mirror_phase(model: nn.Module, phase: MirrorPhase, *, generator: torch.Generator | None = None
+                     ) -> xr.Dataset:
+    """Run a mirror phase on ``model``'s ``wm`` layers, recording the B-W angle every ``record_every`` steps.
+
+    Returns variables ``<name>_weight_angle`` and ``<name>_norm_ratio`` over ``(<name>_step, layer)``.
+    """
+    records = [(0, {}, weight_alignment(model))]
+    for step in range(1, phase.steps + 1):
+        mirror_step(model, phase.settings, generator=generator)
+        if step % phase.record_every == 0 or step == phase.steps:
+            records.append((step, {}, weight_alignment(model)))
+    return _phase_dataset(phase.name, records)
+
+
+def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: tuple[int, ...], n_classes: int,
+                       optimizer: torch.optim.Optimizer, generator: torch.Generator | None = None,
+                       progress: bool | None = None) -> xr.Dataset:
+    """Train ``model`` on random noise with random labels (Cheon et al.); B is never changed.
+
+    No :class:`FeedbackOptimizer` is attached, so even ``kp`` layers keep their B. Returns ``<name>_loss``,
+    ``<name>_weight_angle`` and ``<name>_norm_ratio`` over ``<name>_step``.
+    """
+    device = next(model.parameters()).device
+    model.train()
+    records = [(0, {"loss": math.nan}, weight_alignment(model))]
+    window: list[float] = []
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        if phase.inputs == "noise":
+            x = torch.randn((n, *input_shape), generator=generator).mul_(phase.noise_std)
+        else:
+            x = torch.zeros((n, *input_shape))
+        if phase.labels == "random":
+            return x, torch.randint(0, n_classes, (n,), generator=generator)
+        # The uniform distribution as target: an error signal that carries no label information.
+        return x, torch.full((n, n_classes), 1.0 / n_classes)
+
+    fixed = draw(phase.dataset_size) if phase.dataset_size is not None else None
+    order = torch.empty(0, dtype=torch.int64)
+    bar = tqdm(total=phase.steps, disable=None if progress is None else not progress, desc=phase.name, leave=False)
+    try:
+        for step in range(1, phase.steps + 1):
+            n = min(phase.batch_size, phase.samples - (step - 1) * phase.batch_size)
+            if fixed is None:
+                x, target = draw(n)
+            else:  # shuffled passes over the fixed noise patterns
+                while len(order) < n:
+                    order = torch.cat([order, torch.randperm(phase.dataset_size, generator=generator)])
+                idx, order = order[:n], order[n:]
+                x, target = fixed[0][idx], fixed[1][idx]
+            loss = F.cross_entropy(model(x.to(device)), target.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            window.append(loss.item())
+            bar.update(1)
+            if not math.isfinite(window[-1]):
+                raise FloatingPointError(f"prenatal loss became {window[-1]} at step {step}")
+            if step % phase.record_every == 0 or step == phase.steps:
+                records.append((step, {"loss": float(np.mean(window))}, weight_alignment(model)))
+                window.clear()
+    finally:
+        bar.close()
+    return _phase_dataset(phase.name, records)

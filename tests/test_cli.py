@@ -65,6 +65,10 @@ BAD = {
     "data does not fit model": (["{tmp}/mismatch.toml"], "expects (784,)"),
     "missing file": (["{tmp}/absent.toml"], "not found"),
     "bad --set": (["default", "--set", "train.epochs"], "key=value"),
+    "unknown arm": (["default", "--only", "kp,zz"], "no arm labelled 'zz'"),
+    "unknown device": (["default", "--set", "train.device=tpu9", "--set", "train.epochs=0"], "unknown device 'tpu9'"),
+    "mirror without bound": (["default", "--set", "mirror.decay=0.0"], "needs a bound"),
+    "unknown phase": (["default", "--set", 'phases=[{kind="dream"}]'], "'kind' must be one of"),
 }
 
 
@@ -86,3 +90,28 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert "unknown rule 'zz'" in proc.stderr
+
+
+def test_every_shipped_simulation_is_valid():
+    from neurocircuit.registry import list_simulations
+    from neurocircuit.simulation import load_simulation
+
+    names = list_simulations()
+    assert {"default", "weight_mirror", "kolen_pollack", "noise_pretraining", "rules_fashion_mnist",
+            "rules_fashion_mnist_lenet5", "both_directions"} <= set(names)
+    for name in names:
+        sim = load_simulation(name)
+        assert sim.rules and sim.seeds
+
+
+def test_mirror_only_simulation_and_only(tmp_path, capsys):
+    sim = tmp_path / "m.toml"
+    sim.write_text('model = "mlp_digits"\nrules = ["wm", "fa"]\nphases = [{ kind = "mirror", steps = 60 }]\n'
+                   '[mirror]\nbatch_size = 256\nlearning_rate = 0.2\ndecay = 0.2\n')
+    assert main(["run", str(sim), "--out", str(tmp_path / "o"), "--only", "wm", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "mirror_weight_angle" in out
+    with xr.open_dataset(tmp_path / "o" / "results.nc") as ds:
+        assert list(ds["rule"].values) == ["wm"]
+        assert float(ds["mirror_weight_angle"].isel(mirror_step=-1).max()) < 20
+    assert (tmp_path / "o" / "mirror_weight_angle.png").exists()

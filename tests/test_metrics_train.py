@@ -96,7 +96,7 @@ def test_nan_loss_stops_with_the_step():
     train, test, _ = load_digits()
     x, y = train.tensors
     x = x.clone()
-    x[5, 3] = float("nan")
+    x.view(len(x), -1)[5, 3] = float("nan")
     model = nc.get_model("mlp_digits", rule="bp", seed=0)
     with pytest.raises(FloatingPointError, match="loss became nan at step"):
         fit(model, TensorDataset(x, y), test, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=1,

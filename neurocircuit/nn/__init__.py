@@ -5,7 +5,16 @@ from .convert import ConversionReport, ConvertedLayer, convert
 from .feedback_optim import FeedbackOptimizer, attach_feedback_learning
 from .functional import feedback_conv2d, feedback_linear
 from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear, is_feedback_layer
-from .metrics import alignment, angle_degrees, feedback_layers, gradient_alignment, weight_alignment
+from .metrics import (
+    alignment,
+    angle_degrees,
+    effective_dimensionality,
+    feedback_layers,
+    gradient_alignment,
+    participation_ratio,
+    weight_alignment,
+)
+from .mirror import mirror_layers, mirror_step, mirror_update, spontaneous_noise
 
 __all__ = [
     "ACTIVATION_FUNCTIONS",
@@ -23,6 +32,12 @@ __all__ = [
     "FeedbackLinear",
     "is_feedback_layer",
     "alignment",
+    "effective_dimensionality",
+    "participation_ratio",
+    "mirror_layers",
+    "mirror_step",
+    "mirror_update",
+    "spontaneous_noise",
     "angle_degrees",
     "feedback_layers",
     "gradient_alignment",

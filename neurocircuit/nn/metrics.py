@@ -13,7 +13,8 @@ from torch.nn import functional as F
 
 from .layers import FeedbackLayer
 
-__all__ = ["angle_degrees", "feedback_layers", "weight_alignment", "gradient_alignment", "alignment"]
+__all__ = ["angle_degrees", "feedback_layers", "participation_ratio", "weight_alignment", "gradient_alignment",
+           "effective_dimensionality", "alignment"]
 
 
 def angle_degrees(a: Tensor, b: Tensor) -> float:
@@ -25,6 +26,18 @@ def angle_degrees(a: Tensor, b: Tensor) -> float:
         return math.nan
     cos = torch.clamp(a @ b / denom, -1.0, 1.0)
     return math.degrees(math.acos(cos.item()))
+
+
+def participation_ratio(weight: Tensor) -> float:
+    """Effective dimensionality of a weight matrix: (sum s_i^2)^2 / sum s_i^4 over its singular values s_i.
+
+    Convolution kernels are read as (out, in * kh * kw) matrices. 1 for a rank-one W, min(shape) for a W
+    whose singular values are all equal.
+    """
+    w = weight.detach().reshape(weight.shape[0], -1).double()
+    eig = torch.linalg.svdvals(w).pow(2)
+    total = eig.sum()
+    return (total * total / eig.pow(2).sum()).item() if total > 0 else math.nan
 
 
 def feedback_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
@@ -50,6 +63,17 @@ def weight_alignment(model: nn.Module) -> xr.Dataset:
             "weight_angle": ("layer", np.array(angles), {"units": "degree", "long_name": "angle between B and W^T"}),
             "norm_ratio": ("layer", np.array(ratios), {"units": "1", "long_name": "||B|| / ||W||"}),
         },
+        coords=_layer_coords(layers),
+    )
+
+
+@torch.no_grad()
+def effective_dimensionality(model: nn.Module) -> xr.Dataset:
+    """:func:`participation_ratio` of every feedback layer's W (Cheon et al.'s effective dimensionality)."""
+    layers = feedback_layers(model)
+    return xr.Dataset(
+        {"effective_dim": ("layer", np.array([participation_ratio(m.weight) for _, m in layers]),
+                           {"units": "1", "long_name": "participation ratio of W's singular values"})},
         coords=_layer_coords(layers),
     )
 

@@ -1,0 +1,79 @@
+"""Cost of a weight-mirror training step, its interleaved mirroring included, relative to a BP step.
+
+    python benchmarks/mirror_cost.py [SIMULATION] [--arm wm]
+
+Reads the model, batch size, optimizer and the mirror schedule of the arm from the simulation file (default:
+rules_fashion_mnist), then times, in interleaved rounds on random data: plain autograd, the bp rule, fa, and the
+arm with its mirror steps every ``mirror_every`` training steps (amortised per training step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from neurocircuit.nn import FeedbackOptimizer
+from neurocircuit.nn.build import build_network
+from neurocircuit.nn.mirror import mirror_step
+from neurocircuit.phases import EngagedPhase
+from neurocircuit.simulation import load_simulation
+from neurocircuit.train import make_optimizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("simulation", nargs="?", default="rules_fashion_mnist")
+    parser.add_argument("--arm", default="wm")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per arm per round")
+    args = parser.parse_args()
+    sim = load_simulation(args.simulation)
+    spec = next(r for r in sim.rules if r.label == args.arm)
+    engaged = sim.schedule_for(spec).engaged or EngagedPhase()
+    settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
+    circuit = sim.circuit(spec)
+    x = torch.randn(sim.train.batch_size, *circuit.input.shape)
+    y = torch.randint(0, circuit.output.size, (sim.train.batch_size,))
+
+    arms = {}
+    for name, rule in (("bp", "bp"), ("fa", "fa"), (args.arm, spec.name)):
+        model = build_network(circuit.with_rules(rule), seed=0)
+        opt = make_optimizer(model.parameters(), sim.optimizer["name"], **settings)
+        FeedbackOptimizer(model, opt)
+        arms[name] = (model, opt, name == args.arm)
+    generator = torch.Generator().manual_seed(0)
+
+    def run(name: str) -> float:
+        model, opt, mirrored = arms[name]
+        t0 = time.perf_counter()
+        for step in range(1, args.steps + 1):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if mirrored and engaged.mirror_every and step % engaged.mirror_every == 0:
+                for _ in range(engaged.mirror_steps):
+                    mirror_step(model, sim.mirror, generator=generator)
+        return (time.perf_counter() - t0) / args.steps
+
+    for name in arms:
+        run(name)
+    times = {name: [] for name in arms}
+    for _ in range(args.rounds):
+        for name in arms:
+            times[name].append(run(name))
+    ref = statistics.median(times["bp"])
+    print(f"{sim.name}: {circuit.name}, batch {sim.train.batch_size}, {args.arm} mirrors every "
+          f"{engaged.mirror_every} step(s) x {engaged.mirror_steps} (noise batch {sim.mirror.batch_size}, "
+          f"active_units {sim.mirror.active_units}), cpu x{torch.get_num_threads()}")
+    print(f"{'arm':<8} {'ms/step':>8} {'÷ bp':>6}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"{name:<8} {1e3 * med:8.3f} {med / ref:6.3f}")
+
+
+if __name__ == "__main__":
+    main()

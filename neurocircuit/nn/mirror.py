@@ -1,0 +1,107 @@
+"""The mirror phase in the torch backend (Akrout et al.'s weight mirror).
+
+Every ``wm`` layer gets its own noise x in its input population (independent across layers: noise propagated
+from below would no longer be i.i.d.). The postsynaptic signal is the forward *drive* y = W x — the activity
+with its bias part removed and before the nonlinearity — so it is zero-mean and E[x y^T] = sigma^2 W^T exactly;
+passing it through a nonlinearity around a bias b would give W^T diag(phi'(b)) instead, which matches W^T only up
+to a per-unit scale. The feedback synapses then learn ``dB = eta * mean(y x^T) - lambda * B`` (in W's layout),
+and optionally B is rescaled to ||W||. For convolutions the same rule is the correlation of noise input patches
+with the output maps, computed with the convolution weight-gradient kernel.
+
+Only B buffers change: W, biases, BatchNorm statistics and optimizer state are never touched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..phases import MirrorSettings
+from .layers import FeedbackConv2d, FeedbackLayer
+
+__all__ = ["mirror_layers", "spontaneous_noise", "mirror_update", "mirror_step"]
+
+# A conv layer's noise sample is exactly one receptive field (one output position): the cheapest sample, and
+# its statistics are those of a dense layer with in = C * kh * kw.
+_convolution_backward = torch.ops.aten.convolution_backward.default
+
+
+def mirror_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
+    """(name, layer) of the layers whose rule learns in mirror phases."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer) and m.rule.learns_in_mirror]
+
+
+def spontaneous_noise(shape: tuple[int, ...], settings: MirrorSettings, *, generator: torch.Generator | None,
+                      device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Zero-mean i.i.d. noise of variance ``noise_std**2`` (Gaussian, or uniform on +-sqrt(3) sigma).
+
+    Drawn on the generator's device (so a CPU generator gives the same noise whatever the model's device).
+    """
+    where = generator.device if generator is not None else device
+    if settings.noise == "gaussian":
+        x = torch.randn(shape, generator=generator, device=where, dtype=dtype)
+    else:
+        x = torch.rand(shape, generator=generator, device=where, dtype=dtype).mul_(2).sub_(1).mul_(math.sqrt(3))
+    return x.mul_(settings.noise_std).to(device)
+
+
+def _active_inputs(n: int, fan_in: int, settings: MirrorSettings, generator: torch.Generator | None,
+                   device: torch.device) -> Tensor | None:
+    """Indices of the spontaneously active units among ``n`` (input channels for a conv, whose ``fan_in`` is
+    channels x kernel size), each active with probability active_units / fan_in (None: all of them)."""
+    if settings.active_units is None or settings.active_units >= fan_in:
+        return None
+    where = generator.device if generator is not None else device
+    mask = torch.rand(n, generator=generator, device=where) < settings.active_units / fan_in
+    return mask.nonzero().squeeze(1).to(device)
+
+
+@torch.no_grad()
+def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: torch.Generator | None = None,
+                  rate_scale: float = 1.0) -> None:
+    """One mirror step on one layer: noise in, Hebbian update of B's active synapses, bound.
+
+    ``rate_scale`` multiplies both the learning rate and the decay (so the bound ||B|| stays put), e.g. to
+    make the feedback plasticity follow the forward learning-rate schedule.
+    """
+    weight, feedback = layer.weight.detach(), layer.feedback_weight
+    grouped = isinstance(layer, FeedbackConv2d) and layer.groups > 1
+    fan_in = weight[0].numel()
+    active = None if grouped else _active_inputs(weight.shape[1], fan_in, settings, generator, weight.device)
+    if active is not None and active.numel() == 0:
+        return
+    w = weight if active is None else weight.index_select(1, active)
+    n = settings.batch_size
+    if isinstance(layer, FeedbackConv2d):
+        kh, kw = w.shape[2:]
+        dh, dw = layer.dilation
+        size = (n, w.shape[1] * layer.groups, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        x = spontaneous_noise(size, settings, generator=generator, device=w.device, dtype=w.dtype)
+        y = F.conv2d(x, w, None, 1, 0, layer.dilation, layer.groups)
+        _, hebb, _ = _convolution_backward(y, x, w, None, [1, 1], [0, 0], list(layer.dilation), False, [0, 0],
+                                           layer.groups, [False, True, False])
+        hebb /= n * y.shape[2] * y.shape[3]
+    else:
+        x = spontaneous_noise((n, w.shape[1]), settings, generator=generator, device=w.device, dtype=w.dtype)
+        y = x @ w.t()
+        hebb = y.t() @ x / n
+    decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
+    if active is None:
+        feedback.mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
+    else:
+        updated = feedback.index_select(1, active).mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
+        feedback.index_copy_(1, active, updated)
+    if settings.normalize:
+        feedback.mul_(torch.linalg.vector_norm(weight) / torch.linalg.vector_norm(feedback).clamp_min(1e-30))
+
+
+def mirror_step(model: nn.Module, settings: MirrorSettings, *, generator: torch.Generator | None = None,
+                rate_scale: float = 1.0) -> int:
+    """One mirror step on every ``wm`` layer of ``model``; returns how many layers it updated."""
+    layers = mirror_layers(model)
+    for _, layer in layers:
+        mirror_update(layer, settings, generator=generator, rate_scale=rate_scale)
+    return len(layers)

@@ -1,0 +1,247 @@
+"""Phases: what a circuit does when. Backend-independent records, in circuit terms.
+
+- :class:`EngagedPhase` — learning from data (inputs clamped to data, the error from the labels), optionally with
+  ``mirror_steps`` mirror steps interleaved every ``mirror_every`` training steps.
+- :class:`MirrorPhase` — spontaneous noise in every forward population, independently per layer; the feedback
+  pathway copies the forward drive and the ``wm`` feedback synapses learn by a Hebbian rule (Akrout et al.).
+- :class:`PrenatalPhase` — random-noise inputs with random labels before any data; W learns through the fixed
+  feedback (Cheon, Lee & Paik).
+
+A :class:`Schedule` is the ordered tuple of phases. Simulation files write them as ``[[phases]]`` tables (or a
+per-arm ``phases`` list) with a ``kind`` key; ``[mirror]`` holds the :class:`MirrorSettings` shared by all mirror
+steps, and a mirror phase may override any of them.
+
+Durations are counted in steps here (the torch backend's time unit: one update); a backend with simulated time
+maps a step to its own duration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._toml import check_keys, expect
+from .errors import ConfigError
+
+__all__ = ["MirrorSettings", "EngagedPhase", "MirrorPhase", "PrenatalPhase", "Schedule", "parse_schedule",
+           "mirror_settings_from_dict"]
+
+NOISE_KINDS = ("gaussian", "uniform")
+
+
+def _positive(value: Any, where: str, *, allow_zero: bool = False) -> None:
+    expect(value, (int, float), where)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{where} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """How the feedback synapses learn from spontaneous noise.
+
+    Parameters
+    ----------
+    noise
+        ``gaussian`` or ``uniform``: zero-mean, i.i.d. across units, variance ``noise_std**2``.
+    noise_std
+        sigma, the noise amplitude of each presynaptic (forward input) unit.
+    learning_rate
+        eta_B of the Hebbian update dB = eta_B * mean_batch(y x^T), with y = W x the postsynaptic drive.
+    decay
+        lambda: each active feedback synapse decays by (1 - lambda) per step, so B settles at
+        (eta_B sigma^2 / lambda) W — the bound on B.
+    normalize
+        Also rescale B to ||W|| after every step (a second bound).
+    batch_size
+        Noise samples per step (a short burst of spontaneous activity).
+    active_units
+        Sparse spontaneous activity: in each step every presynaptic unit of a layer is active independently
+        with probability min(1, active_units / fan_in), else silent, so that about ``active_units`` inputs
+        drive each postsynaptic unit (for convolutions the units are input channels and fan_in is channels x
+        kernel size). E[x x^T] stays proportional to the identity, so the update is still an unbiased estimate of
+        W, but it costs p times less and the active synapses' estimate has less variance (fewer other inputs
+        drive y). None: every unit is active in every step, as in the paper. (Grouped convolutions always
+        use every channel.)
+    """
+
+    noise: str = "gaussian"
+    noise_std: float = 1.0
+    learning_rate: float = 0.05
+    decay: float = 0.05
+    normalize: bool = False
+    batch_size: int = 64
+    active_units: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.noise not in NOISE_KINDS:
+            raise ConfigError(f"mirror.noise: unknown noise {self.noise!r} (known: {', '.join(NOISE_KINDS)})")
+        _positive(self.noise_std, "mirror.noise_std")
+        _positive(self.learning_rate, "mirror.learning_rate")
+        _positive(self.decay, "mirror.decay", allow_zero=True)
+        if self.decay > 1:
+            raise ConfigError(f"mirror.decay must be <= 1, got {self.decay!r}")
+        expect(self.normalize, bool, "mirror.normalize")
+        if self.decay == 0 and not self.normalize:
+            raise ConfigError("mirror: B needs a bound: set mirror.decay > 0 or mirror.normalize = true")
+        expect(self.batch_size, int, "mirror.batch_size")
+        _positive(self.batch_size, "mirror.batch_size")
+        if self.active_units is not None:
+            expect(self.active_units, int, "mirror.active_units")
+            _positive(self.active_units, "mirror.active_units")
+
+
+@dataclass(frozen=True)
+class EngagedPhase:
+    """Learning from data for ``epochs`` (None: the simulation's ``train.epochs``), with optional mirroring.
+
+    ``mirror_steps`` mirror steps run after every ``mirror_every`` training steps. With ``mirror_follows_lr``
+    the feedback plasticity (learning rate and decay of B together) is scaled by the forward learning rate
+    relative to its initial value: B tracks W quickly while W moves fast and averages more noise as W settles.
+    """
+
+    name: str = "engaged"
+    epochs: int | None = None
+    mirror_every: int = 0
+    mirror_steps: int = 1
+    mirror_follows_lr: bool = False
+    kind: str = field(default="engaged", init=False)
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None:
+            expect(self.epochs, int, f"phase {self.name!r}: epochs")
+            _positive(self.epochs, f"phase {self.name!r}: epochs", allow_zero=True)
+        expect(self.mirror_every, int, f"phase {self.name!r}: mirror_every")
+        _positive(self.mirror_every, f"phase {self.name!r}: mirror_every", allow_zero=True)
+        expect(self.mirror_steps, int, f"phase {self.name!r}: mirror_steps")
+        _positive(self.mirror_steps, f"phase {self.name!r}: mirror_steps")
+        expect(self.mirror_follows_lr, bool, f"phase {self.name!r}: mirror_follows_lr")
+
+
+@dataclass(frozen=True)
+class MirrorPhase:
+    """``steps`` steps of spontaneous noise that teach the ``wm`` feedback synapses; W is never touched."""
+
+    name: str = "mirror"
+    steps: int = 500
+    record_every: int = 25
+    settings: MirrorSettings = field(default_factory=MirrorSettings)
+    kind: str = field(default="mirror", init=False)
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "record_every"):
+            expect(getattr(self, key), int, f"phase {self.name!r}: {key}")
+            _positive(getattr(self, key), f"phase {self.name!r}: {key}")
+
+
+@dataclass(frozen=True)
+class PrenatalPhase:
+    """Training on random inputs with random labels before any data, feedback fixed (Cheon et al.).
+
+    Parameters
+    ----------
+    samples
+        Number of noise samples presented (steps = samples / batch_size).
+    dataset_size
+        Number of distinct noise patterns, each with its fixed random label, presented in shuffled passes —
+        the network memorises them, and this is what aligns W with B. None draws a fresh pattern and label for
+        every sample (a control: nothing to learn, no alignment).
+    inputs
+        ``noise``: N(0, noise_std^2) in the data's input shape; ``zeros``: no input (the labels-only control).
+    labels
+        ``random``: uniformly random labels; ``uniform``: the target is the uniform distribution over classes,
+        i.e. no label signal (the noise-only control).
+    learning_rate
+        Overrides the optimizer's learning rate for this phase (None: the same).
+    """
+
+    name: str = "prenatal"
+    samples: int = 192000
+    dataset_size: int | None = 6400
+    batch_size: int = 64
+    noise_std: float = 1.0
+    inputs: str = "noise"
+    labels: str = "random"
+    learning_rate: float | None = None
+    record_every: int = 25
+    kind: str = field(default="prenatal", init=False)
+
+    def __post_init__(self) -> None:
+        w = f"phase {self.name!r}"
+        for key in ("samples", "batch_size", "record_every"):
+            expect(getattr(self, key), int, f"{w}: {key}")
+            _positive(getattr(self, key), f"{w}: {key}")
+        if self.dataset_size is not None:
+            expect(self.dataset_size, int, f"{w}: dataset_size")
+            _positive(self.dataset_size, f"{w}: dataset_size")
+        _positive(self.noise_std, f"{w}: noise_std")
+        if self.inputs not in ("noise", "zeros"):
+            raise ConfigError(f"{w}: inputs must be 'noise' or 'zeros', got {self.inputs!r}")
+        if self.labels not in ("random", "uniform"):
+            raise ConfigError(f"{w}: labels must be 'random' or 'uniform', got {self.labels!r}")
+        if self.learning_rate is not None:
+            _positive(self.learning_rate, f"{w}: learning_rate")
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps of the phase."""
+        return -(-self.samples // self.batch_size)
+
+
+Phase = EngagedPhase | MirrorPhase | PrenatalPhase
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An ordered tuple of phases with unique names and at most one engaged phase."""
+
+    phases: tuple[Phase, ...]
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"phase names must be unique, got {names} (give repeated kinds a 'name')")
+        if sum(isinstance(p, EngagedPhase) for p in self.phases) > 1:
+            raise ConfigError("a schedule has at most one engaged phase")
+        if not self.phases:
+            raise ConfigError("a schedule needs at least one phase")
+
+    @property
+    def engaged(self) -> EngagedPhase | None:
+        """The engaged phase, if any."""
+        return next((p for p in self.phases if isinstance(p, EngagedPhase)), None)
+
+
+_KINDS = {"engaged": EngagedPhase, "mirror": MirrorPhase, "prenatal": PrenatalPhase}
+_MIRROR_KEYS = tuple(f.name for f in dataclasses.fields(MirrorSettings))
+
+
+def mirror_settings_from_dict(table: Mapping[str, Any], where: str = "mirror",
+                              base: MirrorSettings | None = None) -> MirrorSettings:
+    """:class:`MirrorSettings` from a TOML table (unknown keys are errors), on top of ``base``."""
+    check_keys(table, _MIRROR_KEYS, where)
+    return dataclasses.replace(base or MirrorSettings(), **table)
+
+
+def parse_schedule(tables: Sequence[Mapping[str, Any]], *, mirror: MirrorSettings | None = None,
+                   where: str = "phases") -> Schedule:
+    """A :class:`Schedule` from ``[[phases]]`` tables; mirror phases start from the ``mirror`` settings."""
+    phases = []
+    for i, table in enumerate(expect(tables, list, where)):
+        w = f"{where}[{i}]"
+        expect(table, dict, w)
+        kind = table.get("kind")
+        if kind not in _KINDS:
+            raise ConfigError(f"{w}: 'kind' must be one of {', '.join(_KINDS)}, got {kind!r}")
+        cls = _KINDS[kind]
+        own = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "settings"]
+        rest = {k: v for k, v in table.items() if k != "kind"}
+        if cls is MirrorPhase:
+            check_keys(rest, own + list(_MIRROR_KEYS), w)
+            settings = mirror_settings_from_dict({k: v for k, v in rest.items() if k in _MIRROR_KEYS}, w, mirror)
+            phases.append(MirrorPhase(**{k: v for k, v in rest.items() if k in own}, settings=settings))
+        else:
+            check_keys(rest, own, w)
+            phases.append(cls(**rest))
+    return Schedule(tuple(phases))

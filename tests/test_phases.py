@@ -1,0 +1,235 @@
+"""Mirror and prenatal phases, schedules, and the data they use."""
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+
+import neurocircuit as nc
+from neurocircuit.data import find_fashion_mnist, load_fashion_mnist, read_idx, transform_images
+from neurocircuit.nn import FeedbackConv2d, FeedbackLinear, angle_degrees, convert, participation_ratio
+from neurocircuit.nn.mirror import mirror_step, mirror_update
+from neurocircuit.phases import MirrorPhase, MirrorSettings, PrenatalPhase, parse_schedule
+from neurocircuit.train import run_mirror_phase, run_prenatal_phase
+
+MIRROR = MirrorSettings(noise_std=1.0, learning_rate=0.05, decay=0.05, batch_size=256)
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "uniform"])
+@pytest.mark.parametrize("make", [lambda: FeedbackLinear(50, 20, rule="wm"),
+                                  lambda: FeedbackConv2d(4, 8, 3, stride=2, padding=1, rule="wm"),
+                                  lambda: FeedbackConv2d(4, 8, 3, groups=2, dilation=2, rule="wm")])
+def test_mirror_drives_the_angle_below_5_degrees_within_300_steps(make, noise):
+    layer = make()
+    settings = MirrorSettings(noise=noise, noise_std=0.5, learning_rate=0.2, decay=0.05, batch_size=256)
+    g = torch.Generator().manual_seed(0)
+    assert angle_degrees(layer.feedback_weight, layer.weight) > 60
+    for _ in range(300):
+        mirror_update(layer, settings, generator=g)
+    assert angle_degrees(layer.feedback_weight, layer.weight) < 5.0
+    # B settles at (eta sigma^2 / lambda) W = W here.
+    ratio = (layer.feedback_weight.norm() / layer.weight.norm()).item()
+    assert ratio == pytest.approx(1.0, rel=0.1)
+
+
+def test_sparse_spontaneous_activity_still_aligns():
+    layer = FeedbackLinear(200, 30, rule="wm")
+    settings = MirrorSettings(learning_rate=0.4, decay=0.4, batch_size=512, active_units=8)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(600):
+        mirror_update(layer, settings, generator=g)
+    assert angle_degrees(layer.feedback_weight, layer.weight) < 5.0
+
+
+@pytest.mark.parametrize("settings", [MirrorSettings(learning_rate=1.0, decay=0.01, batch_size=8),
+                                      MirrorSettings(learning_rate=1.0, decay=0.0, normalize=True, batch_size=8)])
+def test_the_bound_keeps_B_finite_over_ten_thousand_steps(settings):
+    layer = FeedbackLinear(10, 5, rule="wm")
+    g = torch.Generator().manual_seed(0)
+    norms = []
+    for step in range(10_000):
+        mirror_update(layer, settings, generator=g)
+        if step % 1000 == 999:
+            norms.append(layer.feedback_weight.norm().item())
+    w = layer.weight.norm().item()
+    bound = settings.learning_rate / settings.decay if settings.decay else 1.0
+    assert all(np.isfinite(norms)) and max(norms) < 2 * bound * w
+    if settings.normalize:
+        assert norms[-1] == pytest.approx(w, rel=1e-5)
+
+
+def test_a_mirror_needs_a_bound():
+    with pytest.raises(nc.ConfigError, match="needs a bound"):
+        MirrorSettings(decay=0.0)
+
+
+def test_mirror_touches_only_B():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 4))
+    convert(model, "wm", overrides={"4": "fa"}, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(5, 3, 8, 8)).sum().backward()
+    opt.step()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_state = {k: v["momentum_buffer"].clone() for k, v in opt.state.items()}
+    assert mirror_step(model, MIRROR, generator=torch.Generator().manual_seed(0)) == 1
+    after = model.state_dict()
+    for key in before:
+        same = torch.equal(before[key], after[key])
+        assert same == (key != "0.feedback_weight"), key
+    for p, buf in opt_state.items():
+        assert torch.equal(opt.state[p]["momentum_buffer"], buf)
+
+
+def test_prenatal_leaves_B_alone_and_aligns_W_with_B():
+    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    buffers = {n: m.feedback_weight.clone() for n, m in model.named_modules() if hasattr(m, "feedback_weight")}
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    phase = PrenatalPhase(samples=64 * 300, dataset_size=640, batch_size=64, record_every=100)
+    ds = run_prenatal_phase(model, phase, input_shape=(64,), n_classes=10, optimizer=opt,
+                            generator=torch.Generator().manual_seed(0), progress=False)
+    for name, m in model.named_modules():
+        if name in buffers:
+            assert torch.equal(m.feedback_weight, buffers[name])
+    angle = ds["prenatal_weight_angle"].sel(layer="W2")
+    assert list(ds["prenatal_step"].values) == [0, 100, 200, 300]
+    assert float(angle[0]) > 80 and float(angle[-1]) < 70
+
+
+def test_prenatal_without_a_fixed_noise_set_does_not_align():
+    """Fresh noise and labels every step give nothing to learn: the control of the memorised noise set."""
+    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    ds = run_prenatal_phase(model, PrenatalPhase(samples=64 * 300, dataset_size=None, record_every=100),
+                            input_shape=(64,), n_classes=10, optimizer=opt, generator=torch.Generator().manual_seed(0),
+                            progress=False)
+    assert float(ds["prenatal_weight_angle"].sel(layer="W2")[-1]) > 80
+
+
+def test_prenatal_keeps_kp_feedback_fixed_too():
+    model = nc.get_model("mlp_digits", rule="kp", seed=0)
+    b = model.W2.feedback_weight.clone()
+    run_prenatal_phase(model, PrenatalPhase(samples=640, labels="uniform"), input_shape=(64,), n_classes=10,
+                       optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
+    assert torch.equal(model.W2.feedback_weight, b)
+
+
+def test_mirror_phase_records_angle_over_steps():
+    model = nc.get_model("mlp_digits", rule="wm", seed=0)
+    ds = run_mirror_phase(model, MirrorPhase(steps=100, record_every=50, settings=MIRROR),
+                          generator=torch.Generator().manual_seed(0))
+    assert ds["mirror_weight_angle"].dims == ("mirror_step", "layer")
+    assert float(ds["mirror_weight_angle"].sel(layer="W1")[-1]) < float(ds["mirror_weight_angle"].sel(layer="W1")[0])
+
+
+def test_schedule_parsing_and_errors():
+    sched = parse_schedule([{"kind": "prenatal", "samples": 100}, {"kind": "mirror", "steps": 5, "noise_std": 0.1},
+                            {"kind": "engaged", "mirror_every": 2}], mirror=MIRROR)
+    assert [p.kind for p in sched.phases] == ["prenatal", "mirror", "engaged"]
+    assert sched.phases[1].settings.noise_std == 0.1 and sched.phases[1].settings.batch_size == 256
+    with pytest.raises(nc.ConfigError, match="'kind' must be one of"):
+        parse_schedule([{"kind": "sleep"}])
+    with pytest.raises(nc.ConfigError, match="unique"):
+        parse_schedule([{"kind": "mirror"}, {"kind": "mirror"}])
+    with pytest.raises(nc.ConfigError, match="unknown key 'step'"):
+        parse_schedule([{"kind": "mirror", "step": 3}])
+    with pytest.raises(nc.ConfigError, match="inputs must be"):
+        parse_schedule([{"kind": "prenatal", "inputs": "images"}])
+
+
+def test_participation_ratio_is_exact():
+    w = torch.diag(torch.tensor([3.0, 1.0, 1.0, 0.0]))
+    lam = np.array([9.0, 1.0, 1.0, 0.0])
+    assert participation_ratio(w) == pytest.approx(lam.sum() ** 2 / (lam ** 2).sum())
+    assert participation_ratio(torch.eye(5)) == pytest.approx(5.0)
+    assert participation_ratio(torch.ones(4, 6)) == pytest.approx(1.0)
+
+
+def _write_idx(path, array, magic_type=0x08, truncate=0):
+    header = bytes([0, 0, magic_type, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    data = data[:len(data) - truncate] if truncate else data
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+def _fake_fashion(folder, n_train=20, n_test=10, truncate=0):
+    rng = np.random.default_rng(0)
+    folder.mkdir(exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(folder / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), truncate=truncate)
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+
+
+def test_idx_loader_reads_what_it_was_given(tmp_path):
+    arr = np.arange(2 * 3 * 4).reshape(2, 3, 4).astype(np.uint8)
+    _write_idx(tmp_path / "a.idx", arr)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.idx"), arr)
+    _fake_fashion(tmp_path / "fm")
+    train, test, info = load_fashion_mnist(root=str(tmp_path / "fm"), pad=2, download=False)
+    assert info.input_shape == (1, 32, 32) and len(train) == 20 and len(test) == 10
+    raw = read_idx(tmp_path / "fm" / "train-images-idx3-ubyte.gz")
+    expected = (torch.tensor(raw[0], dtype=torch.float32) / 255 - 0.2860) / 0.3530
+    torch.testing.assert_close(train.tensors[0][0, 0, 2:30, 2:30], expected)
+
+
+def test_idx_loader_fails_clearly(tmp_path):
+    _fake_fashion(tmp_path / "fm", truncate=100)
+    with pytest.raises(nc.DataError, match="truncated or corrupt"):
+        load_fashion_mnist(root=str(tmp_path / "fm"), download=False)
+    (tmp_path / "bad.idx").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(nc.DataError, match="bad magic"):
+        read_idx(tmp_path / "bad.idx")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(nc.DataError, match="does not hold the Fashion-MNIST files"):
+        find_fashion_mnist(tmp_path / "empty", download=False)
+
+
+def test_transforms_keep_shape_and_identity_is_identity():
+    train, test, _ = nc.data.load_digits()
+    same = transform_images(test, "rotate:0")
+    torch.testing.assert_close(same.tensors[0], test.tensors[0], atol=1e-5, rtol=0)
+    moved = transform_images(test, "shift:2")
+    assert moved.tensors[0].shape == test.tensors[0].shape
+    assert torch.equal(moved.tensors[0][:, :, 2:, 2:], test.tensors[0][:, :, :-2, :-2])
+    with pytest.raises(nc.ConfigError, match="bad transform"):
+        transform_images(test, "flip:1")
+
+
+def test_simulation_with_phases_ood_and_per_arm_schedules(tmp_path):
+    from neurocircuit.cli import main
+
+    sim = tmp_path / "s.toml"
+    sim.write_text('''
+model = "mlp_digits"
+seeds = [0, 1]
+rules = ["bp",
+         { name = "fa", label = "fa+noise", phases = [{ kind = "prenatal", samples = 640 }, { kind = "engaged" }] },
+         "wm"]
+phases = [{ kind = "mirror", steps = 40, record_every = 20 }, { kind = "engaged", mirror_every = 2 }]
+[mirror]
+learning_rate = 0.1
+decay = 0.1
+batch_size = 128
+[optimizer]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+[train]
+epochs = 2
+lr_schedule = "cosine"
+ood_transforms = ["rotate:20", "shift:1"]
+''')
+    assert main(["run", str(sim), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    ds = xr.open_dataset(tmp_path / "out" / "results.nc")
+    assert list(ds["rule"].values) == ["bp", "fa+noise", "wm"]
+    assert ds["ood_accuracy"].dims == ("rule", "seed", "transform")
+    assert ds["mirror_weight_angle"].sel(rule="fa+noise").isnull().all()
+    assert not ds["mirror_weight_angle"].sel(rule="wm").isnull().any()
+    assert ds["prenatal_weight_angle"].sel(rule="wm").isnull().all()
+    wm_angle = ds["weight_angle"].sel(rule="wm").isel(step=-1)
+    assert float(wm_angle.max()) < 30
+    for fig in ("learning_curves", "mirror_weight_angle", "prenatal_weight_angle", "effective_dim", "ood_accuracy"):
+        assert (tmp_path / "out" / f"{fig}.png").exists(), fig
+    ds.close()
