@@ -12,7 +12,7 @@ down a dense projection is therefore ``delta @ B`` and perfect alignment means `
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,6 +345,18 @@ _POP_KEYS = ("name", "shape", "activation")
 _PROJ_KEYS = ("name", "source", "target", "kind", "bias", "kernel_size", "stride", "padding", "dilation", "groups")
 
 
+def _tables(data: Mapping[str, Any], key: str, allowed: tuple[str, ...], required: tuple[str, ...], where: str
+            ) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """(index, table, location) of each table in the list ``data[key]``, checked for unknown and missing keys."""
+    for i, table in enumerate(expect(data[key], list, f"{where}: {key}")):
+        w = f"{where}: {key}[{i}]"
+        expect(table, dict, w)
+        check_keys(table, allowed, w)
+        if any(k not in table for k in required):
+            raise ConfigError(f"{w}: needs {' and '.join(repr(k) for k in required)}")
+        yield i, table, w
+
+
 def circuit_from_dict(data: Mapping[str, Any], *, where: str = "circuit") -> Circuit:
     """Build a :class:`Circuit` from the dict form used by the TOML files in ``models/``.
 
@@ -356,22 +368,10 @@ def circuit_from_dict(data: Mapping[str, Any], *, where: str = "circuit") -> Cir
         if key not in data:
             raise ConfigError(f"{where}: missing key {key!r}")
     name = expect(data["name"], str, f"{where}: name")
-    pops = []
-    for i, p in enumerate(expect(data["populations"], list, f"{where}: populations")):
-        w = f"{where}: populations[{i}]"
-        expect(p, dict, w)
-        check_keys(p, _POP_KEYS, w)
-        if "name" not in p or "shape" not in p:
-            raise ConfigError(f"{w}: needs 'name' and 'shape'")
-        pops.append(Population(p["name"], tuple(expect(p["shape"], list, f"{w}: shape")),
-                               p.get("activation", "identity")))
+    pops = [Population(p["name"], tuple(expect(p["shape"], list, f"{w}: shape")), p.get("activation", "identity"))
+            for _, p, w in _tables(data, "populations", _POP_KEYS, ("name", "shape"), where)]
     projs = []
-    for i, p in enumerate(expect(data["projections"], list, f"{where}: projections")):
-        w = f"{where}: projections[{i}]"
-        expect(p, dict, w)
-        check_keys(p, _PROJ_KEYS, w)
-        if "source" not in p or "target" not in p:
-            raise ConfigError(f"{w}: needs 'source' and 'target'")
+    for i, p, _ in _tables(data, "projections", _PROJ_KEYS, ("source", "target"), where):
         kwargs = dict(p)
         kwargs.setdefault("name", f"W{i + 1}")
         projs.append(Projection(**kwargs))

@@ -86,13 +86,15 @@ def summary_table(ds: xr.Dataset) -> str:
                                                      for c in cells))
         return "\n".join(lines)
     last = ds.isel(step=-1)
-    lines = [f"{'rule':<20} {'test acc (%)':>15} {'max angle B-W (deg)':>22} {'ms/step':>9}"]
+    top = str(ds["layer"].values[-1])
+    lines = [f"{'rule':<20} {'test acc (%)':>15} {'angle B-W ' + top + ' (deg)':>22} {'max angle (deg)':>16} "
+             f"{'ms/step':>9}"]
     for rule in ds["rule"].values:
         r = last.sel(rule=rule)
-        acc, angle = 100 * r["test_accuracy"], r["weight_angle"].max("layer")
+        acc, angle = 100 * r["test_accuracy"], r["weight_angle"]
         lines.append(f"{rule!s:<20} {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f} "
-                     f"{float(angle.mean()):15.2f} ± {float(angle.std()):4.2f} "
-                     f"{1e3 * float(r['seconds_per_step'].mean()):9.2f}")
+                     f"{float(angle.sel(layer=top).mean()):15.2f} ± {float(angle.sel(layer=top).std()):4.2f} "
+                     f"{float(angle.max('layer').mean()):16.2f} {1e3 * float(r['seconds_per_step'].mean()):9.2f}")
     return "\n".join(lines)
 
 

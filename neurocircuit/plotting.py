@@ -94,9 +94,9 @@ def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     if "step" in ds.dims:
         figures["learning_curves.png"] = plot_learning_curves(ds)
     for var in ds.data_vars:
-        if var in ("weight_angle", "gradient_angle", "effective_dim") or var.endswith("_weight_angle"):
-            if "layer" in ds[var].dims:
-                figures[f"{var}.png"] = plot_alignment(ds, var)
+        per_layer = var in ("weight_angle", "gradient_angle", "effective_dim")
+        if (per_layer or var.endswith(("_weight_angle", "_gradient_angle"))) and "layer" in ds[var].dims:
+            figures[f"{var}.png"] = plot_alignment(ds, var)
     if "ood_accuracy" in ds:
         figures["ood_accuracy.png"] = plot_ood(ds)
     written = []

@@ -313,7 +313,7 @@ def run_arm(sim: Simulation, spec: RuleSpec, seed: int, data: tuple[Any, Any, Da
                                LOSSES[sim.train.loss])[1] for t in sim.train.ood_transforms]
         parts.append(xr.Dataset({"ood_accuracy": ("transform", accuracies, {"units": "1"})},
                                 coords={"transform": list(sim.train.ood_transforms)}))
-    ds = xr.merge(parts, compat="override", join="outer", combine_attrs="drop")
+    ds = xr.merge(parts, compat="override", join="outer", combine_attrs="override")
     # Per-arm coordinates that differ between arms become variables, so arms can be stacked.
     return ds.reset_coords([c for c in ("layer_rule",) if c in ds.coords])
 
@@ -331,7 +331,7 @@ def run_simulation(sim: Simulation, *, progress: bool | None = None) -> xr.Datas
         for seed in sim.seeds:
             ds = run_arm(sim, spec, seed, data, progress=progress)
             arms.append(ds.expand_dims(rule=[spec.label], seed=[seed]))
-    results = xr.merge(arms, compat="no_conflicts", join="outer", combine_attrs="drop")
+    results = xr.merge(arms, compat="no_conflicts", join="outer", combine_attrs="override")
     results = results.reindex(rule=[r.label for r in sim.rules], seed=list(sim.seeds))
     if "layer_rule" in results:
         results = results.set_coords("layer_rule")

@@ -246,11 +246,11 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
     """Train ``model`` on random noise with random labels (Cheon et al.); B is never changed.
 
     No :class:`FeedbackOptimizer` is attached, so even ``kp`` layers keep their B. Returns ``<name>_loss``,
-    ``<name>_weight_angle`` and ``<name>_norm_ratio`` over ``<name>_step``.
+    ``<name>_weight_angle``, ``<name>_norm_ratio`` and ``<name>_gradient_angle`` (on a fixed batch of the noise)
+    over ``<name>_step``.
     """
     device = next(model.parameters()).device
     model.train()
-    records = [(0, {"loss": math.nan}, weight_alignment(model))]
     window: list[float] = []
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
@@ -264,6 +264,13 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
         return x, torch.full((n, n_classes), 1.0 / n_classes)
 
     fixed = draw(phase.dataset_size) if phase.dataset_size is not None else None
+    # The gradient angle is measured on the same noise batch at every record.
+    probe = tuple(t[:256].to(device) for t in (fixed if fixed is not None else draw(256)))
+
+    def measure() -> xr.Dataset:
+        return alignment(model, *probe, loss_fn=F.cross_entropy)
+
+    records = [(0, {"loss": math.nan}, measure())]
     order = torch.empty(0, dtype=torch.int64)
     bar = tqdm(total=phase.steps, disable=None if progress is None else not progress, desc=phase.name, leave=False)
     try:
@@ -285,7 +292,7 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
             if not math.isfinite(window[-1]):
                 raise FloatingPointError(f"prenatal loss became {window[-1]} at step {step}")
             if step % phase.record_every == 0 or step == phase.steps:
-                records.append((step, {"loss": float(np.mean(window))}, weight_alignment(model)))
+                records.append((step, {"loss": float(np.mean(window))}, measure()))
                 window.clear()
     finally:
         bar.close()

@@ -25,6 +25,7 @@ def test_default_run_writes_results_and_figures(default_run):
         assert set(ds["rule"].values) == {"bp", "fa", "usf", "brsf", "frsf", "kp"}
         assert ds["weight_angle"].dims == ("rule", "seed", "step", "layer")
         assert ds.attrs["backend"] == "torch" and "config" in ds.attrs
+        assert ds["weight_angle"].attrs["units"] == "degree" and ds["seconds_per_step"].attrs["units"] == "s"
         final = ds.isel(step=-1)
         # Kolen-Pollack aligns B with W in every layer; feedback alignment's top layer stays far from it.
         assert float(final["weight_angle"].sel(rule="kp").max()) < 5.0

@@ -225,6 +225,9 @@ ood_transforms = ["rotate:20", "shift:1"]
     ds = xr.open_dataset(tmp_path / "out" / "results.nc")
     assert list(ds["rule"].values) == ["bp", "fa+noise", "wm"]
     assert ds["ood_accuracy"].dims == ("rule", "seed", "transform")
+    for var in ("weight_angle", "mirror_weight_angle", "prenatal_weight_angle", "prenatal_gradient_angle"):
+        assert ds[var].attrs["units"] == "degree", var
+    assert ds["test_accuracy"].attrs["units"] == "1" and ds["effective_dim"].attrs["units"] == "1"
     assert ds["mirror_weight_angle"].sel(rule="fa+noise").isnull().all()
     assert not ds["mirror_weight_angle"].sel(rule="wm").isnull().any()
     assert ds["prenatal_weight_angle"].sel(rule="wm").isnull().all()
