@@ -277,6 +277,8 @@ def run_arm(sim: Simulation, spec: RuleSpec, seed: int, data: tuple[Any, Any, Da
         device = torch.device(sim.train.device)
     except RuntimeError:
         raise ConfigError(f"train.device: unknown device {sim.train.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {sim.train.device!r} but torch sees no CUDA device here")
     model = build_network(circuit, seed=seed).to(device)
     settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
     parts = []
