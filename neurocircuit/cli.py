@@ -76,7 +76,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def summary_table(ds: xr.Dataset) -> str:
-    """Final test accuracy, largest B-W angle over layers and step time per rule, mean ± sd over seeds."""
+    """Per rule, mean ± sd over seeds: final test accuracy, B-W angle of the top layer and the largest over
+    layers, step time (or, without training, the final angle of each phase)."""
     if "step" not in ds.dims:
         angle_vars = [v for v in ds.data_vars if v.endswith("_weight_angle")]
         lines = [f"{'rule':<20} " + " ".join(f"{v:>24}" for v in angle_vars)]

@@ -265,10 +265,11 @@ def run_arm(sim: Simulation, spec: RuleSpec, seed: int, data: tuple[Any, Any, Da
             progress: bool | None = None) -> xr.Dataset:
     """Run one arm (rule ``spec``, one ``seed``) through its phases and return its results."""
     import torch
+    from torch.utils.data import DataLoader
 
     from .data import transform_images
     from .nn.build import build_network
-    from .train import evaluate, fit, make_optimizer, run_mirror_phase, run_prenatal_phase
+    from .train import LOSSES, evaluate, fit, make_optimizer, run_mirror_phase, run_prenatal_phase
 
     train_set, test_set, info = data
     circuit = sim.circuit(spec)
@@ -307,10 +308,6 @@ def run_arm(sim: Simulation, spec: RuleSpec, seed: int, data: tuple[Any, Any, Da
                                  mirror_generator=mirror_gen, mirror_follows_lr=phase.mirror_follows_lr,
                                  lr_schedule=sim.train.lr_schedule))
     if sim.train.ood_transforms:
-        from torch.utils.data import DataLoader
-
-        from .train import LOSSES
-
         accuracies = [evaluate(model, DataLoader(transform_images(test_set, t), batch_size=512),
                                LOSSES[sim.train.loss])[1] for t in sim.train.ood_transforms]
         parts.append(xr.Dataset({"ood_accuracy": ("transform", accuracies, {"units": "1"})},

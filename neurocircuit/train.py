@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .errors import ConfigError
 from .nn.feedback_optim import FeedbackOptimizer
 from .nn.metrics import alignment, effective_dimensionality, weight_alignment
-from .nn.mirror import mirror_step
+from .nn.mirror import mirror_layers, mirror_step
 from .phases import MirrorPhase, MirrorSettings, PrenatalPhase
 
 __all__ = ["LOSSES", "make_optimizer", "evaluate", "fit", "run_mirror_phase", "run_prenatal_phase"]
@@ -147,6 +147,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
                  if lr_schedule == "cosine" else None)
     kp = FeedbackOptimizer(model, optimizer)
     initial_lr = optimizer.param_groups[0]["lr"]
+    mirrored = mirror_layers(model) if mirror_every else []
 
     records: list[dict[str, object]] = []
     window: list[tuple[float, float]] = []
@@ -180,7 +181,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
                 if mirror_every and (step + 1) % mirror_every == 0:
                     scale = optimizer.param_groups[0]["lr"] / initial_lr if mirror_follows_lr else 1.0
                     for _ in range(mirror_steps):
-                        mirror_step(model, mirror, generator=mirror_generator, rate_scale=scale)
+                        mirror_step(model, mirror, generator=mirror_generator, rate_scale=scale, layers=mirrored)
                 train_seconds += time.perf_counter() - t0
                 window.append((batch_loss.item(), _accuracy(out.detach(), y)))
                 step += 1
@@ -233,8 +234,9 @@ def run_mirror_phase(model: nn.Module, phase: MirrorPhase, *, generator: torch.G
     Returns variables ``<name>_weight_angle`` and ``<name>_norm_ratio`` over ``(<name>_step, layer)``.
     """
     records = [(0, {}, weight_alignment(model))]
+    mirrored = mirror_layers(model)
     for step in range(1, phase.steps + 1):
-        mirror_step(model, phase.settings, generator=generator)
+        mirror_step(model, phase.settings, generator=generator, layers=mirrored)
         if step % phase.record_every == 0 or step == phase.steps:
             records.append((step, {}, weight_alignment(model)))
     return _phase_dataset(phase.name, records)

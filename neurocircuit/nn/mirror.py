@@ -20,13 +20,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..phases import MirrorSettings
+from .functional import _convolution_backward
 from .layers import FeedbackConv2d, FeedbackLayer
 
 __all__ = ["mirror_layers", "spontaneous_noise", "mirror_update", "mirror_step"]
-
-# A conv layer's noise sample is exactly one receptive field (one output position): the cheapest sample, and
-# its statistics are those of a dense layer with in = C * kh * kw.
-_convolution_backward = torch.ops.aten.convolution_backward.default
 
 
 def mirror_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
@@ -34,13 +31,16 @@ def mirror_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer) and m.rule.learns_in_mirror]
 
 
+def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
+    # Draw on the generator's device, so a CPU generator gives the same noise whatever the model's device.
+    return generator.device if generator is not None else device
+
+
 def spontaneous_noise(shape: tuple[int, ...], settings: MirrorSettings, *, generator: torch.Generator | None,
                       device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Zero-mean i.i.d. noise of variance ``noise_std**2`` (Gaussian, or uniform on +-sqrt(3) sigma).
-
-    Drawn on the generator's device (so a CPU generator gives the same noise whatever the model's device).
-    """
-    where = generator.device if generator is not None else device
+    """Zero-mean i.i.d. noise of variance ``noise_std**2`` (Gaussian, or uniform on +-sqrt(3) sigma), on
+    ``device``."""
+    where = _draw_device(generator, device)
     if settings.noise == "gaussian":
         x = torch.randn(shape, generator=generator, device=where, dtype=dtype)
     else:
@@ -54,7 +54,7 @@ def _active_inputs(n: int, fan_in: int, settings: MirrorSettings, generator: tor
     channels x kernel size), each active with probability active_units / fan_in (None: all of them)."""
     if settings.active_units is None or settings.active_units >= fan_in:
         return None
-    where = generator.device if generator is not None else device
+    where = _draw_device(generator, device)
     mask = torch.rand(n, generator=generator, device=where) < settings.active_units / fan_in
     return mask.nonzero().squeeze(1).to(device)
 
@@ -76,6 +76,8 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
     w = weight if active is None else weight.index_select(1, active)
     n = settings.batch_size
     if isinstance(layer, FeedbackConv2d):
+        # One noise sample is exactly one receptive field (one output position): the cheapest sample, with the
+        # statistics of a dense layer with in = C * kh * kw.
         kh, kw = w.shape[2:]
         dh, dw = layer.dilation
         size = (n, w.shape[1] * layer.groups, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
@@ -99,9 +101,12 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
 
 
 def mirror_step(model: nn.Module, settings: MirrorSettings, *, generator: torch.Generator | None = None,
-                rate_scale: float = 1.0) -> int:
-    """One mirror step on every ``wm`` layer of ``model``; returns how many layers it updated."""
-    layers = mirror_layers(model)
+                rate_scale: float = 1.0, layers: list[tuple[str, FeedbackLayer]] | None = None) -> int:
+    """One mirror step on every ``wm`` layer of ``model``; returns how many layers it updated.
+
+    Loops that mirror often pass ``layers`` (from :func:`mirror_layers`) to skip the module walk.
+    """
+    layers = mirror_layers(model) if layers is None else layers
     for _, layer in layers:
         mirror_update(layer, settings, generator=generator, rate_scale=rate_scale)
     return len(layers)
