@@ -1,4 +1,4 @@
-"""The ``neurocircuit`` command: ``run`` a simulation, ``list`` what is available.
+"""The ``neurocircuit`` command: ``run`` a simulation, ``train`` a deep network, ``list`` what is available.
 
 Bad input (unknown names, malformed or mistyped files, shapes that do not chain, missing files) ends with
 one line on stderr and exit code 2.
@@ -34,6 +34,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-figures", action="store_true", help="write results.nc only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("list", help="list models, rules, data sets and simulations")
+    deep = sub.add_parser("train", help="train a torchvision network (ResNet-18/50, ...) with a rule; works under "
+                                        "torchrun for many GPUs/nodes")
+    deep.add_argument("simulation", nargs="?", default=None,
+                      help="a deep simulation name or TOML path (e.g. imagenet_resnet18); default: flags only")
+    deep.add_argument("--arm", help="which arm of the simulation to run (its rule label)")
+    deep.add_argument("--out", required=True, type=Path, help="output folder (results.nc, checkpoint.pt)")
+    deep.add_argument("--model", help="torchvision model name, e.g. resnet50")
+    deep.add_argument("--rule", help="rule of every converted layer (bp, fa, usf, brsf, frsf, kp, wm)")
+    deep.add_argument("--data", help="imagefolder, fashion_mnist, synthetic or torchvision:<Class>")
+    deep.add_argument("--data-root", help="data folder (ImageFolder: the one with train/ and val/)")
+    deep.add_argument("--epochs", type=int)
+    deep.add_argument("--batch-size", type=int, help="images per process per step")
+    deep.add_argument("--workers", type=int, help="data loader workers per process")
+    deep.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    deep.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                      help="override any train key, e.g. --set lr_schedule=cosine --set mirror.noise_std=0.5")
+    deep.add_argument("--no-figures", action="store_true", help="write results.nc only")
+    deep.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     return parser
 
 
@@ -75,6 +93,48 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"wrote {path}" + "".join(f"\nwrote {f}" for f in figures))
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    import dataclasses
+    import os
+
+    from .deep.config import load_deep_simulation
+    from .deep.engine import train
+    from .plotting import save_figures
+
+    flags = {"model": args.model, "rule": args.rule, "data": args.data, "data_root": args.data_root,
+             "epochs": args.epochs, "batch_size": args.batch_size, "workers": args.workers}
+    sim = load_deep_simulation(args.simulation, args.settings)
+    config = sim.arm(args.arm)
+    config = dataclasses.replace(config, **{k: v for k, v in flags.items() if v is not None})
+    label = args.arm or (args.rule if args.simulation is None or len(sim.arms) > 1 else next(iter(sim.arms)))
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+
+    def report(record: dict) -> None:
+        if not args.quiet:
+            print(f"epoch {record['epoch']:>3}  step {record['step']:>7}  train loss {record['train_loss']:.4f}  "
+                  f"top-1 {100 * record['test_accuracy']:6.2f} %  top-5 {100 * record['test_top5']:6.2f} %  "
+                  f"max angle {max(record['weight_angle'], default=float('nan')):6.2f} deg  "
+                  f"{record['images_per_second']:8.1f} img/s", flush=True)
+
+    if rank0 and not args.quiet:
+        print(f"training {config.model} with rule {config.rule!r} on {config.data} for {config.epochs} epochs "
+              f"-> {args.out}", flush=True)
+    ds = train(config, args.out, resume=args.resume, label=label or config.rule,
+               progress=False if args.quiet else None, on_epoch=report)
+    if rank0:
+        figures = [] if args.no_figures else save_figures(ds, args.out)
+        print(f"wrote {args.out / 'results.nc'}" + "".join(f"\nwrote {f}" for f in figures))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
+
+
 def summary_table(ds: xr.Dataset) -> str:
     """Per rule, mean ± sd over seeds: final test accuracy, B-W angle of the top layer and the largest over
     layers, step time (or, without training, the final angle of each phase)."""
@@ -105,14 +165,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             _cmd_list()
+        elif args.command == "train":
+            _cmd_train(args)
         else:
             _cmd_run(args)
     except (NeurocircuitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"neurocircuit: error: {message}", file=sys.stderr)
+        print(f"neurocircuit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("neurocircuit: interrupted", file=sys.stderr)
+    except FloatingPointError as exc:
+        print(f"neurocircuit: stopped: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(f"neurocircuit: interrupted{': ' + _one_line(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
     return 0
 

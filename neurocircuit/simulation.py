@@ -238,7 +238,10 @@ def load_simulation(name: str | Path, settings: Iterable[str] = (), only: Iterab
     only the arms whose labels are in ``only`` (if given)."""
     path = simulation_file(name)
     source = str(name) if str(name).endswith(".toml") else f"simulation {name!r}"
-    sim = parse_simulation(apply_settings(read_toml(path), settings), source=source)
+    raw = read_toml(path)
+    if raw.get("kind") == "deep":
+        raise ConfigError(f"{source} is a deep-network simulation: run it with 'neurocircuit train {name}'")
+    sim = parse_simulation(apply_settings(raw, settings), source=source)
     if only is not None:
         wanted = list(only)
         labels = [r.label for r in sim.rules]
