@@ -187,9 +187,9 @@ class UniformSignFeedback(FeedbackRule):
 
     def feedback(self, layer: torch.nn.Module) -> Tensor:
         w = layer.weight.detach()
-        magnitude = _rms(w) if self.scale is None else torch.tensor(self.scale, dtype=w.dtype, device=w.device)
-        # copysign is one fused pass over W (sign(W) * s takes two); it differs only where W == 0 exactly.
-        return torch.copysign(magnitude, w)
+        magnitude = _rms(w) if self.scale is None else self.scale
+        # sign then an in-place scale: measured faster than copysign with a 0-dim tensor on CPU.
+        return w.sign().mul_(magnitude)
 
 
 @register_rule

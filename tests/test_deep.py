@@ -260,3 +260,27 @@ def test_step_schedule_and_lr_scaling(folder: Path, tmp_path: Path) -> None:
     # lr = 2.56 * batch 4 / 256 = 0.04, halved after every epoch (recorded after each epoch's last step).
     np.testing.assert_allclose(ds["lr"].values.ravel(), [0.02, 0.01, 0.005])
     assert dataclasses.replace(config, epochs=4).epochs == 4
+
+
+def test_synthetic_and_fashion_mnist_proxy_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.utils.data import TensorDataset
+
+    from neurocircuit import data as plain_data
+    from neurocircuit.data import DatasetInfo
+    from neurocircuit.deep import load_image_data
+
+    synthetic = load_image_data(DeepConfig(data="synthetic", image_size=24, val_resize=24, batch_size=4))
+    image, label = synthetic.train[(5, 123)]
+    assert image.shape == (3, 24, 24) and label == 5 and synthetic.num_classes == 1000
+    assert torch.equal(synthetic.train[(5, 123)][0], image)  # the same seed gives the same flip
+    # The proxy: (N, 1, 28, 28) tensors become 3-channel images of image_size.
+    fake = TensorDataset(torch.randn(40, 1, 28, 28), torch.arange(40) % 10)
+    monkeypatch.setattr(plain_data, "load_fashion_mnist",
+                        lambda **kw: (fake, fake, DatasetInfo("fashion_mnist", (1, 28, 28), 10, "classification")))
+    proxy = load_image_data(DeepConfig(data="fashion_mnist", image_size=32, val_resize=32, augment="none"))
+    image, label = proxy.train[3]
+    assert image.shape == (3, 32, 32) and label == 3 and proxy.num_classes == 10
+    assert torch.equal(image[0], image[2])
+    ds = train(DeepConfig(data="fashion_mnist", image_size=32, val_resize=32, batch_size=8, epochs=1, workers=0,
+                          device="cpu", rule="kp"), tmp_path, progress=False)
+    assert int(ds["step"][-1]) == 5 and np.isfinite(ds["test_accuracy"]).all()

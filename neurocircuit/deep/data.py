@@ -190,7 +190,7 @@ def load_image_data(config: DeepConfig) -> ImageData:
         train = _GrayToRGB(*train_set.tensors, side)
         val = _GrayToRGB(*test_set.tensors, side)
         train_t, _ = _transforms(config, tensors=True)
-        return ImageData(SeededDataset(train, train_t), val, info.n_classes,
+        return ImageData(SeededDataset(train, train_t), val, info.n_outputs,
                          f"Fashion-MNIST resized to {side}x{side}, 3 channels")
     if config.data_root is None:
         raise DataError(f"data {config.data!r} needs a data root (--data-root or train.data_root)")

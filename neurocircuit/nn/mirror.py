@@ -75,9 +75,14 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
         return
     w = weight if active is None else weight.index_select(1, active)
     n = settings.batch_size
-    if isinstance(layer, FeedbackConv2d):
-        # One noise sample is exactly one receptive field (one output position): the cheapest sample, with the
-        # statistics of a dense layer with in = C * kh * kw.
+    if isinstance(layer, FeedbackConv2d) and not grouped:
+        # One noise sample is one receptive field (one output position), the cheapest sample, with the statistics
+        # of a dense layer with in = C * kh * kw; as a matrix product (dilation only spaces the taps out).
+        flat = w.reshape(w.shape[0], -1)
+        x = spontaneous_noise((n, flat.shape[1]), settings, generator=generator, device=w.device, dtype=w.dtype)
+        hebb = ((x @ flat.t()).t() @ x).div_(n).reshape(w.shape)
+    elif isinstance(layer, FeedbackConv2d):
+        # Grouped: the same receptive-field samples, through the grouped convolution and its weight-gradient kernel.
         kh, kw = w.shape[2:]
         dh, dw = layer.dilation
         size = (n, w.shape[1] * layer.groups, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
