@@ -284,3 +284,16 @@ def test_synthetic_and_fashion_mnist_proxy_data(tmp_path: Path, monkeypatch: pyt
     ds = train(DeepConfig(data="fashion_mnist", image_size=32, val_resize=32, batch_size=8, epochs=1, workers=0,
                           device="cpu", rule="kp"), tmp_path, progress=False)
     assert int(ds["step"][-1]) == 5 and np.isfinite(ds["test_accuracy"]).all()
+
+
+@pytest.mark.parametrize("rule", ["bp", "kp", "usf"])
+def test_rule_layers_trace_without_graph_breaks_under_bf16_autocast(rule: str) -> None:
+    from neurocircuit.nn import convert
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 5))
+    convert(model, rule, seed=0)
+    torch._dynamo.reset()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        explained = torch._dynamo.explain(model)(torch.randn(2, 3, 6, 6))
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]

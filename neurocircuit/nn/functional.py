@@ -30,7 +30,9 @@ def _autocast(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor
     if not torch.is_autocast_enabled(device):
         return x, weight, bias, feedback
     dtype = torch.get_autocast_dtype(device)
-    same = feedback.data_ptr() == weight.data_ptr() and feedback.stride() == weight.stride()
+    # (Dynamo cannot trace data pointers; compiled graphs cast B themselves.)
+    same = (not torch.compiler.is_compiling() and feedback.data_ptr() == weight.data_ptr()
+            and feedback.stride() == weight.stride())
     weight = weight.to(dtype)
     # Under bp, B is W itself: cast it once.
     feedback = weight if same else feedback.to(dtype)
