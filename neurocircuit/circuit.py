@@ -289,6 +289,13 @@ class Circuit:
                 return p
         raise KeyError(name)
 
+    def projection(self, name: str) -> Projection:
+        """The projection called ``name``."""
+        for p in self.projections:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
     @property
     def input(self) -> Population:
         """The population without incoming projection (clamped to data)."""

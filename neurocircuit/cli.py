@@ -75,12 +75,57 @@ def _cmd_list() -> None:
         print(f"  {name}")
 
 
+def _simulation_kind(name: str) -> str | None:
+    from ._toml import read_toml
+    from .registry import simulation_file
+
+    return read_toml(simulation_file(name)).get("kind")
+
+
+def _cmd_run_brian(args: argparse.Namespace, only: list[str] | None) -> None:
+    from .brian.simulation import load_brian_simulation, run_brian_simulation
+    from .plotting import save_figures
+    from .results import write_netcdf
+
+    sim = load_brian_simulation(args.simulation, args.settings, only)
+    if args.out.exists() and not args.out.is_dir():
+        raise NeurocircuitError(f"--out {str(args.out)!r} exists and is not a folder")
+    print(f"running {sim.name!r} (Brian2, {sim.variant}, {sim.params.device}/{sim.params.target}): model "
+          f"{sim.model}, rules {', '.join(a.label for a in sim.arms)}, seeds {list(sim.seeds)}")
+    ds = run_brian_simulation(sim)
+    path = write_netcdf(ds, args.out / "results.nc")
+    figures = [] if args.no_figures else save_figures(ds, args.out)
+    print(brian_summary_table(ds))
+    print(f"wrote {path}" + "".join(f"\nwrote {f}" for f in figures))
+
+
+def brian_summary_table(ds: xr.Dataset) -> str:
+    """Per rule, mean ± sd over seeds: the final B-W angle of every layer, and the final test accuracy."""
+    final = ds["weight_angle"].isel(weight_time=-1)
+    layers = [str(v) for v in ds["layer"].values]
+    head = f"{'rule':<12} " + " ".join(f"{'angle ' + n + ' (deg)':>20}" for n in layers)
+    has_acc = "test_accuracy" in ds
+    lines = [head + (f" {'test acc (%)':>15}" if has_acc else "")]
+    for rule in ds["rule"].values:
+        r = final.sel(rule=rule)
+        cells = [f"{float(r.sel(layer=n).mean()):13.2f} ± {float(r.sel(layer=n).std()):4.2f}" for n in layers]
+        line = f"{rule!s:<12} " + " ".join(cells)
+        if has_acc:
+            acc = 100 * ds["test_accuracy"].sel(rule=rule).isel(step=-1)
+            line += f" {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     from .plotting import save_figures
     from .results import write_netcdf
     from .simulation import load_simulation, run_simulation
 
     only = [x for x in args.only.split(",") if x] if args.only else None
+    if _simulation_kind(args.simulation) == "brian2":
+        _cmd_run_brian(args, only)
+        return
     sim = load_simulation(args.simulation, args.settings, only)
     if args.out.exists() and not args.out.is_dir():
         raise NeurocircuitError(f"--out {str(args.out)!r} exists and is not a folder")

@@ -13,7 +13,7 @@ import xarray as xr  # noqa: E402
 
 from .results import write_atomic  # noqa: E402
 
-__all__ = ["plot_learning_curves", "plot_alignment", "plot_ood", "save_figures"]
+__all__ = ["plot_learning_curves", "plot_alignment", "plot_ood", "plot_activity", "save_figures"]
 
 
 def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +55,8 @@ def plot_alignment(ds: xr.Dataset, variable: str = "weight_angle") -> plt.Figure
                              constrained_layout=True, sharey=True)
     x_dim = next(d for d in ds[variable].dims if d not in ("rule", "seed", "layer"))
     x, x_label = (ds["epoch"].values, "epoch") if x_dim == "step" else (ds[x_dim].values, x_dim.replace("_", " "))
+    if x_dim != "step" and ds[x_dim].attrs.get("units"):
+        x_label += f" ({ds[x_dim].attrs['units']})"
     for ax, layer in zip(axes[0], layers):
         for rule in ds["rule"].values:
             _band(ax, x, ds[variable].sel(rule=rule, layer=layer), str(rule))
@@ -85,6 +87,30 @@ def plot_ood(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
+def plot_activity(ds: xr.Dataset) -> plt.Figure:
+    """Sampled activity of every forward and error population of the first rule and seed (Brian2 results):
+    one heat map per population, time on x, the phase of each time as a strip above."""
+    names = [str(v)[:-2] for v in ds.data_vars if str(v).endswith("_y") and "time" in ds[v].dims]
+    fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 5.2), squeeze=False, constrained_layout=True)
+    first = {d: 0 for d in ("rule", "seed") if d in ds.dims}
+    times = ds["time"].values
+    for col, name in enumerate(names):
+        for row, var in enumerate(("y", "delta")):
+            da = ds[f"{name}_{var}"].isel(first).dropna("time", how="all")
+            ax = axes[row][col]
+            limit = float(np.nanmax(np.abs(da.values))) or 1.0
+            ax.imshow(da.values.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest",
+                      extent=(times[0], times[min(len(times), da.sizes["time"]) - 1], da.shape[1] - 0.5, -0.5))
+            ax.set(title=f"{name} {'y' if var == 'y' else 'delta'}", xlabel="time (s)" if row else "",
+                   ylabel="unit" if col == 0 else "")
+    title = "activity"
+    if "rule" in ds.dims:
+        title += f" ({ds['rule'].values[0]}"
+        title += f", seed {ds['seed'].values[0]})" if "seed" in ds.dims else ")"
+    fig.suptitle(title)
+    return fig
+
+
 def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """Write the figures a results Dataset supports into ``out_dir``: learning_curves.png, one PNG per
     per-layer variable (weight_angle, gradient_angle, effective_dim, <phase>_weight_angle) and
@@ -97,6 +123,8 @@ def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
         per_layer = var in ("weight_angle", "gradient_angle", "effective_dim")
         if (per_layer or var.endswith(("_weight_angle", "_gradient_angle"))) and "layer" in ds[var].dims:
             figures[f"{var}.png"] = plot_alignment(ds, var)
+    if any(str(v).endswith("_y") and "time" in ds[v].dims for v in ds.data_vars):
+        figures["activity.png"] = plot_activity(ds)
     if "ood_accuracy" in ds:
         figures["ood_accuracy.png"] = plot_ood(ds)
     written = []

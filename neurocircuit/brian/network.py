@@ -1,0 +1,289 @@
+"""Compile a Circuit and a Protocol into one Brian2 ``Network`` of rate populations and plastic synapses.
+
+For every population l there is a forward group ``<name>`` (activity y) and a feedback group ``<name>_error``
+(error delta). Equations, with m(t) the mirror flag, s(t) "the circuit has settled in this presentation":
+
+forward      tau_l dy/dt = -y + (1 - m) phi(u) + m n          u = sum_i W_ji y_i + b       (input: y = stimulus or n)
+spontaneous  d n/dt = -n / tau_n + sigma sqrt(2 / tau_n) xi                   (Ornstein-Uhlenbeck, std sigma)
+feedback     tau_fb d delta/dt = -delta + (1 - m) err + m u_syn      (in the mirror phase delta copies its forward
+             err = phi'(u) sum_j B_jk delta_j   (hidden)                partner's synaptic drive u_syn = W y_below)
+             err = phi'(u) (target - y)  or  target - y   (top; mse / cross_entropy)
+W synapses   dW/dt = a_w(t) s(t) (eta_w delta_post y_pre - lambda_w W)
+B synapses   fa: fixed;  kp: dB/dt = a_b(t) s(t) (eta_w delta_pre y_post - lambda_w B) (the transposed W rule);
+             wm: dB/dt = m (eta_mirror delta_pre y_post - lambda_mirror B);  bp: B starts as W and follows W's
+             rule exactly (weight transport, labelled as such).
+(y_post: the activity of the forward partner of the postsynaptic error unit, which that unit reads through a linked
+variable — the same locality as the kp rule.)
+
+B is stored in W's layout (B_jk is the synapse from error unit j of the upper layer to error unit k below), so
+the feedback drive is B^T delta. With m = 1 every forward group is independent noise x_l and the error units above
+copy the zero-mean drive W x_l, so E[delta_upper x_lower^T] = W Var(x): the wm synapses learn W — Akrout et al.'s
+dB = eta x (W x)^T, with the noise injected per layer, independently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import brian2
+import numpy as np
+from brian2 import Network, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var, ms, second
+
+from ..circuit import Circuit
+from ..errors import ConfigError
+from .parameters import RateParameters
+from .protocol import Protocol
+
+__all__ = ["PHI", "PHI_PRIME", "BRIAN_RULES", "RateCircuit", "brian_device", "connection_mask"]
+
+#: phi(u) and phi'(u) as Brian2 expressions.
+PHI = {"identity": "u", "relu": "u * int(u > 0)", "tanh": "tanh(u)", "sigmoid": "1 / (1 + exp(-u))",
+       "softplus": "log(1 + exp(u))", "leaky_relu": "u * (0.01 + 0.99 * int(u > 0))"}
+PHI_PRIME = {"identity": "1", "relu": "int(u > 0)", "tanh": "1 - tanh(u)**2",
+             "sigmoid": "exp(-u) / (1 + exp(-u))**2", "softplus": "1 / (1 + exp(-u))",
+             "leaky_relu": "0.01 + 0.99 * int(u > 0)"}
+
+#: Rules the Brian2 backend runs as synaptic equations. Sign-symmetry rules need W's signs at the feedback
+#: synapse at every moment, a transport this backend does not model.
+BRIAN_RULES = ("bp", "fa", "kp", "wm")
+
+_SETTLED = "int(t - presentation * floor(t / presentation + 1e-9) >= settle)"
+
+
+@contextlib.contextmanager
+def brian_device(params: RateParameters, directory: str | None = None) -> Iterator[None]:
+    """Select the Brian2 device/target of ``params`` for the objects built inside, and restore runtime after."""
+    previous_target = brian2.prefs.codegen.target
+    if params.device == "cpp_standalone":
+        folder = directory or tempfile.mkdtemp(prefix="neurocircuit_standalone_")
+        brian2.set_device("cpp_standalone", directory=folder, build_on_run=True)
+    else:
+        brian2.prefs.codegen.target = params.target
+    try:
+        yield
+    finally:
+        if params.device == "cpp_standalone":
+            brian2.device.reinit()
+            brian2.device.activate()
+            brian2.set_device("runtime")
+        brian2.prefs.codegen.target = previous_target
+
+
+def connection_mask(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
+    """Which synapses exist: all of them for p = 1, else each independently with probability p."""
+    return np.ones(shape, dtype=bool) if p >= 1 else rng.random(shape) < p
+
+
+@dataclass
+class _Layer:
+    name: str
+    size: int
+    activation: str
+    forward: NeuronGroup
+    error: NeuronGroup
+
+
+class RateCircuit:
+    """The Brian2 network of a dense circuit, ready to run a :class:`Protocol`.
+
+    Parameters
+    ----------
+    circuit
+        Dense projections only (conv/pool circuits run in the torch backend).
+    weights
+        Per projection name: ``(W, b, B)`` numpy arrays, W and B of shape (out, in) (B in W's layout).
+    params
+        :class:`RateParameters`.
+    protocol
+        The unrolled schedule.
+    rules
+        Per projection name, its rule (default: the circuit's feedback rules).
+    """
+
+    def __init__(self, circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                 params: RateParameters, protocol: Protocol, rules: Mapping[str, str] | None = None) -> None:
+        for proj in circuit.projections:
+            if proj.kind != "dense":
+                raise ConfigError(f"the Brian2 backend runs dense projections; {proj.name!r} is {proj.kind}")
+        if params.delay > 0 * ms:
+            raise ConfigError(f"brian2.delay = {params.delay}: the rate circuit's summed inputs have no delays; "
+                              "use the spiking variant for delays")
+        self.circuit, self.params, self.protocol = circuit, params, protocol
+        self.rules = {p.name: (rules or {}).get(p.name, circuit.feedback_for(p.name).rule)
+                      for p in circuit.projections}
+        for name, rule in self.rules.items():
+            if rule not in BRIAN_RULES:
+                raise ConfigError(f"projection {name!r}: rule {rule!r} is not available in the Brian2 backend "
+                                  f"(available: {', '.join(BRIAN_RULES)}; sign-symmetry needs sign transport)")
+        self.weight_transport = any(r == "bp" for r in self.rules.values())
+        self._rng = np.random.default_rng(params.seed)
+        brian2.seed(params.seed)
+        p = params
+        self.namespace: dict[str, Any] = {
+            "presentation": p.presentation, "settle": p.settle, "noise_tau": p.noise_tau,
+            "noise_sigma": p.noise_sigma, "tau_fb": p.tau_feedback, "eta_w": p.eta_w, "lambda_w": p.lambda_w,
+            "eta_mirror": p.eta_mirror, "lambda_mirror": p.lambda_mirror,
+            "mirror": TimedArray(protocol.mirror, dt=p.presentation),
+            "learn_w": TimedArray(protocol.learn_w, dt=p.presentation),
+            "learn_b": TimedArray(protocol.learn_b, dt=p.presentation),
+            "stimulus": TimedArray(protocol.stimulus, dt=p.presentation),
+            "target": TimedArray(protocol.target, dt=p.presentation),
+        }
+        self.layers = self._populations()
+        self.forward_synapses: dict[str, Synapses] = {}
+        self.feedback_synapses: dict[str, list[Synapses]] = {}
+        self.masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for proj in circuit.projections:
+            self._project(proj.name, proj.source, proj.target, weights[proj.name])
+        self._monitors()
+        self.network = Network(*[g for layer in self.layers.values() for g in (layer.forward, layer.error)],
+                               *self.forward_synapses.values(),
+                               *[s for group in self.feedback_synapses.values() for s in group],
+                               *self.monitors.values())
+
+    # ------------------------------------------------------------------------------------------ building
+    def _populations(self) -> dict[str, _Layer]:
+        circuit, p = self.circuit, self.params
+        layers = {}
+        chain = [circuit.input] + [circuit.population(proj.target) for proj in circuit.projections]
+        plastic_w = bool(self.protocol.learn_w.any())
+        for index, pop in enumerate(chain):
+            noise = "dn/dt = -n / noise_tau + noise_sigma * sqrt(2 / noise_tau) * xi : 1\n"
+            if index == 0:
+                forward = NeuronGroup(pop.size, "y : 1\n" + noise, method="euler", dt=p.dt,
+                                      namespace=self.namespace, name=pop.name)
+                forward.run_regularly("y = (1 - mirror(t)) * stimulus(t, i) + mirror(t) * n", when="start")
+            else:
+                eqs = (f"dy/dt = (-y + (1 - mirror(t)) * ({PHI[pop.activation]}) + mirror(t) * n) / tau : 1\n"
+                       "u = u_syn + bias : 1\nu_syn : 1\nbias : 1 (constant)\n" + noise +
+                       ("delta : 1 (linked)\n" if plastic_w else ""))
+                forward = NeuronGroup(pop.size, eqs, method="euler", dt=p.dt, name=pop.name,
+                                      namespace={**self.namespace, "tau": p.tau_of(pop.name)})
+            top = index == len(chain) - 1
+            if index == 0:
+                err, drive = "e_in", "0"
+            elif top:
+                gate = "" if p.loss == "cross_entropy" else f"({PHI_PRIME[pop.activation]}) * "
+                err, drive = f"{gate}(target(t, i) - y_fwd)", "u_syn_fwd"
+            else:
+                err, drive = f"({PHI_PRIME[pop.activation]}) * e_in", "u_syn_fwd"
+            eqs = f"d delta/dt = (-delta + (1 - mirror(t)) * err + mirror(t) * ({drive})) / tau_fb : 1\n"
+            eqs += f"err = {err} : 1\ny_fwd : 1 (linked)\n"
+            if index > 0:
+                eqs += "u_syn_fwd : 1 (linked)\nbias_fwd : 1 (linked)\nu = u_syn_fwd + bias_fwd : 1\n"
+            if not top:
+                eqs += "e_in = e_exc + e_inh : 1\ne_exc : 1\ne_inh : 1\n" if p.dale else "e_in : 1\n"
+            error = NeuronGroup(pop.size, eqs, method="euler", dt=p.dt, namespace=self.namespace,
+                                name=f"{pop.name}_error")
+            error.y_fwd = linked_var(forward, "y")
+            if index > 0:
+                error.u_syn_fwd = linked_var(forward, "u_syn")
+                error.bias_fwd = linked_var(forward, "bias")
+                if plastic_w:
+                    forward.delta = linked_var(error, "delta")
+            layers[pop.name] = _Layer(pop.name, pop.size, pop.activation, forward, error)
+        return layers
+
+    def _project(self, name: str, source: str, target: str, wbb: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        p, rule = self.params, self.rules[name]
+        pre, post = self.layers[source], self.layers[target]
+        weight, bias, feedback = (np.asarray(a, dtype=float) for a in wbb)
+        if weight.shape != (post.size, pre.size) or feedback.shape != weight.shape or bias.shape != (post.size,):
+            raise ConfigError(f"projection {name!r}: weights of shapes W {weight.shape}, b {bias.shape}, "
+                              f"B {feedback.shape} do not fit {pre.size} -> {post.size}")
+        w_mask = connection_mask(weight.shape, p.p_forward, self._rng)
+        b_mask = w_mask if rule == "bp" else connection_mask(weight.shape, p.p_feedback, self._rng)
+        self.masks[name] = (w_mask, b_mask)
+        post.forward.bias = bias
+        plastic_w = bool(self.protocol.learn_w.any())
+        w_eq = ("dw/dt = learn_w(t) * settled * (eta_w * delta_post * y_pre - lambda_w * w) : 1 (clock-driven)\n"
+                if plastic_w else "w : 1\n")
+        forward = Synapses(pre.forward, post.forward, w_eq + f"settled = {_SETTLED} : 1\n"
+                           "u_syn_post = w * y_pre : 1 (summed)", method="euler", dt=p.dt,
+                           namespace=self.namespace, name=f"{name}_W")
+        j, i = np.nonzero(w_mask)  # post j, pre i
+        forward.connect(i=i, j=j)
+        forward.w = weight[j, i]
+        self.forward_synapses[name] = forward
+
+        if rule in ("kp", "bp") and plastic_w:
+            gate = "learn_w(t)" if rule == "bp" else "learn_b(t)"
+            b_eq = (f"db/dt = {gate} * settled * (eta_w * delta_pre * y_fwd_post - lambda_w * b) : 1 "
+                    "(clock-driven)\n")
+        elif rule == "wm":
+            b_eq = ("db/dt = mirror(t) * (eta_mirror * delta_pre * y_fwd_post - lambda_mirror * b) : 1 "
+                    "(clock-driven)\n")
+        else:
+            b_eq = "b : 1\n"
+        initial = weight if rule == "bp" else feedback  # bp: B is a transported copy of W
+        j, k = np.nonzero(b_mask)  # upper error unit j -> lower error unit k
+        groups = []
+        signs = [("exc", "e_exc", "clip(b, 0, inf)", np.maximum), ("inh", "e_inh", "clip(b, -inf, 0)", np.minimum)] \
+            if p.dale else [("", "e_in", None, None)]
+        for suffix, target_var, clip, part in signs:
+            syn = Synapses(post.error, pre.error, b_eq + f"settled = {_SETTLED} : 1\n"
+                           f"{target_var}_post = b * delta_pre : 1 (summed)", method="euler", dt=p.dt,
+                           namespace=self.namespace, name=f"{name}_B{('_' + suffix) if suffix else ''}")
+            syn.connect(i=j, j=k)
+            values = initial[j, k]
+            syn.b = part(values, 0.0) if part is not None else values
+            if clip is not None:
+                syn.run_regularly(f"b = {clip}", when="end")  # Dale's law: a synapse never changes sign
+            groups.append(syn)
+        self.feedback_synapses[name] = groups
+
+    def _monitors(self) -> None:
+        p = self.params
+        every = p.record_every * p.presentation
+        self.monitors: dict[str, StateMonitor] = {}
+        for layer in self.layers.values():
+            record = range(min(layer.size, p.record_neurons))
+            self.monitors[f"{layer.name}_y"] = StateMonitor(layer.forward, "y", record=record, dt=p.record_dt,
+                                                            name=f"{layer.name}_y_monitor")
+            self.monitors[f"{layer.name}_delta"] = StateMonitor(layer.error, "delta", record=record, dt=p.record_dt,
+                                                                name=f"{layer.name}_delta_monitor")
+        for name, syn in self.forward_synapses.items():
+            self.monitors[f"{name}_W"] = StateMonitor(syn, "w", record=True, dt=every, name=f"{name}_W_monitor")
+            for k, fb in enumerate(self.feedback_synapses[name]):
+                self.monitors[f"{name}_B{k}"] = StateMonitor(fb, "b", record=True, dt=every,
+                                                             name=f"{name}_B{k}_monitor")
+        top = self.layers[self.circuit.output.name]
+        if (self.protocol.labels >= 0).any():
+            self.monitors["readout"] = StateMonitor(top.forward, "y", record=True, dt=p.presentation,
+                                                    name="readout_monitor")
+
+    # ------------------------------------------------------------------------------------------ running
+    @property
+    def duration(self) -> brian2.Quantity:
+        return self.protocol.steps * self.params.presentation
+
+    def run(self, duration: brian2.Quantity | None = None) -> None:
+        """Run the whole protocol (or ``duration`` of it) in one ``Network.run``."""
+        self.network.run(self.duration if duration is None else duration, namespace={})
+
+    # ------------------------------------------------------------------------------------------ reading
+    def matrices(self, name: str, snapshot: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """W and B (W's layout; missing synapses are 0) now, or at recorded ``snapshot``."""
+        w_syn = self.forward_synapses[name]
+        pre, post = self.layers[self.circuit.projection(name).source], self.layers[self.circuit.projection(name).target]
+        weight = np.zeros((post.size, pre.size))
+        w = w_syn.w[:] if snapshot is None else self.monitors[f"{name}_W"].w[:, snapshot]
+        weight[np.asarray(w_syn.j[:]), np.asarray(w_syn.i[:])] = np.asarray(w)
+        feedback = np.zeros_like(weight)
+        for k, fb in enumerate(self.feedback_synapses[name]):
+            b = fb.b[:] if snapshot is None else self.monitors[f"{name}_B{k}"].b[:, snapshot]
+            np.add.at(feedback, (np.asarray(fb.i[:]), np.asarray(fb.j[:])), np.asarray(b))
+        return weight, feedback
+
+    def snapshot_times(self) -> np.ndarray:
+        name = next(iter(self.forward_synapses))
+        return np.asarray(self.monitors[f"{name}_W"].t / second)
+
+    def state(self) -> dict[str, dict[str, np.ndarray]]:
+        """Current y and delta of every population."""
+        return {n: {"y": np.asarray(layer.forward.y[:]), "delta": np.asarray(layer.error.delta[:])}
+                for n, layer in self.layers.items()}

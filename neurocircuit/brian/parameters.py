@@ -1,0 +1,236 @@
+"""Biological parameters of the Brian2 backend, with units, and their parsing from simulation files.
+
+In a simulation file every dimensioned value is a string with its unit (``tau = "5 ms"``, ``eta_w = "20 Hz"``,
+``eta_w = "0.02 / ms"``); a bare number for a dimensioned parameter, the wrong dimension or a negative time constant
+is a :class:`~neurocircuit.errors.ConfigError` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import brian2
+from brian2 import Hz, Quantity, ms
+
+from .._toml import check_keys, expect
+from ..errors import ConfigError
+
+__all__ = ["RateParameters", "SpikingParameters", "parse_quantity", "parameters_from_dict", "TARGETS", "DEVICES"]
+
+TARGETS = ("numpy", "cython")
+DEVICES = ("runtime", "cpp_standalone")
+LOSSES = ("mse", "cross_entropy")
+
+_UNIT_NAMES = {name: value for name, value in vars(brian2.units).items()
+               if isinstance(value, (Quantity, brian2.Unit))}
+_SAFE = re.compile(r"^[\s0-9eE+\-*/.()a-zA-Z_]+$")
+
+
+def parse_quantity(value: Any, *, dimension: Quantity, where: str) -> Quantity:
+    """A Brian2 quantity from ``"5 ms"``, ``"5*ms"``, ``"0.02 / ms"`` or an already-built Quantity, checked to have
+    the dimensions of ``dimension``."""
+    if isinstance(value, Quantity):
+        quantity = value
+    elif isinstance(value, str):
+        text = value.strip()
+        text = re.sub(r"^([0-9.eE+\-]+)\s+([a-zA-Z])", r"\1*\2", text)  # "5 ms" -> "5*ms"
+        if not _SAFE.match(text):
+            raise ConfigError(f"{where}: cannot read {value!r} as a quantity (write e.g. '5 ms' or '20 Hz')")
+        try:
+            quantity = eval(text, {"__builtins__": {}}, _UNIT_NAMES)  # noqa: S307 - names restricted to units
+        except Exception:
+            raise ConfigError(f"{where}: cannot read {value!r} as a quantity (write e.g. '5 ms' or '20 Hz')") from None
+        if not isinstance(quantity, Quantity):
+            quantity = Quantity(quantity)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not brian2.get_dimensions(dimension).is_dimensionless:
+            raise ConfigError(f"{where}: missing units: got {value!r}, expected a quantity like "
+                              f"'{_example(dimension)}'")
+        quantity = Quantity(value)
+    else:
+        raise ConfigError(f"{where}: expected a quantity string like '{_example(dimension)}', got {value!r}")
+    if brian2.get_dimensions(quantity) != brian2.get_dimensions(dimension):
+        raise ConfigError(f"{where}: {value!r} has the wrong dimensions (expected a quantity like "
+                          f"'{_example(dimension)}')")
+    if not math.isfinite(float(quantity / dimension)):
+        raise ConfigError(f"{where}: {value!r} is not finite")
+    return quantity
+
+
+def _example(dimension: Quantity) -> str:
+    if brian2.get_dimensions(dimension) == brian2.get_dimensions(ms):
+        return "5 ms"
+    if brian2.get_dimensions(dimension) == brian2.get_dimensions(Hz):
+        return "20 Hz"
+    return "1.0"
+
+
+@dataclass(frozen=True)
+class RateParameters:
+    """Parameters of the rate circuit (all times and rates carry Brian2 units).
+
+    Parameters
+    ----------
+    dt
+        Integration time step.
+    tau, tau_feedback
+        Time constants of the forward populations (tau dy/dt = -y + phi(u)) and of the feedback (error) populations;
+        ``tau_population`` overrides ``tau`` per population name.
+    presentation, settle
+        Each step presents one sample (or one noise pattern) for ``presentation``; plasticity of the engaged and
+        prenatal phases is on only after the first ``settle`` of it, when the circuit is near its steady state.
+    noise_sigma, noise_tau
+        Spontaneous activity of the mirror phase: an Ornstein-Uhlenbeck process per unit with stationary standard
+        deviation ``noise_sigma`` (dimensionless, like the rates) and correlation time ``noise_tau``.
+    eta_w, lambda_w
+        Learning rate (per second) and decay rate of the forward synapses: dW/dt = eta_w delta_post y_pre - lambda_w W.
+        ``kp`` feedback synapses follow the transposed rule with the same rates, so W - B^T decays as
+        exp(-lambda_w t_learning).
+    eta_mirror, lambda_mirror
+        The ``wm`` feedback synapses in the mirror phase: dB/dt = eta_mirror delta_pre delta_post - lambda_mirror B.
+    p_forward, p_feedback
+        Connection probability of forward and feedback synapses (1: dense; below 1: sparse W and B).
+    delay
+        Synaptic delay (spiking variant only; the rate circuit's summed inputs are instantaneous).
+    dale
+        Dale's law for the feedback pathway: separate excitatory (B >= 0) and inhibitory (B <= 0) feedback synapses.
+    loss
+        ``mse``: the top error is phi'(u)(target - y); ``cross_entropy``: target - y (sigmoid outputs with binary
+        cross-entropy, or identity outputs).
+    record_dt, record_neurons, record_every
+        Activity is recorded every ``record_dt`` for the first ``record_neurons`` units of each population;
+        weights every ``record_every`` steps.
+    target, device
+        Code generation target of the runtime device (numpy or cython), or ``cpp_standalone``.
+    seed
+        Seed of Brian2's random numbers (noise, sparse connections).
+    """
+
+    dt: Quantity = field(default_factory=lambda: 0.5 * ms)
+    tau: Quantity = field(default_factory=lambda: 4 * ms)
+    tau_feedback: Quantity = field(default_factory=lambda: 4 * ms)
+    tau_population: Mapping[str, Quantity] = field(default_factory=dict)
+    presentation: Quantity = field(default_factory=lambda: 40 * ms)
+    settle: Quantity = field(default_factory=lambda: 30 * ms)
+    noise_sigma: float = 1.0
+    noise_tau: Quantity = field(default_factory=lambda: 2 * ms)
+    eta_w: Quantity = field(default_factory=lambda: 10 * Hz)
+    lambda_w: Quantity = field(default_factory=lambda: 0 * Hz)
+    eta_mirror: Quantity = field(default_factory=lambda: 20 * Hz)
+    lambda_mirror: Quantity = field(default_factory=lambda: 20 * Hz)
+    p_forward: float = 1.0
+    p_feedback: float = 1.0
+    delay: Quantity = field(default_factory=lambda: 0 * ms)
+    dale: bool = False
+    loss: str = "mse"
+    record_dt: Quantity = field(default_factory=lambda: 2 * ms)
+    record_neurons: int = 20
+    record_every: int = 10
+    target: str = "numpy"
+    device: str = "runtime"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        times = ("dt", "tau", "tau_feedback", "presentation", "settle", "noise_tau", "delay", "record_dt")
+        rates = ("eta_w", "lambda_w", "eta_mirror", "lambda_mirror")
+        for name in times:
+            object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=ms, where=f"brian2.{name}"))
+        for name in rates:
+            object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=Hz, where=f"brian2.{name}"))
+        expect(self.tau_population, Mapping, "brian2.tau_population")
+        object.__setattr__(self, "tau_population", {
+            k: parse_quantity(v, dimension=ms, where=f"brian2.tau_population.{k}") for k, v in self.tau_population.items()
+        })
+        for name in ("dt", "tau", "tau_feedback", "presentation", "noise_tau", "record_dt",
+                     *(f"tau_population.{k}" for k in self.tau_population)):
+            value = self.tau_population[name.split(".")[1]] if "." in name else getattr(self, name)
+            if float(value) <= 0:
+                raise ConfigError(f"brian2.{name} must be > 0, got {value}")
+        for name in ("settle", "delay", *rates):
+            if float(getattr(self, name)) < 0:
+                raise ConfigError(f"brian2.{name} must be >= 0, got {getattr(self, name)}")
+        if self.settle >= self.presentation:
+            raise ConfigError(f"brian2.settle ({self.settle}) must be shorter than brian2.presentation "
+                              f"({self.presentation})")
+        for name in ("tau", "tau_feedback", "noise_tau"):
+            if getattr(self, name) < self.dt:
+                raise ConfigError(f"brian2.{name} ({getattr(self, name)}) must be >= brian2.dt ({self.dt}) for a "
+                                  "stable Euler step")
+        expect(self.noise_sigma, (int, float), "brian2.noise_sigma")
+        if self.noise_sigma <= 0:
+            raise ConfigError(f"brian2.noise_sigma must be > 0, got {self.noise_sigma!r}")
+        for name in ("p_forward", "p_feedback"):
+            expect(getattr(self, name), (int, float), f"brian2.{name}")
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"brian2.{name} must be in (0, 1], got {getattr(self, name)!r}")
+        expect(self.dale, bool, "brian2.dale")
+        for name, allowed in (("loss", LOSSES), ("target", TARGETS), ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"brian2.{name}: unknown value {getattr(self, name)!r} (use {', '.join(allowed)})")
+        for name in ("record_neurons", "record_every", "seed"):
+            expect(getattr(self, name), int, f"brian2.{name}")
+        if self.record_every <= 0 or self.record_neurons <= 0:
+            raise ConfigError("brian2.record_every and brian2.record_neurons must be > 0")
+
+    def tau_of(self, population: str) -> Quantity:
+        return self.tau_population.get(population, self.tau)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data with units as strings, for results attrs."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                value = {k: str(v) for k, v in value.items()}
+            elif isinstance(value, Quantity):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class SpikingParameters:
+    """The spiking variant: leaky integrate-and-fire neurons whose rates are read from synaptic traces.
+
+    Parameters
+    ----------
+    tau_membrane, v_threshold, v_reset, refractory
+        LIF dynamics (dimensionless membrane potential, threshold 1).
+    rate_max
+        Rate of a unit at activity 1; activity x in [-1, 1] is carried around a baseline rate ``rate_max / 2``.
+    tau_trace
+        Time constant of the traces that read rates out of spike trains.
+    """
+
+    tau_membrane: Quantity = field(default_factory=lambda: 10 * ms)
+    refractory: Quantity = field(default_factory=lambda: 2 * ms)
+    rate_max: Quantity = field(default_factory=lambda: 100 * Hz)
+    tau_trace: Quantity = field(default_factory=lambda: 50 * ms)
+
+    def __post_init__(self) -> None:
+        for name in ("tau_membrane", "refractory", "tau_trace"):
+            object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=ms,
+                                                          where=f"brian2.spiking.{name}"))
+        object.__setattr__(self, "rate_max", parse_quantity(self.rate_max, dimension=Hz,
+                                                            where="brian2.spiking.rate_max"))
+        for name in ("tau_membrane", "tau_trace", "rate_max"):
+            if float(getattr(self, name)) <= 0:
+                raise ConfigError(f"brian2.spiking.{name} must be > 0, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def parameters_from_dict(table: Mapping[str, Any], where: str = "brian2") -> tuple[RateParameters, SpikingParameters]:
+    """The ``[brian2]`` table of a simulation file (with an optional ``[brian2.spiking]`` sub-table)."""
+    rate_names = [f.name for f in dataclasses.fields(RateParameters)]
+    check_keys(table, [*rate_names, "spiking"], where)
+    spiking = dict(table.get("spiking", {}))
+    check_keys(spiking, [f.name for f in dataclasses.fields(SpikingParameters)], f"{where}.spiking")
+    rate = RateParameters(**{k: v for k, v in table.items() if k != "spiking"})
+    return rate, SpikingParameters(**spiking)

@@ -1,0 +1,98 @@
+"""What the circuit experiences, step by step: the phase schedule unrolled into per-step arrays.
+
+One *step* of the Brian2 backend is one presentation window (``RateParameters.presentation`` of simulated time):
+one data sample, one prenatal noise pattern, or one window of spontaneous activity. The arrays become Brian2
+``TimedArray``s, so a whole schedule runs as one ``Network.run`` — phases switch by flags, not by rebuilding, and the
+same network runs on the runtime and ``cpp_standalone`` devices (no Python callbacks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..phases import EngagedPhase, MirrorPhase, PrenatalPhase
+
+__all__ = ["Protocol", "build_protocol"]
+
+
+@dataclass
+class Protocol:
+    """Per-step inputs and flags. ``labels`` is -1 where a step is not a test presentation."""
+
+    stimulus: np.ndarray            # (steps, n_in)
+    target: np.ndarray              # (steps, n_out)
+    mirror: np.ndarray              # (steps,) 1 during spontaneous activity
+    learn_w: np.ndarray             # (steps,) forward plasticity on (engaged learning and prenatal phases)
+    learn_b: np.ndarray             # (steps,) Kolen-Pollack feedback plasticity on (engaged learning only)
+    phase: np.ndarray               # (steps,) phase name of each step
+    labels: np.ndarray              # (steps,) class of a test presentation, else -1
+    test_blocks: list[tuple[int, int, int]] = field(default_factory=list)  # (first step, end step, epoch)
+
+    @property
+    def steps(self) -> int:
+        return len(self.mirror)
+
+
+def _blank(n: int, n_in: int, n_out: int, name: str) -> dict[str, np.ndarray]:
+    return {"stimulus": np.zeros((n, n_in)), "target": np.zeros((n, n_out)), "mirror": np.zeros(n),
+            "learn_w": np.zeros(n), "learn_b": np.zeros(n), "phase": np.full(n, name, dtype=object),
+            "labels": np.full(n, -1, dtype=np.int64)}
+
+
+def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase], *, n_in: int, n_out: int,
+                   train: tuple[np.ndarray, np.ndarray] | None = None,
+                   test: tuple[np.ndarray, np.ndarray] | None = None, epochs: int = 1,
+                   seed: int = 0) -> Protocol:
+    """Unroll ``phases``. Engaged phases present every training sample once per epoch (shuffled) and then every
+    test sample with plasticity off; prenatal phases present Gaussian noise patterns with random one-hot targets."""
+    rng = np.random.default_rng(seed)
+    parts: list[dict[str, np.ndarray]] = []
+    for phase in phases:
+        if isinstance(phase, MirrorPhase):
+            part = _blank(phase.steps, n_in, n_out, phase.name)
+            part["mirror"][:] = 1
+            parts.append(part)
+        elif isinstance(phase, PrenatalPhase):
+            n = phase.samples
+            part = _blank(n, n_in, n_out, phase.name)
+            if phase.inputs == "noise":
+                part["stimulus"] = rng.normal(0.0, phase.noise_std, (n, n_in))
+            if phase.labels == "random":
+                part["target"][np.arange(n), rng.integers(0, n_out, n)] = 1.0
+            else:  # the uniform distribution: an error that carries no label information
+                part["target"][:] = 1.0 / n_out
+            part["learn_w"][:] = 1
+            parts.append(part)
+        else:
+            if train is None or test is None:
+                raise ConfigError(f"phase {phase.name!r}: an engaged phase needs data")
+            (x_train, y_train), (x_test, y_test) = train, test
+            for _ in range(phase.epochs if phase.epochs is not None else epochs):
+                order = rng.permutation(len(x_train))
+                part = _blank(len(order), n_in, n_out, phase.name)
+                part["stimulus"] = x_train[order].reshape(len(order), -1)
+                part["target"][np.arange(len(order)), y_train[order]] = 1.0
+                part["learn_w"][:] = 1
+                part["learn_b"][:] = 1
+                parts.append(part)
+                test_part = _blank(len(x_test), n_in, n_out, f"{phase.name}_test")
+                test_part["stimulus"] = x_test.reshape(len(x_test), -1)
+                test_part["target"][np.arange(len(x_test)), y_test] = 1.0
+                test_part["labels"] = np.asarray(y_test, dtype=np.int64)
+                parts.append(test_part)
+    if not parts:
+        raise ConfigError("the schedule has no phases")
+    blocks, start = [], 0
+    for part in parts:
+        n = len(part["mirror"])
+        if (part["labels"] >= 0).any():
+            blocks.append((start, start + n, len(blocks) + 1))
+        start += n
+    # One last blank window, so the state at the end of the last real window is recorded at its start.
+    parts.append(_blank(1, n_in, n_out, "end"))
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return Protocol(**merged, test_blocks=blocks)

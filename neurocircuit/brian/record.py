@@ -1,0 +1,98 @@
+"""Brian2 monitors -> xarray, in the package's results convention (shared with the torch backend)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from brian2 import second
+
+from ..nn.metrics import angle_degrees
+
+__all__ = ["rate_results", "alignment_over_time", "phase_labels"]
+
+
+def phase_labels(times: np.ndarray, phase: np.ndarray, presentation: float) -> np.ndarray:
+    """The phase name of each time (s), from the per-step labels."""
+    index = np.clip(np.floor(times / presentation + 1e-9).astype(int), 0, len(phase) - 1)
+    return np.asarray(phase[index], dtype=str)
+
+
+def _angle(b: np.ndarray, w: np.ndarray) -> float:
+    return angle_degrees(torch.from_numpy(b), torch.from_numpy(w))
+
+
+def alignment_over_time(net: Any) -> xr.Dataset:
+    """``weight_angle`` (B vs W^T, degrees) and ``norm_ratio`` per layer at every weight snapshot and at the end."""
+    names = list(net.forward_synapses)
+    times = list(net.snapshot_times())
+    snapshots: list[int | None] = list(range(len(times)))
+    end = float(net.network.t / second)
+    if not times or times[-1] < end - 1e-12:
+        times.append(end)
+        snapshots.append(None)
+    angles = np.zeros((len(times), len(names)))
+    ratios = np.zeros_like(angles)
+    for k, snap in enumerate(snapshots):
+        for m, name in enumerate(names):
+            w, b = net.matrices(name, snap)
+            angles[k, m] = _angle(b, w)
+            ratios[k, m] = np.linalg.norm(b) / max(np.linalg.norm(w), 1e-300)
+    presentation = float(net.params.presentation / second)
+    times_arr = np.asarray(times)
+    return xr.Dataset(
+        {"weight_angle": (("weight_time", "layer"), angles, {"units": "degree", "long_name": "angle between B and W^T"}),
+         "norm_ratio": (("weight_time", "layer"), ratios, {"units": "1", "long_name": "||B|| / ||W||"})},
+        coords={"weight_time": ("weight_time", times_arr, {"units": "s", "long_name": "simulated time"}),
+                "weight_phase": ("weight_time", phase_labels(times_arr, net.protocol.phase, presentation)),
+                "layer": names, "layer_rule": ("layer", [net.rules[n] for n in names])})
+
+
+def _activity(net: Any) -> xr.Dataset:
+    presentation = float(net.params.presentation / second)
+    data: dict[str, Any] = {}
+    times = None
+    for name in net.layers:
+        for var in ("y", "delta"):
+            mon = net.monitors[f"{name}_{var}"]
+            values = np.asarray(getattr(mon, var)).T  # (time, neuron)
+            times = np.asarray(mon.t / second)
+            kind = "activity" if var == "y" else "error activity"
+            data[f"{name}_{var}"] = (("time", f"{name}_neuron"), values,
+                                     {"units": "1", "long_name": f"{kind} of {name} (rate, dimensionless)"})
+    coords = {"time": ("time", times, {"units": "s", "long_name": "simulated time"}),
+              "phase": ("time", phase_labels(times, net.protocol.phase, presentation))}
+    return xr.Dataset(data, coords=coords)
+
+
+def _accuracy(net: Any) -> xr.Dataset | None:
+    protocol = net.protocol
+    if "readout" not in net.monitors or not protocol.test_blocks:
+        return None
+    readout = np.asarray(net.monitors["readout"].y).T  # (steps, n_out): state at the start of each window
+    acc, loss, steps, epochs = [], [], [], []
+    for start, end, epoch in protocol.test_blocks:
+        outputs = readout[start + 1:end + 1]  # the state at the end of each test window
+        labels = protocol.labels[start:end]
+        targets = protocol.target[start:end]
+        acc.append(float((outputs.argmax(1) == labels).mean()))
+        loss.append(float(0.5 * ((targets - outputs) ** 2).sum(1).mean()))
+        steps.append(int(protocol.learn_b[:start].sum()))
+        epochs.append(epoch)
+    return xr.Dataset({"test_accuracy": ("step", acc, {"units": "1"}),
+                       "test_loss": ("step", loss, {"units": "1", "long_name": "0.5 ||target - y||^2"})},
+                      coords={"step": ("step", steps, {"long_name": "training presentations done"}),
+                              "epoch": ("step", epochs, {"units": "epoch"})})
+
+
+def rate_results(net: Any) -> xr.Dataset:
+    """Alignment over time, sampled activity and (with test presentations) accuracy of one run."""
+    parts = [alignment_over_time(net), _activity(net)]
+    accuracy = _accuracy(net)
+    if accuracy is not None:
+        parts.append(accuracy)
+    ds = xr.merge(parts, compat="override", join="outer")
+    ds.attrs["weight_transport"] = int(net.weight_transport)
+    return ds
