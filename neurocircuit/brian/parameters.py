@@ -144,8 +144,8 @@ class RateParameters:
             object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=Hz, where=f"brian2.{name}"))
         expect(self.tau_population, Mapping, "brian2.tau_population")
         object.__setattr__(self, "tau_population", {
-            k: parse_quantity(v, dimension=ms, where=f"brian2.tau_population.{k}") for k, v in self.tau_population.items()
-        })
+            k: parse_quantity(v, dimension=ms, where=f"brian2.tau_population.{k}")
+            for k, v in self.tau_population.items()})
         for name in ("dt", "tau", "tau_feedback", "presentation", "noise_tau", "record_dt",
                      *(f"tau_population.{k}" for k in self.tau_population)):
             value = self.tau_population[name.split(".")[1]] if "." in name else getattr(self, name)
@@ -195,30 +195,32 @@ class RateParameters:
 
 @dataclass(frozen=True)
 class SpikingParameters:
-    """The spiking variant: leaky integrate-and-fire neurons whose rates are read from synaptic traces.
+    """The spiking variant: Poisson (linear-nonlinear-Poisson) neurons whose rates are read from synaptic traces.
 
     Parameters
     ----------
-    tau_membrane, v_threshold, v_reset, refractory
-        LIF dynamics (dimensionless membrane potential, threshold 1).
     rate_max
-        Rate of a unit at activity 1; activity x in [-1, 1] is carried around a baseline rate ``rate_max / 2``.
-    tau_trace
-        Time constant of the traces that read rates out of spike trains.
+        Firing rate at activity +1; activity a in [-1, 1] is carried as a rate rate_max (1 + a) / 2 around the
+        baseline rate_max / 2.
+    tau_synapse
+        Decay of the synaptic current an error unit integrates from its forward input spikes.
+    tau_trace, tau_mean
+        Every unit keeps a spike trace (its rate estimate, time constant ``tau_trace``) and a slow running mean of it
+        (``tau_mean``); plasticity correlates the fluctuations trace - mean.
     """
 
-    tau_membrane: Quantity = field(default_factory=lambda: 10 * ms)
-    refractory: Quantity = field(default_factory=lambda: 2 * ms)
     rate_max: Quantity = field(default_factory=lambda: 100 * Hz)
-    tau_trace: Quantity = field(default_factory=lambda: 50 * ms)
+    tau_synapse: Quantity = field(default_factory=lambda: 5 * ms)
+    tau_trace: Quantity = field(default_factory=lambda: 20 * ms)
+    tau_mean: Quantity = field(default_factory=lambda: 1000 * ms)
 
     def __post_init__(self) -> None:
-        for name in ("tau_membrane", "refractory", "tau_trace"):
+        for name in ("tau_synapse", "tau_trace", "tau_mean"):
             object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=ms,
                                                           where=f"brian2.spiking.{name}"))
         object.__setattr__(self, "rate_max", parse_quantity(self.rate_max, dimension=Hz,
                                                             where="brian2.spiking.rate_max"))
-        for name in ("tau_membrane", "tau_trace", "rate_max"):
+        for name in ("tau_synapse", "tau_trace", "tau_mean", "rate_max"):
             if float(getattr(self, name)) <= 0:
                 raise ConfigError(f"brian2.spiking.{name} must be > 0, got {getattr(self, name)}")
 

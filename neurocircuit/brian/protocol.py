@@ -59,10 +59,16 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
         elif isinstance(phase, PrenatalPhase):
             n = phase.samples
             part = _blank(n, n_in, n_out, phase.name)
-            if phase.inputs == "noise":
-                part["stimulus"] = rng.normal(0.0, phase.noise_std, (n, n_in))
+            # A fixed set of noise patterns with fixed random labels, presented in shuffled passes (the mapping is
+            # memorised, which is what aligns W with B), or fresh patterns at every step (dataset_size = None).
+            pool = phase.dataset_size or n
+            patterns = rng.normal(0.0, phase.noise_std, (pool, n_in)) if phase.inputs == "noise" \
+                else np.zeros((pool, n_in))
+            classes = rng.integers(0, n_out, pool)
+            order = np.concatenate([rng.permutation(pool) for _ in range(-(-n // pool))])[:n]
+            part["stimulus"] = patterns[order]
             if phase.labels == "random":
-                part["target"][np.arange(n), rng.integers(0, n_out, n)] = 1.0
+                part["target"][np.arange(n), classes[order]] = 1.0
             else:  # the uniform distribution: an error that carries no label information
                 part["target"][:] = 1.0 / n_out
             part["learn_w"][:] = 1

@@ -43,7 +43,8 @@ def alignment_over_time(net: Any) -> xr.Dataset:
     presentation = float(net.params.presentation / second)
     times_arr = np.asarray(times)
     return xr.Dataset(
-        {"weight_angle": (("weight_time", "layer"), angles, {"units": "degree", "long_name": "angle between B and W^T"}),
+        {"weight_angle": (("weight_time", "layer"), angles,
+                          {"units": "degree", "long_name": "angle between B and W^T"}),
          "norm_ratio": (("weight_time", "layer"), ratios, {"units": "1", "long_name": "||B|| / ||W||"})},
         coords={"weight_time": ("weight_time", times_arr, {"units": "s", "long_name": "simulated time"}),
                 "weight_phase": ("weight_time", phase_labels(times_arr, net.protocol.phase, presentation)),

@@ -180,11 +180,21 @@ def run_arm(sim: BrianSimulation, arm: BrianArm, seed: int, data: Any = None) ->
         with brian_device(params):
             net = SpikingMirror(circuit, initial_weights(circuit, seed), params, sim.spiking, protocol)
             net.run()
+            _check_finite(net, arm.label, seed)
             return net.results()
     with brian_device(params):
         net = RateCircuit(circuit, initial_weights(circuit, seed), params, protocol)
         net.run()
+        _check_finite(net, arm.label, seed)
         return rate_results(net)
+
+
+def _check_finite(net: Any, label: str, seed: int) -> None:
+    for name in net.forward_synapses:
+        w, b = net.matrices(name)
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise FloatingPointError(f"arm {label!r}, seed {seed}: the synapses of {name!r} diverged (NaN/inf) by "
+                                     f"t = {net.network.t}; lower brian2.eta_w or the input scale")
 
 
 def run_brian_simulation(sim: BrianSimulation) -> xr.Dataset:

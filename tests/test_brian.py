@@ -1,0 +1,257 @@
+"""The Brian2 backend: parity with torch, the mirror/prenatal/KP phases as dynamics, learning, units, devices."""
+
+import numpy as np
+import pytest
+import torch
+from brian2 import Hz, ms
+
+from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol, parse_quantity
+from neurocircuit.brian.protocol import Protocol
+from neurocircuit.brian.simulation import initial_weights, load_brian_simulation, parse_brian_simulation
+from neurocircuit.circuit import circuit_from_dict
+from neurocircuit.cli import main
+from neurocircuit.errors import ConfigError
+from neurocircuit.nn import build_network
+from neurocircuit.nn.metrics import angle_degrees
+from neurocircuit.phases import EngagedPhase, MirrorPhase, PrenatalPhase
+from neurocircuit.registry import list_simulations, load_model
+
+FAST = dict(dt=0.5 * ms, tau=2 * ms, tau_feedback=2 * ms, noise_tau=1 * ms, presentation=40 * ms, settle=30 * ms,
+            record_dt=10 * ms, record_neurons=4)
+
+
+def small_circuit(rule: str, sizes: tuple[int, ...] = (12, 16, 6), hidden: str = "tanh"):
+    pops = [{"name": f"p{k}", "shape": [n], "activation": "identity" if k in (0, len(sizes) - 1) else hidden}
+            for k, n in enumerate(sizes)]
+    projs = [{"name": f"W{k + 1}", "source": f"p{k}", "target": f"p{k + 1}"} for k in range(len(sizes) - 1)]
+    return circuit_from_dict({"name": "small", "populations": pops, "projections": projs}).with_rules(rule)
+
+
+def angle(b: np.ndarray, w: np.ndarray) -> float:
+    return angle_degrees(torch.from_numpy(b), torch.from_numpy(w))
+
+
+def probe_protocol(x: np.ndarray, target: np.ndarray) -> Protocol:
+    one = np.zeros(1)
+    return Protocol(stimulus=x[None], target=target[None], mirror=one, learn_w=one, learn_b=one,
+                    phase=np.array(["probe"], dtype=object), labels=np.full(1, -1))
+
+
+@pytest.mark.parametrize("rule,loss", [("fa", "mse"), ("kp", "mse"), ("bp", "mse"), ("wm", "cross_entropy")])
+def test_steady_state_equals_the_torch_forward_and_backward_pass(rule: str, loss: str) -> None:
+    circuit = load_model("mlp_digits", rule=rule)
+    net = build_network(circuit, seed=3).double()
+    weights = initial_weights(circuit, 3)
+    rng = np.random.default_rng(0)
+    x, target = rng.normal(size=64), np.eye(10)[4]
+    params = RateParameters(**{**FAST, "presentation": 300 * ms, "settle": 200 * ms}, loss=loss)
+    with brian_device(params):
+        circuit_net = RateCircuit(circuit, weights, params, probe_protocol(x, target))
+        circuit_net.run()
+        state = circuit_net.state()
+    xt = torch.tensor(x[None], requires_grad=True)
+    u1 = net.W1(xt)
+    u1.retain_grad()
+    y1 = torch.tanh(u1)
+    u2 = net.W2(y1)  # identity output
+    u2.retain_grad()
+    # mse: L = 0.5 ||t - y||^2; cross_entropy on identity outputs uses the same error t - y.
+    (0.5 * ((torch.tensor(target[None]) - u2) ** 2).sum()).backward()
+    np.testing.assert_allclose(state["hidden"]["y"], y1.detach().numpy()[0], rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(state["output"]["y"], u2.detach().numpy()[0], rtol=1e-3, atol=1e-9)
+    # The error populations hold -dL/du of the chosen rule (the input's error: -dL/dx through B1).
+    np.testing.assert_allclose(state["output"]["delta"], -u2.grad.numpy()[0], rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(state["hidden"]["delta"], -u1.grad.numpy()[0], rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(state["pixels"]["delta"], -xt.grad.numpy()[0], rtol=1e-3, atol=1e-9)
+    if rule != "bp":  # the rule matters: BP's hidden error differs from the feedback rule's
+        w2 = net.W2.weight.detach().numpy()
+        bp_hidden = (1 - y1.detach().numpy()[0] ** 2) * (w2.T @ (target - u2.detach().numpy()[0]))
+        assert np.abs(state["hidden"]["delta"] - bp_hidden).max() > 1e-3
+
+
+def test_mirror_phase_aligns_every_layer_below_20_degrees() -> None:
+    circuit = small_circuit("wm", (12, 16, 16, 6))
+    weights = initial_weights(circuit, 0)
+    params = RateParameters(**FAST, eta_mirror=0.5 * Hz, lambda_mirror=0.5 * Hz, record_every=25)
+    with brian_device(params):
+        net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=150)], n_in=12, n_out=6))
+        before = {n: angle(*net.matrices(n)[::-1]) for n in net.forward_synapses}
+        net.run()  # 6 s of simulated time
+        after = {n: angle(*net.matrices(n)[::-1]) for n in net.forward_synapses}
+        w_end = {n: net.matrices(n)[0] for n in net.forward_synapses}
+    assert all(a > 75 for a in before.values()), before
+    assert all(a < 20 for a in after.values()), after
+    for name, (w0, _, _) in weights.items():
+        np.testing.assert_array_equal(w_end[name], w0)  # the mirror never touches W
+
+
+def test_phases_switch_inside_one_network() -> None:
+    # mirror windows, then engaged learning windows, then mirror again, in one Network.run
+    circuit = small_circuit("wm")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, 12)), rng.integers(0, 6, 4)
+    protocol = build_protocol([MirrorPhase(steps=3), EngagedPhase(epochs=1), MirrorPhase(name="again", steps=3)],
+                              n_in=12, n_out=6, train=(x, y), test=(x[:2], y[:2]))
+    assert list(protocol.phase[:3]) == ["mirror"] * 3 and protocol.phase[3] == "engaged"
+    params = RateParameters(**FAST, record_every=1, eta_w=20 * Hz)
+    with brian_device(params):
+        net = RateCircuit(circuit, initial_weights(circuit, 0), params, protocol)
+        net.run()
+        snaps = [net.matrices("W2", k) for k in range(len(net.snapshot_times()))]
+    changed_w = [not np.array_equal(snaps[k][0], snaps[k + 1][0]) for k in range(len(snaps) - 1)]
+    changed_b = [not np.array_equal(snaps[k][1], snaps[k + 1][1]) for k in range(len(snaps) - 1)]
+    # window k -> k+1: mirror (0-2) moves B only; training (3-6) moves W only; tests (7-8) neither; mirror again.
+    assert changed_b[:3] == [True] * 3 and changed_w[:3] == [False] * 3
+    assert changed_w[3:7] == [True] * 4 and changed_b[3:7] == [False] * 4
+    assert not any(changed_w[7:9]) and not any(changed_b[7:9])
+    assert all(changed_b[9:12]) and not any(changed_w[9:12])
+
+
+def test_kolen_pollack_difference_decays_exactly_as_exp_decay_per_euler_step() -> None:
+    circuit = small_circuit("kp")
+    weights = initial_weights(circuit, 1)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(10, 12)), rng.integers(0, 6, 10)
+    protocol = build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x[:1], y[:1]))
+    params = RateParameters(**FAST, eta_w=10 * Hz, lambda_w=20 * Hz)
+    with brian_device(params):
+        net = RateCircuit(circuit, weights, params, protocol)
+        net.run()
+        end = {n: net.matrices(n) for n in ("W1", "W2")}
+    # Number of Euler steps with plasticity on: learning windows x steps after settling.
+    dt, presentation, settle = 0.5e-3, 40e-3, 30e-3
+    t = np.arange(int(round(protocol.steps * presentation / dt))) * dt
+    window = np.clip(np.floor(t / presentation + 1e-9).astype(int), 0, protocol.steps - 1)
+    on = (protocol.learn_b[window] > 0) & (t - presentation * np.floor(t / presentation + 1e-9) >= settle)
+    factor = (1 - 20.0 * dt) ** on.sum()
+    for name in ("W1", "W2"):
+        w0, _, b0 = weights[name]
+        w1, b1 = end[name]
+        assert not np.allclose(w1, w0)  # W learned
+        np.testing.assert_allclose(w1 - b1, factor * (w0 - b0), rtol=1e-9, atol=1e-12)
+
+
+def test_bp_feedback_is_a_transported_copy_of_w() -> None:
+    circuit = small_circuit("bp")
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(6, 12)), rng.integers(0, 6, 6)
+    params = RateParameters(**FAST, eta_w=10 * Hz)
+    with brian_device(params):
+        net = RateCircuit(circuit, initial_weights(circuit, 2), params,
+                          build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x, y)))
+        net.run()
+        w, b = net.matrices("W2")
+    assert net.weight_transport
+    np.testing.assert_array_equal(w, b)
+
+
+def test_prenatal_phase_lowers_the_readout_w_b_angle() -> None:
+    circuit = small_circuit("fa", (12, 24, 4))
+    phase = PrenatalPhase(samples=1500, dataset_size=20, noise_std=0.5)
+    params = RateParameters(**{**FAST, "presentation": 20 * ms, "settle": 12 * ms}, eta_w=10 * Hz, record_every=500)
+    with brian_device(params):
+        net = RateCircuit(circuit, initial_weights(circuit, 0), params, build_protocol([phase], n_in=12, n_out=4))
+        before = angle(*net.matrices("W2")[::-1])
+        net.run()
+        after = angle(*net.matrices("W2")[::-1])
+        b_unchanged = np.array_equal(net.matrices("W2")[1], initial_weights(circuit, 0)["W2"][2])
+    assert b_unchanged  # FA: the feedback is fixed
+    assert before > 80 and after < before - 15, (before, after)
+
+
+@pytest.mark.parametrize("rule", ["fa", "kp", "wm"])
+def test_digits_are_learned_well_above_chance(rule: str) -> None:
+    raw = {"kind": "brian2", "model": "mlp_digits", "rules": [rule], "data": {"name": "digits"},
+           "phases": [{"kind": "mirror", "steps": 100}, {"kind": "engaged", "epochs": 1}] if rule == "wm"
+           else [{"kind": "engaged", "epochs": 1}],
+           "brian2": {"tau": "2 ms", "tau_feedback": "2 ms", "presentation": "20 ms", "settle": "12 ms",
+                      "eta_w": "8 Hz", "lambda_w": "0.5 Hz", "eta_mirror": "1 Hz", "lambda_mirror": "1 Hz",
+                      "noise_tau": "1 ms", "record_every": 1000}}
+    sim = parse_brian_simulation(raw)
+    from neurocircuit.brian.simulation import _data, run_arm
+
+    (x_train, y_train), (x_test, y_test) = _data(sim)
+    ds = run_arm(sim, sim.arms[0], 0, ((x_train[:800], y_train[:800]), (x_test[:200], y_test[:200])))
+    assert float(ds["test_accuracy"][-1]) > 0.5  # chance: 0.1
+
+
+def test_dale_law_keeps_feedback_signs_and_still_mirrors() -> None:
+    circuit = small_circuit("wm")
+    params = RateParameters(**FAST, dale=True, eta_mirror=0.5 * Hz, lambda_mirror=0.5 * Hz, record_every=50)
+    with brian_device(params):
+        net = RateCircuit(circuit, initial_weights(circuit, 0), params, build_protocol([MirrorPhase(steps=100)],
+                                                                                      n_in=12, n_out=6))
+        net.run()
+        exc, inh = (np.asarray(s.b[:]) for s in net.feedback_synapses["W2"])
+        w, b = net.matrices("W2")
+    assert exc.min() >= 0 and inh.max() <= 0 and exc.max() > 0 and inh.min() < 0
+    assert angle(b, w) < 45
+
+
+def test_sparse_connections_and_spiking_mirror() -> None:
+    from neurocircuit.brian import SpikingParameters
+    from neurocircuit.brian.spiking import SpikingMirror
+
+    circuit = small_circuit("wm", (10, 12, 5))
+    params = RateParameters(**{**FAST, "noise_tau": 20 * ms, "presentation": 100 * ms, "settle": 50 * ms},
+                            eta_mirror=0.3 * Hz, lambda_mirror=0.3 * Hz, p_feedback=0.8, record_every=20)
+    spiking = SpikingParameters(tau_trace=20 * ms, tau_mean=2000 * ms)
+    with brian_device(params):
+        net = SpikingMirror(circuit, initial_weights(circuit, 0), params, spiking,
+                            build_protocol([MirrorPhase(steps=100)], n_in=10, n_out=5))
+        net.run()  # 10 s
+        ds = net.results()
+        _, b = net.matrices("W2")
+    assert 30 < float(ds["p1_rate"]) < 70  # Poisson units around the 50 Hz baseline
+    assert (b == 0).mean() > 0.1  # sparse B: missing synapses stay 0
+    final = ds["weight_angle"].isel(weight_time=-1)
+    assert float(final.max()) < 60 and float(ds["weight_angle"].isel(weight_time=0).min()) > 75
+
+
+def test_parameters_need_units_and_sane_values(tmp_path, capsys) -> None:
+    assert parse_quantity("5 ms", dimension=ms, where="x") == 5 * ms
+    assert parse_quantity("0.02 / ms", dimension=Hz, where="x") == 20 * Hz
+    with pytest.raises(ConfigError, match=r"brian2\.tau: missing units"):
+        RateParameters(tau=5)
+    with pytest.raises(ConfigError, match=r"brian2\.eta_w: '5 ms' has the wrong dimensions"):
+        RateParameters(eta_w="5 ms")
+    with pytest.raises(ConfigError, match=r"brian2\.tau must be > 0"):
+        RateParameters(tau="-2 ms")
+    with pytest.raises(ConfigError, match=r"brian2\.settle .* must be shorter"):
+        RateParameters(settle="50 ms", presentation="40 ms")
+    with pytest.raises(ConfigError, match="cannot read"):
+        RateParameters(tau="__import__('os')")
+    with pytest.raises(ConfigError, match="spiking variant for delays"):
+        circuit = small_circuit("fa")
+        RateCircuit(circuit, initial_weights(circuit, 0), RateParameters(delay="1 ms"),
+                    build_protocol([MirrorPhase(steps=1)], n_in=12, n_out=6))
+    with pytest.raises(ConfigError, match="not available in the Brian2 backend"):
+        parse_brian_simulation({"kind": "brian2", "rules": ["usf"]})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('kind = "brian2"\nmodel = "mlp_digits"\n[brian2]\ntau_feedback = "3 mV"\n')
+    assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tau_feedback" in err and "wrong dimensions" in err
+
+
+def test_shipped_brian2_simulations_parse() -> None:
+    names = [n for n in list_simulations() if n.startswith("brian2_")]
+    assert {"brian2_weight_mirror", "brian2_noise_pretraining", "brian2_learning",
+            "brian2_weight_mirror_spiking"} <= set(names)
+    for name in names:
+        sim = load_brian_simulation(name)
+        assert sim.arms and sim.params.dt > 0 * ms
+
+
+def test_cli_runs_a_brian2_simulation_and_writes_results(tmp_path, capsys) -> None:
+    out = tmp_path / "wm"
+    code = main(["run", "brian2_weight_mirror", "--out", str(out), "--set", 'phases=[{kind="mirror", steps=20}]'])
+    assert code == 0
+    from neurocircuit.results import read_results
+
+    ds = read_results(out / "results.nc")
+    assert ds["weight_time"].attrs["units"] == "s" and ds.attrs["backend"] == "brian2"
+    assert set(ds["weight_phase"].values) <= {"mirror", "end"}
+    assert ds["hidden_y"].dims == ("rule", "seed", "time", "hidden_neuron")
+    assert (out / "weight_angle.png").exists() and (out / "activity.png").exists()
+    assert "angle W1" in capsys.readouterr().out
