@@ -31,20 +31,23 @@ def brian_rate(model: str, seconds: float, device: str, target: str) -> float:
     circuit = load_model(model, rule="wm")
     weights = initial_weights(circuit, 0)
     steps = int(round(seconds / 0.040))
+    n_in, n_out = circuit.input.size, circuit.output.size
     params = RateParameters(**PARAMS, device=device, target=target)
     if device == "cpp_standalone":
         # One build: code generation and compilation happen in run(); time the binary from Brian2's own profile.
         with brian_device(params, directory=tempfile.mkdtemp(prefix="nc_bench_")):
-            net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=steps)], n_in=1, n_out=1))
+            net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=steps)], n_in=n_in, n_out=n_out))
             net.run()
             import brian2
 
             run_time = brian2.device._last_run_time
         return seconds / run_time
     with brian_device(params):
-        warm = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=2)], n_in=1, n_out=1))
-        warm.run()
-        net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=steps)], n_in=1, n_out=1))
+        # The same protocol length, so the cython target compiles here and reuses its cache below.
+        warm = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=steps)], n_in=n_in,
+                                                                    n_out=n_out))
+        warm.run(10 * ms)
+        net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=steps)], n_in=n_in, n_out=n_out))
         t0 = time.perf_counter()
         net.run()
         return seconds / (time.perf_counter() - t0)

@@ -112,6 +112,10 @@ class RateCircuit:
         if params.delay > 0 * ms:
             raise ConfigError(f"brian2.delay = {params.delay}: the rate circuit's summed inputs have no delays; "
                               "use the spiking variant for delays")
+        if protocol.stimulus.shape[1] != circuit.input.size or protocol.target.shape[1] != circuit.output.size:
+            raise ConfigError(f"the protocol's stimulus ({protocol.stimulus.shape[1]} units) and target "
+                              f"({protocol.target.shape[1]}) do not fit circuit {circuit.name!r} "
+                              f"({circuit.input.size} inputs, {circuit.output.size} outputs)")
         self.circuit, self.params, self.protocol = circuit, params, protocol
         self.rules = {p.name: (rules or {}).get(p.name, circuit.feedback_for(p.name).rule)
                       for p in circuit.projections}
@@ -127,11 +131,10 @@ class RateCircuit:
             "presentation": p.presentation, "settle": p.settle, "noise_tau": p.noise_tau,
             "noise_sigma": p.noise_sigma, "tau_fb": p.tau_feedback, "eta_w": p.eta_w, "lambda_w": p.lambda_w,
             "eta_mirror": p.eta_mirror, "lambda_mirror": p.lambda_mirror,
-            "mirror": TimedArray(protocol.mirror, dt=p.presentation),
-            "learn_w": TimedArray(protocol.learn_w, dt=p.presentation),
-            "learn_b": TimedArray(protocol.learn_b, dt=p.presentation),
-            "stimulus": TimedArray(protocol.stimulus, dt=p.presentation),
-            "target": TimedArray(protocol.target, dt=p.presentation),
+            # Fixed names: the generated code then depends only on the equations and the protocol's length, so
+            # the cython target compiles once per circuit and schedule and reuses its cache after that.
+            **{key: TimedArray(getattr(protocol, key), dt=p.presentation, name=f"protocol_{key}")
+               for key in ("mirror", "learn_w", "learn_b", "stimulus", "target")},
         }
         self.layers = self._populations()
         self.forward_synapses: dict[str, Synapses] = {}

@@ -59,7 +59,7 @@ class SpikingMirror:
             "r0": r0, "noise_tau": params.noise_tau, "noise_sigma": params.noise_sigma,
             "tau_trace": spiking.tau_trace, "tau_mean": spiking.tau_mean, "tau_syn": spiking.tau_synapse,
             "eta_mirror": params.eta_mirror, "lambda_mirror": params.lambda_mirror,
-            "mirror": TimedArray(protocol.mirror, dt=params.presentation),
+            "mirror": TimedArray(protocol.mirror, dt=params.presentation, name="protocol_mirror"),
         }
         chain = [circuit.input] + [circuit.population(p.target) for p in circuit.projections]
         self.layers: dict[str, _Layer] = {}
