@@ -36,7 +36,8 @@ def brian_rate(model: str, seconds: float, device: str, target: str) -> float:
     if device == "cpp_standalone":
         # One build: code generation and compilation happen in run(); time the binary from Brian2's own profile.
         with brian_device(params, directory=tempfile.mkdtemp(prefix="nc_bench_")):
-            net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=steps)], n_in=n_in, n_out=n_out))
+            protocol = build_protocol([MirrorPhase(steps=steps)], n_in=n_in, n_out=n_out)
+            net = RateCircuit(circuit, weights, params, protocol)
             net.run()
             import brian2
 

@@ -101,17 +101,17 @@ def _cmd_run_brian(args: argparse.Namespace, only: list[str] | None) -> None:
 
 def brian_summary_table(ds: xr.Dataset) -> str:
     """Per rule, mean ± sd over seeds: the final B-W angle of every layer, and the final test accuracy."""
-    final = ds["weight_angle"].isel(weight_time=-1)
     layers = [str(v) for v in ds["layer"].values]
     head = f"{'rule':<12} " + " ".join(f"{'angle ' + n + ' (deg)':>20}" for n in layers)
     has_acc = "test_accuracy" in ds
     lines = [head + (f" {'test acc (%)':>15}" if has_acc else "")]
     for rule in ds["rule"].values:
-        r = final.sel(rule=rule)
+        # arms may end at different times: the last snapshot each arm has
+        r = ds["weight_angle"].sel(rule=rule).dropna("weight_time", how="all").isel(weight_time=-1)
         cells = [f"{float(r.sel(layer=n).mean()):13.2f} ± {float(r.sel(layer=n).std()):4.2f}" for n in layers]
         line = f"{rule!s:<12} " + " ".join(cells)
         if has_acc:
-            acc = 100 * ds["test_accuracy"].sel(rule=rule).isel(step=-1)
+            acc = 100 * ds["test_accuracy"].sel(rule=rule).dropna("step", how="all").isel(step=-1)
             line += f" {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f}"
         lines.append(line)
     return "\n".join(lines)

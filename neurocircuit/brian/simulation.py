@@ -203,9 +203,13 @@ def run_brian_simulation(sim: BrianSimulation) -> xr.Dataset:
         else None
     parts = []
     for arm in sim.arms:
-        per_seed = [run_arm(sim, arm, seed, data).expand_dims(seed=[seed]) for seed in sim.seeds]
+        # Phase labels become variables, so arms with different schedules merge (missing times get "").
+        per_seed = [run_arm(sim, arm, seed, data).reset_coords(["weight_phase", "phase", "layer_rule"])
+                    .expand_dims(seed=[seed]) for seed in sim.seeds]
         parts.append(xr.concat(per_seed, dim="seed", join="outer").expand_dims(rule=[arm.label]))
     ds = xr.merge(parts, combine_attrs="override", join="outer", compat="no_conflicts")
+    for name in ("weight_phase", "phase", "layer_rule"):
+        ds[name] = ds[name].fillna("").astype(str)
     return attach_config(ds, dict(sim.raw), simulation=sim.name, backend="brian2", variant=sim.variant,
                          parameters=str(sim.params.to_dict()), model=sim.model,
                          time_convention="brian2 backend: simulated time in seconds; one step = one presentation "
