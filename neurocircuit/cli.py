@@ -1,4 +1,5 @@
-"""The ``neurocircuit`` command: ``run`` a simulation, ``train`` a deep network, ``list`` what is available.
+"""The ``neurocircuit`` command: ``run`` a simulation, ``train`` a deep network, ``sweep`` settings, ``plot``
+results, ``list`` what is available.
 
 Bad input (unknown names, malformed or mistyped files, shapes that do not chain, missing files) ends with
 one line on stderr and exit code 2.
@@ -34,6 +35,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-figures", action="store_true", help="write results.nc only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("list", help="list models, rules, data sets and simulations")
+    sweep = sub.add_parser("sweep", help="run a simulation over a grid (or zip) of settings; resumable")
+    sweep.add_argument("target", help="a sweep file (kind = \"sweep\") or a simulation name/path")
+    sweep.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUES",
+                       help="an axis (a,b,c | start:stop | lin:a:b:n | log:a:b:n | random:lo:hi:n[:seed]) or, "
+                            "with one value, a fixed setting; repeatable")
+    sweep.add_argument("--zip", action="store_true", help="walk the axes together instead of their grid")
+    sweep.add_argument("--out", required=True, type=Path, help="output folder (points/, sweep.nc)")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores; 1: serial)")
+    sweep.add_argument("--dask", metavar="ADDRESS", help="run on this dask.distributed scheduler instead")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    plot = sub.add_parser("plot", help="plot a variable of a results or sweep file over one or two dimensions")
+    plot.add_argument("results", type=Path, help="results.nc or sweep.nc")
+    plot.add_argument("--var", required=True, help="the variable, e.g. weight_angle or test_accuracy")
+    plot.add_argument("--x", required=True, help="dimension on the x axis")
+    plot.add_argument("--y", help="second dimension: a heat map")
+    plot.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
+                      help="pick one value of another dimension (default: the last step/time, mean over the rest)")
+    plot.add_argument("--out", required=True, type=Path, help="PNG file to write")
     deep = sub.add_parser("train", help="train a torchvision network (ResNet-18/50, ...) with a rule; works under "
                                         "torchrun for many GPUs/nodes")
     deep.add_argument("simulation", nargs="?", default=None,
@@ -171,6 +190,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
         print(f"wrote {args.out / 'results.nc'}" + "".join(f"\nwrote {f}" for f in figures))
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import load_sweep, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise NeurocircuitError(f"--workers must be >= 1, got {args.workers}")
+    sweep = load_sweep(args.target, args.settings, mode="zip" if args.zip else None)
+    n = len(sweep.points())
+    where = f"dask {args.dask}" if args.dask else f"{args.workers or 'all'} local workers"
+    print(f"sweep {sweep.name!r} over {sweep.simulation}: {n} points ({sweep.mode} of "
+          + ", ".join(f"{a.key} x{len(a.values)}" for a in sweep.axes) + f") on {where}", flush=True)
+    ds = run_sweep(sweep, args.out, workers=args.workers, dask=args.dask, progress=False if args.quiet else None)
+    failed = ds.attrs.get("failed_points", 0)
+    print(f"{n - failed} points finished, {failed} failed" + (f" (see {args.out / 'points'}/*.error.json)"
+                                                             if failed else ""))
+    print(f"wrote {args.out / 'sweep.nc'}")
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from .plotting import plot_over, save_figure
+    from .results import read_results
+
+    if not args.results.is_file():
+        raise NeurocircuitError(f"results file not found: {args.results}")
+    ds = read_results(args.results)
+    fig = plot_over(ds, args.var, args.x, args.y, dict(item.partition("=")[::2] for item in args.sel))
+    print(f"wrote {save_figure(fig, args.out)}")
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
@@ -212,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cmd_list()
         elif args.command == "train":
             _cmd_train(args)
+        elif args.command == "sweep":
+            _cmd_sweep(args)
+        elif args.command == "plot":
+            _cmd_plot(args)
         else:
             _cmd_run(args)
     except (NeurocircuitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

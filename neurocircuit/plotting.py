@@ -13,7 +13,8 @@ import xarray as xr  # noqa: E402
 
 from .results import write_atomic  # noqa: E402
 
-__all__ = ["plot_learning_curves", "plot_alignment", "plot_ood", "plot_activity", "save_figures"]
+__all__ = ["plot_learning_curves", "plot_alignment", "plot_ood", "plot_activity", "plot_over", "save_figure",
+           "save_figures"]
 
 
 def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +110,81 @@ def plot_activity(ds: xr.Dataset) -> plt.Figure:
         title += f", seed {ds['seed'].values[0]})" if "seed" in ds.dims else ")"
     fig.suptitle(title)
     return fig
+
+
+_TIME_DIMS = ("step", "weight_time", "time", "mirror_step", "prenatal_step")
+
+
+def plot_over(ds: xr.Dataset, variable: str, x: str, y: str | None = None,
+              select: dict[str, str] | None = None) -> plt.Figure:
+    """``variable`` against dimension ``x`` (a line, mean ± sd over seeds), or as a heat map over ``x`` and ``y``.
+
+    Other dimensions: ``select`` picks a value (matched as text), time-like ones (step, time...) take their last
+    value, ``seed`` gives the mean (and the sd band of a line), and any others are averaged.
+    """
+    from .errors import ConfigError
+
+    if variable not in ds:
+        raise ConfigError(f"--var: no variable {variable!r} (variables: {', '.join(map(str, ds.data_vars))})")
+    da = ds[variable]
+    for dim in (x, y):
+        if dim is not None and dim not in da.dims:
+            raise ConfigError(f"no dimension {dim!r} in {variable} (dims: {', '.join(map(str, da.dims))})")
+    for dim, text in (select or {}).items():
+        if dim not in da.dims:
+            raise ConfigError(f"--sel: no dimension {dim!r} in {variable} (dims: {', '.join(map(str, da.dims))})")
+        matches = [i for i, v in enumerate(da[dim].values) if str(v) == text or _same_number(v, text)]
+        if not matches:
+            raise ConfigError(f"--sel {dim}={text}: no such value (values: {list(map(str, da[dim].values))})")
+        da = da.isel({dim: matches[0]})
+    keep = {x, y, "seed"}
+    for dim in list(da.dims):
+        if dim in keep:
+            continue
+        if dim in _TIME_DIMS:
+            da = da.dropna(dim, how="all").isel({dim: -1})
+        else:
+            da = da.mean(dim)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
+    label = f"{variable} ({da.attrs.get('units', ds[variable].attrs.get('units', ''))})"
+    if y is None:
+        xs = da[x].values
+        _band(ax, xs if np.issubdtype(np.asarray(xs).dtype, np.number) else np.arange(len(xs)), da, variable)
+        if not np.issubdtype(np.asarray(xs).dtype, np.number):
+            ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
+        elif len(xs) > 2 and np.all(np.asarray(xs) > 0) and xs.max() / xs.min() >= 100:
+            ax.set_xscale("log")
+        ax.set(xlabel=x, ylabel=label)
+    else:
+        grid = da.mean("seed") if "seed" in da.dims else da
+        grid = grid.transpose(y, x)
+        image = ax.imshow(grid.values, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(np.arange(grid.sizes[x]), [_tick(v) for v in grid[x].values])
+        ax.set_yticks(np.arange(grid.sizes[y]), [_tick(v) for v in grid[y].values])
+        for (i, j), value in np.ndenumerate(grid.values):
+            ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="w", fontsize="small")
+        fig.colorbar(image, ax=ax, label=label)
+        ax.set(xlabel=x, ylabel=y)
+    ax.set_title(variable.replace("_", " "))
+    return fig
+
+
+def _tick(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _same_number(value: object, text: str) -> bool:
+    try:
+        return float(value) == float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Write one figure as PNG atomically and close it."""
+    written = write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return written
 
 
 def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:

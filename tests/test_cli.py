@@ -107,8 +107,8 @@ def test_every_shipped_simulation_is_valid():
     assert {"default", "weight_mirror", "kolen_pollack", "noise_pretraining", "rules_fashion_mnist",
             "rules_fashion_mnist_lenet5", "both_directions"} <= set(names)
     for name in names:
-        if name.startswith(("brian2_", "imagenet_", "resnet18_")):
-            continue  # other kinds: tests/test_brian.py and tests/test_deep.py
+        if name.startswith(("brian2_", "imagenet_", "resnet18_", "sweep_")):
+            continue  # other kinds: tests/test_brian.py, test_deep.py, test_sweep.py
         sim = load_simulation(name)
         assert sim.rules and sim.seeds
 

@@ -1,0 +1,481 @@
+"""Parameter sweeps over any simulation setting: resumable, on local worker processes or a dask cluster.
+
+A sweep is a simulation plus *axes*: a dotted key of the simulation file (``mirror.noise_std``,
+``optimizer.lr``, ``brian2.tau``, ``rules.2.phases.0.samples`` — integers index lists; ``seed`` sets ``seeds``)
+and its values. Grid sweeps take every combination; zipped sweeps (``mode = "zip"``) walk the axes together.
+
+On the command line (``neurocircuit sweep SIM --set KEY=VALUES``), VALUES is one of::
+
+    a,b,c                      a list (each item read as TOML, else as a string: "2 ms" needs no quotes)
+    start:stop[:step]          an integer range, stop excluded (seed=0:5 -> 0 1 2 3 4)
+    lin:start:stop:n           n evenly spaced numbers, both ends included
+    log:start:stop:n           n log-spaced numbers from start to stop
+    random:low:high:n[:seed]   n uniform random numbers (lograndom: log-uniform)
+
+and a single value is a fixed setting, as in ``neurocircuit run --set``. In a sweep file (``kind = "sweep"``),
+``[axes]`` maps keys to a list or to ``{ range = [start, stop, step] }``, ``{ lin = [a, b, n] }``,
+``{ log = [a, b, n] }``, ``{ random = [low, high, n], seed = 0, log = false }``.
+
+Every point's result is written to ``OUT/points/<id>.nc`` (atomically) as soon as it finishes; a failing point writes
+``OUT/points/<id>.error.json`` instead and never stops the others. Running the same sweep again skips finished points
+and retries failed ones. The merged Dataset (``OUT/sweep.nc``) has one dimension per axis (zip: one ``point``
+dimension with the axes as coordinates) plus the simulation's own, the sweep definition in ``attrs["sweep"]`` and
+the failures in ``attrs["errors"]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ._toml import check_keys, expect, read_toml
+from .errors import ConfigError, NeurocircuitError
+from .registry import simulation_file
+
+__all__ = ["Axis", "Sweep", "parse_axis", "axis_from_toml", "load_sweep", "set_key", "run_sweep", "merge_points",
+           "point_id", "MODES"]
+
+MODES = ("grid", "zip")
+# fork where the platform has it: a forked worker starts at once, without importing torch again (the parent has
+# run no torch computation, so there is no thread pool to inherit).
+_START_METHOD = "fork" if os.name == "posix" and sys.platform != "darwin" else "spawn"
+_SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept key and its values (TOML scalars)."""
+
+    key: str
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise ConfigError(f"sweep axis {self.key!r} has no values")
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ConfigError(f"sweep axis {self.key!r} repeats a value: {list(self.values)}")
+
+    @property
+    def dim(self) -> str:
+        return "seed" if self.key == "seed" else self.key
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A simulation (name or path), its axes, how they combine, and fixed ``key=value`` settings."""
+
+    simulation: str
+    axes: tuple[Axis, ...]
+    mode: str = "grid"
+    fixed: tuple[str, ...] = ()
+    name: str = "sweep"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"sweep mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.axes:
+            raise ConfigError("a sweep needs at least one axis (--set KEY=V1,V2,... or [axes])")
+        keys = [a.key for a in self.axes]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"sweep axes repeat a key: {keys}")
+        if self.mode == "zip" and len({len(a.values) for a in self.axes}) != 1:
+            raise ConfigError("zipped sweep axes need the same number of values: "
+                              + ", ".join(f"{a.key} ({len(a.values)})" for a in self.axes))
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point as {key: value}, in a fixed order."""
+        if self.mode == "zip":
+            return [{a.key: a.values[i] for a in self.axes} for i in range(len(self.axes[0].values))]
+        points: list[dict[str, Any]] = [{}]
+        for axis in self.axes:
+            points = [{**p, axis.key: v} for p in points for v in axis.values]
+        return points
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "axes": {a.key: list(a.values) for a in self.axes}}
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def _number(text: str, where: str) -> float:
+    value = _scalar(text)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: {text!r} is not a number")
+    return value
+
+
+def _spaced(kind: str, start: float, stop: float, n: int, where: str) -> list[float]:
+    if n < 1:
+        raise ConfigError(f"{where}: needs at least 1 value, got {n}")
+    if kind == "log":
+        if start <= 0 or stop <= 0:
+            raise ConfigError(f"{where}: log spacing needs positive ends, got {start} and {stop}")
+        start, stop = math.log10(start), math.log10(stop)
+    values = [start + (stop - start) * i / (n - 1) if n > 1 else start for i in range(n)]
+    values = [10**v for v in values] if kind == "log" else values
+    return [float(f"{v:.12g}") for v in values]
+
+
+def _random(low: float, high: float, n: int, seed: int, log: bool, where: str) -> list[float]:
+    import numpy as np
+
+    if n < 1 or not low < high:
+        raise ConfigError(f"{where}: random values need low < high and n >= 1")
+    rng = np.random.default_rng(seed)
+    if log:
+        if low <= 0:
+            raise ConfigError(f"{where}: log-uniform values need low > 0")
+        return [float(f"{v:.12g}") for v in 10 ** rng.uniform(math.log10(low), math.log10(high), n)]
+    return [float(f"{v:.12g}") for v in rng.uniform(low, high, n)]
+
+
+def parse_axis(key: str, text: str) -> Axis | None:
+    """An axis from the command-line syntax (see the module docstring); None for a single fixed value."""
+    where = f"--set {key}={text}"
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"{where}: bad key {key!r}")
+    if text.lstrip().startswith(("[", "{", '"', "'")) and not isinstance(_scalar(text), str):
+        return None  # one TOML array / table / quoted string: a fixed setting
+    head, _, rest = text.partition(":")
+    if head in ("lin", "log") and rest:
+        parts = rest.split(":")
+        if len(parts) != 3:
+            raise ConfigError(f"{where}: use {head}:START:STOP:N")
+        n = _number(parts[2], where)
+        if not isinstance(n, int):
+            raise ConfigError(f"{where}: N must be an integer")
+        return Axis(key, tuple(_spaced(head, _number(parts[0], where), _number(parts[1], where), n, where)))
+    if head in ("random", "lograndom") and rest:
+        parts = rest.split(":")
+        if len(parts) not in (3, 4):
+            raise ConfigError(f"{where}: use {head}:LOW:HIGH:N[:SEED]")
+        n = _number(parts[2], where)
+        seed = _number(parts[3], where) if len(parts) == 4 else 0
+        if not isinstance(n, int) or not isinstance(seed, int):
+            raise ConfigError(f"{where}: N and SEED must be integers")
+        return Axis(key, tuple(_random(_number(parts[0], where), _number(parts[1], where), n, seed,
+                                       head == "lograndom", where)))
+    if "," in text:
+        return Axis(key, tuple(_scalar(item) for item in text.split(",") if item.strip()))
+    if ":" in text and all(_is_int(p) for p in text.split(":")) and len(text.split(":")) in (2, 3):
+        nums = [int(p) for p in text.split(":")]
+        values = tuple(range(*nums))
+        if not values:
+            raise ConfigError(f"{where}: the range {text!r} is empty")
+        return Axis(key, values)
+    return None
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def axis_from_toml(key: str, value: Any, where: str = "axes") -> Axis:
+    """An axis from a sweep file's ``[axes]`` entry."""
+    w = f"{where}.{key}"
+    if isinstance(value, list):
+        return Axis(key, tuple(value))
+    expect(value, dict, w)
+    check_keys(value, ("range", "lin", "log", "random", "seed"), w)
+    kinds = [k for k in ("range", "lin", "log", "random") if k in value]
+    if len(kinds) != 1:
+        raise ConfigError(f"{w}: give exactly one of range, lin, log, random")
+    kind, args = kinds[0], expect(value[kinds[0]], list, f"{w}.{kinds[0]}")
+    if kind == "range":
+        if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+            raise ConfigError(f"{w}.range: expected [start, stop(, step)] integers, got {args}")
+        return Axis(key, tuple(range(*args)))
+    if len(args) != 3 or not isinstance(args[2], int):
+        raise ConfigError(f"{w}.{kind}: expected [start, stop, n], got {args}")
+    if kind == "random":
+        log = bool(value.get("log", False)) if "log" in value else False
+        return Axis(key, tuple(_random(float(args[0]), float(args[1]), args[2], int(value.get("seed", 0)), log, w)))
+    return Axis(key, tuple(_spaced(kind, float(args[0]), float(args[1]), args[2], w)))
+
+
+def load_sweep(target: str | Path, settings: Iterable[str] = (), *, mode: str | None = None) -> Sweep:
+    """A sweep from a sweep file (``kind = "sweep"``) or a simulation, plus ``KEY=VALUES`` settings: those with
+    several values become axes, single values fixed settings."""
+    raw = read_toml(simulation_file(target))
+    axes: list[Axis] = []
+    fixed: list[str] = []
+    name = "sweep"
+    simulation = str(target)
+    if raw.get("kind") == "sweep":
+        where = f"sweep {str(target)!r}"
+        check_keys(raw, ("kind", "name", "description", "simulation", "mode", "axes", "set"), where)
+        simulation = expect(raw.get("simulation"), str, f"{where}: simulation")
+        base = Path(simulation_file(target)).parent / f"{simulation}.toml"
+        if not any(c in simulation for c in "/\\") and not simulation.endswith(".toml") and base.exists():
+            simulation = str(base)
+        axes = [axis_from_toml(k, v, f"{where}: axes") for k, v in expect(raw.get("axes", {}), dict,
+                                                                           f"{where}: axes").items()]
+        fixed = [expect(s, str, f"{where}: set") for s in expect(raw.get("set", []), list, f"{where}: set")]
+        mode = mode or raw.get("mode", "grid")
+        name = str(raw.get("name", name))
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUES, got {item!r}")
+        axis = parse_axis(key.strip(), text)
+        if axis is None:
+            fixed.append(item)
+        else:
+            axes = [a for a in axes if a.key != axis.key] + [axis]
+    return Sweep(simulation, tuple(axes), mode or "grid", tuple(fixed), name)
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` in a simulation table in place; integer parts index lists; ``seed`` sets ``seeds``."""
+    if key == "seed":
+        raw["seeds"] = [value]
+        return
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not _is_int(part) or not -len(node) <= int(part) < len(node):
+                raise ConfigError(f"sweep key {key!r}: {where!r} is not an index of a list of {len(node)}")
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"sweep key {key!r}: {where!r} is not a table or list")
+        if isinstance(node, str) and i + 1 < len(parts) - 1:
+            raise ConfigError(f"sweep key {key!r}: {where!r} is a value, not a table")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not _is_int(last) or not -len(node) <= int(last) < len(node):
+            raise ConfigError(f"sweep key {key!r}: {last!r} is not an index of a list of {len(node)}")
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"sweep key {key!r}: cannot set inside {node!r}")
+
+
+def point_id(point: Mapping[str, Any]) -> str:
+    """A stable file name for a point: a hash of its settings."""
+    text = json.dumps({k: point[k] for k in sorted(point)}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _point_table(sweep: Sweep, point: Mapping[str, Any]) -> dict[str, Any]:
+    from .simulation import apply_settings
+
+    raw = apply_settings(read_toml(simulation_file(sweep.simulation)), sweep.fixed)
+    raw = copy.deepcopy(raw)
+    for key, value in point.items():
+        set_key(raw, key, value)
+    return raw
+
+
+def _kind(raw: Mapping[str, Any]) -> str:
+    kind = raw.get("kind", "torch")
+    if kind not in ("torch", "brian2"):
+        raise ConfigError(f"sweeps run torch and Brian2 simulations, not kind = {kind!r} (deep runs: one "
+                          "'neurocircuit train' per point)")
+    return kind
+
+
+def validate(sweep: Sweep) -> None:
+    """Build every point's simulation now, so a bad key or value fails before anything runs."""
+    from .brian.simulation import parse_brian_simulation
+    from .simulation import parse_simulation
+
+    for point in sweep.points():
+        raw = _point_table(sweep, point)
+        where = f"sweep point {json.dumps(point, default=str)}"
+        try:
+            if _kind(raw) == "brian2":
+                parse_brian_simulation(raw, source=where)
+            else:
+                parse_simulation(raw, source=where)
+        except NeurocircuitError as exc:
+            raise type(exc)(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+
+
+def _run_point(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one point (in a worker): returns {"id", "dataset"} or {"id", "error"}. Never raises."""
+    for key, value in _SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        raw = task["raw"]
+        if raw.get("kind") == "brian2":
+            from .brian.simulation import parse_brian_simulation, run_brian_simulation
+
+            ds = run_brian_simulation(parse_brian_simulation(raw, source=task["where"]))
+        else:
+            from .simulation import parse_simulation, run_simulation
+
+            ds = run_simulation(parse_simulation(raw, source=task["where"]), progress=False)
+        return {"id": task["id"], "dataset": ds.load()}
+    except Exception as exc:  # a failing point is recorded, the sweep goes on
+        return {"id": task["id"], "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+
+
+def _worker_init() -> None:
+    for key, value in _SINGLE_THREAD_ENV.items():
+        os.environ[key] = value
+
+
+def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask: str | Any | None = None,
+              progress: bool | None = None, on_point: Callable[[str, str], None] | None = None) -> Any:
+    """Run the points not yet finished and return the merged Dataset (also written to ``out/sweep.nc``).
+
+    ``workers``: local processes (default: all cores; 1 runs in this process). ``dask``: a scheduler address or a
+    ``distributed.Client`` to run on instead. ``on_point(id, status)`` is called as each point ends.
+    """
+    from tqdm.auto import tqdm
+
+    from .results import write_atomic, write_netcdf
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    validate(sweep)
+    folder = out / "points"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "sweep.json", lambda p: p.write_text(json.dumps(sweep.to_dict(), indent=2, default=str)))
+    points = sweep.points()
+    todo = []
+    for point in points:
+        pid = point_id(point)
+        if not (folder / f"{pid}.nc").exists():
+            where = f"sweep point {json.dumps(point, default=str)}"
+            todo.append({"id": pid, "raw": _point_table(sweep, point), "where": where})
+    bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=sweep.name, unit="point",
+               disable=None if progress is None else not progress)
+
+    def finish(result: dict[str, Any]) -> None:
+        pid = result["id"]
+        error_file = folder / f"{pid}.error.json"
+        if "error" in result:
+            write_atomic(error_file, lambda p: p.write_text(json.dumps({"error": result["error"]})))
+            status = "failed"
+        else:
+            write_netcdf(result["dataset"], folder / f"{pid}.nc")
+            error_file.unlink(missing_ok=True)
+            status = "done"
+        bar.update(1)
+        if on_point is not None:
+            on_point(pid, status)
+
+    try:
+        if dask is not None:
+            _run_dask(todo, dask, finish)
+        elif (workers or os.cpu_count() or 1) <= 1:
+            _run_serial(todo, finish)
+        else:
+            _run_local(todo, workers or os.cpu_count() or 1, finish)
+    finally:
+        bar.close()
+    ds = merge_points(sweep, folder)
+    write_netcdf(ds, out / "sweep.nc")
+    return ds
+
+
+def _run_serial(todo: list[dict[str, Any]], finish: Callable[[dict[str, Any]], None]) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        for task in todo:
+            finish(_run_point(task))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_local(todo: list[dict[str, Any]], workers: int, finish: Callable[[dict[str, Any]], None]) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(_START_METHOD),
+                               initializer=_worker_init)
+    try:
+        futures = [pool.submit(_run_point, task) for task in todo]
+        for future in as_completed(futures):
+            finish(future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - an install without the extra
+        raise ConfigError("--dask needs dask.distributed: pip install 'neurocircuit[sweep]'") from None
+    client = dask if isinstance(dask, Client) else Client(dask, timeout="20s")
+    try:
+        futures = client.map(_run_point, todo, pure=False)
+        for future in as_completed(futures):
+            finish(future.result())
+    finally:
+        if not isinstance(dask, Client):
+            client.close()
+
+
+def merge_points(sweep: Sweep, folder: str | Path) -> Any:
+    """One Dataset from the point files: one dimension per axis (zip: ``point``), NaN where a point failed."""
+    import xarray as xr
+
+    from .results import read_results
+
+    folder = Path(folder)
+    parts, errors = [], []
+    for index, point in enumerate(sweep.points()):
+        pid = point_id(point)
+        path = folder / f"{pid}.nc"
+        if not path.exists():
+            error_file = folder / f"{pid}.error.json"
+            message = json.loads(error_file.read_text())["error"] if error_file.exists() else "not run"
+            errors.append({"point": point, "error": message})
+            continue
+        ds = read_results(path)
+        ds.attrs = {}
+        if sweep.mode == "zip":
+            ds = ds.expand_dims(point=[index]).assign_coords({a.dim: ("point", [point[a.key]])
+                                                              for a in sweep.axes if a.key != "seed"})
+        else:
+            ds = ds.expand_dims({a.dim: [point[a.key]] for a in sweep.axes if a.key != "seed"})
+        parts.append(ds)
+    if not parts:
+        raise NeurocircuitError(f"no point of the sweep finished ({len(errors)} failed); see {folder}")
+    merged = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    # Every point of the definition has its place, failed ones as NaN.
+    if sweep.mode == "zip":
+        merged = merged.reindex(point=range(len(sweep.points())))
+        merged = merged.assign_coords({a.dim: ("point", list(a.values)) for a in sweep.axes if a.key != "seed"})
+    else:
+        merged = merged.reindex({a.dim: list(a.values) for a in sweep.axes})
+    merged.attrs["sweep"] = json.dumps(sweep.to_dict(), default=str)
+    merged.attrs["errors"] = json.dumps(errors, default=str)
+    merged.attrs["points"] = len(sweep.points())
+    merged.attrs["failed_points"] = len(errors)
+    return merged
+
