@@ -466,7 +466,8 @@ def merge_points(sweep: Sweep, folder: str | Path) -> Any:
         parts.append(ds)
     if not parts:
         raise NeurocircuitError(f"no point of the sweep finished ({len(errors)} failed); see {folder}")
-    merged = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    merged = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="override")
+    merged.attrs = {}
     # Every point of the definition has its place, failed ones as NaN.
     if sweep.mode == "zip":
         merged = merged.reindex(point=range(len(sweep.points())))

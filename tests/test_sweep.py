@@ -143,6 +143,7 @@ def test_brian2_sweep_and_plots(tmp_path: Path) -> None:
     assert code == 0
     ds = read_results(tmp_path / "sweep.nc")
     assert list(ds["brian2.tau"].values) == ["1 ms", "2 ms"]
+    assert ds["weight_angle"].attrs["units"] == "degree" and ds["weight_time"].attrs["units"] == "s"
     assert main(["plot", str(tmp_path / "sweep.nc"), "--var", "weight_angle", "--x", "brian2.tau", "--sel",
                  "layer=W2", "--out", str(tmp_path / "line.png")]) == 0
     assert (tmp_path / "line.png").stat().st_size > 1000
