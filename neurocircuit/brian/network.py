@@ -38,7 +38,7 @@ from ..errors import ConfigError
 from .parameters import RateParameters
 from .protocol import Protocol
 
-__all__ = ["PHI", "PHI_PRIME", "BRIAN_RULES", "RateCircuit", "brian_device", "connection_mask"]
+__all__ = ["PHI", "PHI_PRIME", "BRIAN_RULES", "RateCircuit", "brian_device", "connection_mask", "standard_monitors"]
 
 #: phi(u) and phi'(u) as Brian2 expressions.
 PHI = {"identity": "u", "relu": "u * int(u > 0)", "tanh": "tanh(u)", "sigmoid": "1 / (1 + exp(-u))",
@@ -76,6 +76,25 @@ def brian_device(params: RateParameters, directory: str | None = None) -> Iterat
 def connection_mask(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:
     """Which synapses exist: all of them for p = 1, else each independently with probability p."""
     return np.ones(shape, dtype=bool) if p >= 1 else rng.random(shape) < p
+
+
+def standard_monitors(net: Any, forward_var: str, error_var: str) -> dict[str, Any]:
+    """Activity of the first ``record_neurons`` units of every forward and error group (every ``record_dt``) and
+    every W and B synapse (every ``record_every`` windows), keyed ``<pop>_y``, ``<pop>_delta``, ``<proj>_W``,
+    ``<proj>_B<k>``."""
+    p = net.params
+    every = p.record_every * p.presentation
+    monitors: dict[str, Any] = {}
+    for layer in net.layers.values():
+        record = range(min(layer.size, p.record_neurons))
+        for key, group, var in (("y", layer.forward, forward_var), ("delta", layer.error, error_var)):
+            monitors[f"{layer.name}_{key}"] = StateMonitor(group, var, record=record, dt=p.record_dt,
+                                                           name=f"{layer.name}_{key}_monitor")
+    for name, syn in net.forward_synapses.items():
+        monitors[f"{name}_W"] = StateMonitor(syn, "w", record=True, dt=every, name=f"{name}_W_monitor")
+        for k, fb in enumerate(net.feedback_synapses[name]):
+            monitors[f"{name}_B{k}"] = StateMonitor(fb, "b", record=True, dt=every, name=f"{name}_B{k}_monitor")
+    return monitors
 
 
 @dataclass
@@ -241,19 +260,7 @@ class RateCircuit:
 
     def _monitors(self) -> None:
         p = self.params
-        every = p.record_every * p.presentation
-        self.monitors: dict[str, StateMonitor] = {}
-        for layer in self.layers.values():
-            record = range(min(layer.size, p.record_neurons))
-            self.monitors[f"{layer.name}_y"] = StateMonitor(layer.forward, "y", record=record, dt=p.record_dt,
-                                                            name=f"{layer.name}_y_monitor")
-            self.monitors[f"{layer.name}_delta"] = StateMonitor(layer.error, "delta", record=record, dt=p.record_dt,
-                                                                name=f"{layer.name}_delta_monitor")
-        for name, syn in self.forward_synapses.items():
-            self.monitors[f"{name}_W"] = StateMonitor(syn, "w", record=True, dt=every, name=f"{name}_W_monitor")
-            for k, fb in enumerate(self.feedback_synapses[name]):
-                self.monitors[f"{name}_B{k}"] = StateMonitor(fb, "b", record=True, dt=every,
-                                                             name=f"{name}_B{k}_monitor")
+        self.monitors: dict[str, StateMonitor] = standard_monitors(self, "y", "delta")
         top = self.layers[self.circuit.output.name]
         if (self.protocol.labels >= 0).any():
             self.monitors["readout"] = StateMonitor(top.forward, "y", record=True, dt=p.presentation,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from brian2 import second
 
 from ..nn.metrics import angle_degrees
 
-__all__ = ["rate_results", "alignment_over_time", "phase_labels"]
+__all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels"]
 
 
 def phase_labels(times: np.ndarray, phase: np.ndarray, presentation: float) -> np.ndarray:
@@ -51,18 +52,20 @@ def alignment_over_time(net: Any) -> xr.Dataset:
                 "layer": names, "layer_rule": ("layer", [net.rules[n] for n in names])})
 
 
-def _activity(net: Any) -> xr.Dataset:
+def activity_dataset(net: Any, transform: Callable[[Any], np.ndarray] = np.asarray,
+                     long_name: str = "{kind} of {name} (rate, dimensionless)") -> xr.Dataset:
+    """The sampled activity monitors (``<pop>_y``, ``<pop>_delta``) as (time, neuron) variables, values passed
+    through ``transform``, with the phase of each time as a coordinate."""
     presentation = float(net.params.presentation / second)
     data: dict[str, Any] = {}
     times = None
     for name in net.layers:
-        for var in ("y", "delta"):
-            mon = net.monitors[f"{name}_{var}"]
-            values = np.asarray(getattr(mon, var)).T  # (time, neuron)
+        for key, kind in (("y", "activity"), ("delta", "error activity")):
+            mon = net.monitors[f"{name}_{key}"]
             times = np.asarray(mon.t / second)
-            kind = "activity" if var == "y" else "error activity"
-            data[f"{name}_{var}"] = (("time", f"{name}_neuron"), values,
-                                     {"units": "1", "long_name": f"{kind} of {name} (rate, dimensionless)"})
+            values = transform(getattr(mon, mon.record_variables[0])).T  # (time, neuron)
+            data[f"{name}_{key}"] = (("time", f"{name}_neuron"), values,
+                                     {"units": "1", "long_name": long_name.format(kind=kind, name=name)})
     coords = {"time": ("time", times, {"units": "s", "long_name": "simulated time"}),
               "phase": ("time", phase_labels(times, net.protocol.phase, presentation))}
     return xr.Dataset(data, coords=coords)
@@ -90,7 +93,7 @@ def _accuracy(net: Any) -> xr.Dataset | None:
 
 def rate_results(net: Any) -> xr.Dataset:
     """Alignment over time, sampled activity and (with test presentations) accuracy of one run."""
-    parts = [alignment_over_time(net), _activity(net)]
+    parts = [alignment_over_time(net), activity_dataset(net)]
     accuracy = _accuracy(net)
     if accuracy is not None:
         parts.append(accuracy)

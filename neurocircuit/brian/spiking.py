@@ -23,14 +23,14 @@ from typing import Any
 import brian2
 import numpy as np
 import xarray as xr
-from brian2 import Hz, Network, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedArray, linked_var, second
+from brian2 import Hz, Network, NeuronGroup, SpikeMonitor, Synapses, TimedArray, linked_var
 
 from ..circuit import Circuit
 from ..errors import ConfigError
-from .network import RateCircuit, _Layer, connection_mask
+from .network import RateCircuit, _Layer, connection_mask, standard_monitors
 from .parameters import RateParameters, SpikingParameters
 from .protocol import Protocol
-from .record import alignment_over_time, phase_labels
+from .record import activity_dataset, alignment_over_time
 
 __all__ = ["SpikingMirror"]
 
@@ -106,19 +106,9 @@ class SpikingMirror:
             fb.connect(i=j, j=k)
             fb.b = feedback[j, k]
             self.feedback_synapses[proj.name] = [fb]
-        every = params.record_every * params.presentation
-        self.monitors: dict[str, Any] = {}
+        self.monitors: dict[str, Any] = standard_monitors(self, "x", "x")  # activity read from the spike traces
         for layer in self.layers.values():
-            record = range(min(layer.size, params.record_neurons))
-            self.monitors[f"{layer.name}_y"] = StateMonitor(layer.forward, "x", record=record, dt=params.record_dt,
-                                                            name=f"{layer.name}_y_monitor")
-            self.monitors[f"{layer.name}_delta"] = StateMonitor(layer.error, "x", record=record,
-                                                                dt=params.record_dt, name=f"{layer.name}_delta_monitor")
             self.monitors[f"{layer.name}_spikes"] = SpikeMonitor(layer.forward, name=f"{layer.name}_spike_monitor")
-        for name, syn in self.forward_synapses.items():
-            self.monitors[f"{name}_W"] = StateMonitor(syn, "w", record=True, dt=every, name=f"{name}_W_monitor")
-            self.monitors[f"{name}_B0"] = StateMonitor(self.feedback_synapses[name][0], "b", record=True, dt=every,
-                                                       name=f"{name}_B0_monitor")
         self.network = Network(*[g for layer in self.layers.values() for g in (layer.forward, layer.error)],
                                *self.forward_synapses.values(), *[f[0] for f in self.feedback_synapses.values()],
                                *self.monitors.values())
@@ -133,21 +123,13 @@ class SpikingMirror:
     def results(self) -> xr.Dataset:
         """As the rate circuit's, with ``<population>_y`` / ``_delta`` as trace rates in units of rate_max
         (activity = 2 rate / rate_max - 1) and ``<population>_rate``, the population's mean firing rate (Hz)."""
-        presentation = float(self.params.presentation / second)
         rate_max = float(self.spiking.rate_max / Hz)
-        data: dict[str, Any] = {}
-        times = None
-        for name in self.layers:
-            for var in ("y", "delta"):
-                mon = self.monitors[f"{name}_{var}"]
-                times = np.asarray(mon.t / second)
-                data[f"{name}_{var}"] = (("time", f"{name}_neuron"), 2 * np.asarray(mon.x / Hz).T / rate_max - 1,
-                                         {"units": "1", "long_name": f"activity of {name} read from spike traces"})
-            spikes = self.monitors[f"{name}_spikes"]
-            data[f"{name}_rate"] = ((), float(spikes.num_spikes) / (self.layers[name].size * float(self.duration)),
-                                    {"units": "Hz", "long_name": f"mean firing rate of {name}"})
-        coords = {"time": ("time", times, {"units": "s", "long_name": "simulated time"}),
-                  "phase": ("time", phase_labels(times, self.protocol.phase, presentation))}
-        ds = xr.merge([alignment_over_time(self), xr.Dataset(data, coords=coords)], compat="override", join="outer")
+        activity = activity_dataset(self, lambda trace: 2 * np.asarray(trace / Hz) / rate_max - 1,
+                                    "activity of {name} read from spike traces")
+        rates = {f"{name}_rate": ((), float(self.monitors[f"{name}_spikes"].num_spikes)
+                                  / (self.layers[name].size * float(self.duration)),
+                                  {"units": "Hz", "long_name": f"mean firing rate of {name}"})
+                 for name in self.layers}
+        ds = xr.merge([alignment_over_time(self), activity, xr.Dataset(rates)], compat="override", join="outer")
         ds.attrs["weight_transport"] = 0
         return ds
