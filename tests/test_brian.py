@@ -234,6 +234,21 @@ def test_parameters_need_units_and_sane_values(tmp_path, capsys) -> None:
     assert err.count("\n") == 1 and "tau_feedback" in err and "wrong dimensions" in err
 
 
+def test_cpp_standalone_device_runs_the_same_network(tmp_path) -> None:
+    circuit = small_circuit("wm", (6, 8, 4))
+    weights = initial_weights(circuit, 0)
+    params = RateParameters(**FAST, device="cpp_standalone", eta_mirror=1 * Hz, lambda_mirror=1 * Hz,
+                            record_every=25)
+    with brian_device(params, directory=str(tmp_path / "standalone")):
+        net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=100)], n_in=6, n_out=4))
+        net.run()  # generates, compiles and runs one C++ program
+        w, b = net.matrices("W2")
+        assert len(net.snapshot_times()) == 5  # 0, 1, 2, 3, 4 s of 4.04 s
+    assert (tmp_path / "standalone" / "main.cpp").exists() or any((tmp_path / "standalone").iterdir())
+    np.testing.assert_array_equal(w, weights["W2"][0])
+    assert angle(b, w) < 30
+
+
 def test_shipped_brian2_simulations_parse() -> None:
     names = [n for n in list_simulations() if n.startswith("brian2_")]
     assert {"brian2_weight_mirror", "brian2_noise_pretraining", "brian2_learning",
@@ -253,5 +268,9 @@ def test_cli_runs_a_brian2_simulation_and_writes_results(tmp_path, capsys) -> No
     assert ds["weight_time"].attrs["units"] == "s" and ds.attrs["backend"] == "brian2"
     assert set(ds["weight_phase"].values.ravel()) <= {"mirror", "end"}
     assert ds["hidden_y"].dims == ("rule", "seed", "time", "hidden_neuron")
+    # weight snapshots: the last B and W give the last recorded angle
+    w, b = (ds[f"W2_{k}"].isel(rule=0, seed=0, weight_time=-1).values.astype(float) for k in ("W", "B"))
+    assert w.shape == (10, 100)
+    assert abs(angle(b, w) - float(ds["weight_angle"].isel(rule=0, seed=0, weight_time=-1).sel(layer="W2"))) < 1e-3
     assert (out / "weight_angle.png").exists() and (out / "activity.png").exists()
     assert "angle W1" in capsys.readouterr().out

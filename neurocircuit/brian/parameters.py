@@ -102,9 +102,9 @@ class RateParameters:
     loss
         ``mse``: the top error is phi'(u)(target - y); ``cross_entropy``: target - y (sigmoid outputs with binary
         cross-entropy, or identity outputs).
-    record_dt, record_neurons, record_every
+    record_dt, record_neurons, record_every, record_weights
         Activity is recorded every ``record_dt`` for the first ``record_neurons`` units of each population;
-        weights every ``record_every`` steps.
+        the B-W angles every ``record_every`` steps, and with ``record_weights`` the W and B snapshots themselves.
     target, device
         Code generation target of the runtime device (numpy or cython), or ``cpp_standalone``.
     seed
@@ -131,6 +131,7 @@ class RateParameters:
     record_dt: Quantity = field(default_factory=lambda: 2 * ms)
     record_neurons: int = 20
     record_every: int = 10
+    record_weights: bool = True
     target: str = "numpy"
     device: str = "runtime"
     seed: int = 0
@@ -169,6 +170,7 @@ class RateParameters:
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"brian2.{name} must be in (0, 1], got {getattr(self, name)!r}")
         expect(self.dale, bool, "brian2.dale")
+        expect(self.record_weights, bool, "brian2.record_weights")
         for name, allowed in (("loss", LOSSES), ("target", TARGETS), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"brian2.{name}: unknown value {getattr(self, name)!r} (use {', '.join(allowed)})")

@@ -36,17 +36,27 @@ def alignment_over_time(net: Any) -> xr.Dataset:
         snapshots.append(None)
     angles = np.zeros((len(times), len(names)))
     ratios = np.zeros_like(angles)
+    matrices: dict[str, list[np.ndarray]] = {}
     for k, snap in enumerate(snapshots):
         for m, name in enumerate(names):
             w, b = net.matrices(name, snap)
             angles[k, m] = _angle(b, w)
             ratios[k, m] = np.linalg.norm(b) / max(np.linalg.norm(w), 1e-300)
+            matrices.setdefault(f"{name}_W", []).append(w.astype(np.float32))
+            matrices.setdefault(f"{name}_B", []).append(b.astype(np.float32))
     presentation = float(net.params.presentation / second)
     times_arr = np.asarray(times)
+    # Weight snapshots (float32), W and B in W's layout (post x pre); missing synapses are 0.
+    snapshots_vars = {
+        key: (("weight_time", f"{key[:-2]}_post", f"{key[:-2]}_pre"), np.stack(values),
+              {"units": "1", "long_name": f"{'forward weights W' if key.endswith('_W') else 'feedback weights B'} "
+                                          f"of {key[:-2]} (W's layout)"})
+        for key, values in matrices.items()} if net.params.record_weights else {}
     return xr.Dataset(
         {"weight_angle": (("weight_time", "layer"), angles,
                           {"units": "degree", "long_name": "angle between B and W^T"}),
-         "norm_ratio": (("weight_time", "layer"), ratios, {"units": "1", "long_name": "||B|| / ||W||"})},
+         "norm_ratio": (("weight_time", "layer"), ratios, {"units": "1", "long_name": "||B|| / ||W||"}),
+         **snapshots_vars},
         coords={"weight_time": ("weight_time", times_arr, {"units": "s", "long_name": "simulated time"}),
                 "weight_phase": ("weight_time", phase_labels(times_arr, net.protocol.phase, presentation)),
                 "layer": names, "layer_rule": ("layer", [net.rules[n] for n in names])})
