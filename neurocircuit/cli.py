@@ -142,7 +142,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from .simulation import load_simulation, run_simulation
 
     only = [x for x in args.only.split(",") if x] if args.only else None
-    if _simulation_kind(args.simulation) == "brian2":
+    kind = _simulation_kind(args.simulation)
+    if kind == "deep":
+        raise NeurocircuitError(f"{args.simulation!r} is a deep-network simulation: run it with "
+                                f"'neurocircuit train {args.simulation} --arm ARM ...'")
+    if kind == "sweep":
+        raise NeurocircuitError(f"{args.simulation!r} is a sweep: run it with 'neurocircuit sweep {args.simulation} "
+                                "--out DIR'")
+    if kind == "brian2":
         _cmd_run_brian(args, only)
         return
     sim = load_simulation(args.simulation, args.settings, only)

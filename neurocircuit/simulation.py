@@ -239,6 +239,8 @@ def load_simulation(name: str | Path, settings: Iterable[str] = (), only: Iterab
     path = simulation_file(name)
     source = str(name) if str(name).endswith(".toml") else f"simulation {name!r}"
     raw = read_toml(path)
+    if raw.get("kind") == "sweep":
+        raise ConfigError(f"{source} is a sweep: run it with 'neurocircuit sweep {name} --out DIR'")
     if raw.get("kind") == "brian2":
         raise ConfigError(f"{source} is a Brian2 simulation: load it with neurocircuit.brian.simulation")
     if raw.get("kind") == "deep":
