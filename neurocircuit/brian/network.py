@@ -38,7 +38,8 @@ from ..errors import ConfigError
 from .parameters import RateParameters
 from .protocol import Protocol
 
-__all__ = ["PHI", "PHI_PRIME", "BRIAN_RULES", "RateCircuit", "brian_device", "connection_mask", "standard_monitors"]
+__all__ = ["PHI", "PHI_PRIME", "BRIAN_RULES", "BrianCircuit", "RateCircuit", "brian_device", "connection_mask",
+           "standard_monitors"]
 
 #: phi(u) and phi'(u) as Brian2 expressions.
 PHI = {"identity": "u", "relu": "u * int(u > 0)", "tanh": "tanh(u)", "sigmoid": "1 / (1 + exp(-u))",
@@ -106,7 +107,48 @@ class _Layer:
     error: NeuronGroup
 
 
-class RateCircuit:
+class BrianCircuit:
+    """What the rate and spiking circuits share: running the whole protocol in one ``Network.run`` and reading W
+    and B back as matrices. Subclasses set ``circuit``, ``params``, ``protocol``, ``layers``, ``forward_synapses``,
+    ``feedback_synapses``, ``monitors`` (with ``<proj>_W`` / ``<proj>_B<k>``) and ``network``."""
+
+    circuit: Circuit
+    params: RateParameters
+    protocol: Protocol
+    layers: dict[str, _Layer]
+    forward_synapses: dict[str, Synapses]
+    feedback_synapses: dict[str, list[Synapses]]
+    monitors: dict[str, Any]
+    network: Network
+
+    @property
+    def duration(self) -> brian2.Quantity:
+        return self.protocol.steps * self.params.presentation
+
+    def run(self, duration: brian2.Quantity | None = None) -> None:
+        """Run the whole protocol (or ``duration`` of it) in one ``Network.run``."""
+        self.network.run(self.duration if duration is None else duration, namespace={})
+
+    def matrices(self, name: str, snapshot: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """W and B (W's layout; missing synapses are 0) now, or at recorded ``snapshot``."""
+        w_syn = self.forward_synapses[name]
+        proj = self.circuit.projection(name)
+        pre, post = self.layers[proj.source], self.layers[proj.target]
+        weight = np.zeros((post.size, pre.size))
+        w = w_syn.w[:] if snapshot is None else self.monitors[f"{name}_W"].w[:, snapshot]
+        weight[np.asarray(w_syn.j[:]), np.asarray(w_syn.i[:])] = np.asarray(w)
+        feedback = np.zeros_like(weight)
+        for k, fb in enumerate(self.feedback_synapses[name]):
+            b = fb.b[:] if snapshot is None else self.monitors[f"{name}_B{k}"].b[:, snapshot]
+            np.add.at(feedback, (np.asarray(fb.i[:]), np.asarray(fb.j[:])), np.asarray(b))
+        return weight, feedback
+
+    def snapshot_times(self) -> np.ndarray:
+        name = next(iter(self.forward_synapses))
+        return np.asarray(self.monitors[f"{name}_W"].t / second)
+
+
+class RateCircuit(BrianCircuit):
     """The Brian2 network of a dense circuit, ready to run a :class:`Protocol`.
 
     Parameters
@@ -155,6 +197,7 @@ class RateCircuit:
             **{key: TimedArray(getattr(protocol, key), dt=p.presentation, name=f"protocol_{key}")
                for key in ("mirror", "learn_w", "learn_b", "stimulus", "target")},
         }
+        self.plastic_w = bool(protocol.learn_w.any())  # else W stays a constant (no per-step ODE)
         self.layers = self._populations()
         self.forward_synapses: dict[str, Synapses] = {}
         self.feedback_synapses: dict[str, list[Synapses]] = {}
@@ -172,7 +215,7 @@ class RateCircuit:
         circuit, p = self.circuit, self.params
         layers = {}
         chain = [circuit.input] + [circuit.population(proj.target) for proj in circuit.projections]
-        plastic_w = bool(self.protocol.learn_w.any())
+        plastic_w = self.plastic_w
         for index, pop in enumerate(chain):
             noise = "dn/dt = -n / noise_tau + noise_sigma * sqrt(2 / noise_tau) * xi : 1\n"
             if index == 0:
@@ -221,7 +264,7 @@ class RateCircuit:
         b_mask = w_mask if rule == "bp" else connection_mask(weight.shape, p.p_feedback, self._rng)
         self.masks[name] = (w_mask, b_mask)
         post.forward.bias = bias
-        plastic_w = bool(self.protocol.learn_w.any())
+        plastic_w = self.plastic_w
         w_eq = ("dw/dt = learn_w(t) * settled * (eta_w * delta_post * y_pre - lambda_w * w) : 1 (clock-driven)\n"
                 if plastic_w else "w : 1\n")
         forward = Synapses(pre.forward, post.forward, w_eq + f"settled = {_SETTLED} : 1\n"
@@ -267,32 +310,6 @@ class RateCircuit:
                                                     name="readout_monitor")
 
     # ------------------------------------------------------------------------------------------ running
-    @property
-    def duration(self) -> brian2.Quantity:
-        return self.protocol.steps * self.params.presentation
-
-    def run(self, duration: brian2.Quantity | None = None) -> None:
-        """Run the whole protocol (or ``duration`` of it) in one ``Network.run``."""
-        self.network.run(self.duration if duration is None else duration, namespace={})
-
-    # ------------------------------------------------------------------------------------------ reading
-    def matrices(self, name: str, snapshot: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """W and B (W's layout; missing synapses are 0) now, or at recorded ``snapshot``."""
-        w_syn = self.forward_synapses[name]
-        pre, post = self.layers[self.circuit.projection(name).source], self.layers[self.circuit.projection(name).target]
-        weight = np.zeros((post.size, pre.size))
-        w = w_syn.w[:] if snapshot is None else self.monitors[f"{name}_W"].w[:, snapshot]
-        weight[np.asarray(w_syn.j[:]), np.asarray(w_syn.i[:])] = np.asarray(w)
-        feedback = np.zeros_like(weight)
-        for k, fb in enumerate(self.feedback_synapses[name]):
-            b = fb.b[:] if snapshot is None else self.monitors[f"{name}_B{k}"].b[:, snapshot]
-            np.add.at(feedback, (np.asarray(fb.i[:]), np.asarray(fb.j[:])), np.asarray(b))
-        return weight, feedback
-
-    def snapshot_times(self) -> np.ndarray:
-        name = next(iter(self.forward_synapses))
-        return np.asarray(self.monitors[f"{name}_W"].t / second)
-
     def state(self) -> dict[str, dict[str, np.ndarray]]:
         """Current y and delta of every population."""
         return {n: {"y": np.asarray(layer.forward.y[:]), "delta": np.asarray(layer.error.delta[:])}

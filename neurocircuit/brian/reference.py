@@ -32,8 +32,10 @@ def mirror_loop(weights: Sequence[np.ndarray], feedback: Sequence[np.ndarray], *
             n += -a_noise * n + s_noise * rng.standard_normal(n.shape)
         y[0] = noise[0].copy()
         drives = [w @ y[k] for k, w in enumerate(weights)]
-        feedback_drive = [bk.T @ delta[k + 1] for k, bk in enumerate(b)]  # computed by the circuit too
-        del feedback_drive
+        # The circuit also sums the feedback drive B^T delta every step (its error units need it outside the
+        # mirror phase); the reference pays for the same work so the comparison is fair.
+        for k, bk in enumerate(b):
+            bk.T @ delta[k + 1]
         for k in range(1, len(sizes)):
             y[k] += dt / tau * (-y[k] + noise[k])
             delta[k] += dt / tau_feedback * (-delta[k] + drives[k - 1])

@@ -23,6 +23,7 @@ Results follow the package convention: dims ``rule``, ``seed``, ``layer``; ``wei
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,7 @@ def load_brian_simulation(name: str | Path, settings: Iterable[str] = (), only: 
         unknown = [w for w in wanted if w not in [a.label for a in sim.arms]]
         if unknown:
             raise ConfigError(f"--only: no arm labelled {unknown[0]!r} (arms: {', '.join(a.label for a in sim.arms)})")
-        sim = BrianSimulation(**{**sim.__dict__, "arms": tuple(a for a in sim.arms if a.label in wanted)})
+        sim = dataclasses.replace(sim, arms=tuple(a for a in sim.arms if a.label in wanted))
     return sim
 
 

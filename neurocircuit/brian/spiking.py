@@ -27,7 +27,7 @@ from brian2 import Hz, Network, NeuronGroup, SpikeMonitor, Synapses, TimedArray,
 
 from ..circuit import Circuit
 from ..errors import ConfigError
-from .network import RateCircuit, _Layer, connection_mask, standard_monitors
+from .network import BrianCircuit, _Layer, connection_mask, standard_monitors
 from .parameters import RateParameters, SpikingParameters
 from .protocol import Protocol
 from .record import activity_dataset, alignment_over_time
@@ -38,12 +38,9 @@ _TRACES = ("dx/dt = -x / tau_trace : Hz\n"
            "dxbar/dt = (x - xbar) / tau_mean : Hz\n")
 
 
-class SpikingMirror:
-    """A dense circuit as Poisson populations in a mirror phase; the interface of :class:`RateCircuit` for
-    reading weights (``matrices``, ``snapshot_times``) so results share one convention."""
-
-    matrices = RateCircuit.matrices
-    snapshot_times = RateCircuit.snapshot_times
+class SpikingMirror(BrianCircuit):
+    """A dense circuit as Poisson populations in a mirror phase (read like :class:`RateCircuit`, so results share
+    one convention)."""
 
     def __init__(self, circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
                  params: RateParameters, spiking: SpikingParameters, protocol: Protocol) -> None:
@@ -112,13 +109,6 @@ class SpikingMirror:
         self.network = Network(*[g for layer in self.layers.values() for g in (layer.forward, layer.error)],
                                *self.forward_synapses.values(), *[f[0] for f in self.feedback_synapses.values()],
                                *self.monitors.values())
-
-    @property
-    def duration(self) -> brian2.Quantity:
-        return self.protocol.steps * self.params.presentation
-
-    def run(self) -> None:
-        self.network.run(self.duration, namespace={})
 
     def results(self) -> xr.Dataset:
         """As the rate circuit's, with ``<population>_y`` / ``_delta`` as trace rates in units of rate_max
