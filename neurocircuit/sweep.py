@@ -65,10 +65,6 @@ class Axis:
         if len(set(map(repr, self.values))) != len(self.values):
             raise ConfigError(f"sweep axis {self.key!r} repeats a value: {list(self.values)}")
 
-    @property
-    def dim(self) -> str:
-        return "seed" if self.key == "seed" else self.key
-
 
 @dataclass(frozen=True)
 class Sweep:
@@ -280,39 +276,46 @@ def point_id(point: Mapping[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _point_table(sweep: Sweep, point: Mapping[str, Any]) -> dict[str, Any]:
+def _prepare(raw: Mapping[str, Any], where: str) -> Callable[[], Any]:
+    """Parse a point's simulation table (errors name the point) and return what runs it."""
+    kind = raw.get("kind", "torch")
+    if kind == "brian2":
+        from .brian.simulation import parse_brian_simulation, run_brian_simulation
+
+        brian_sim = parse_brian_simulation(raw, source=where)
+        return lambda: run_brian_simulation(brian_sim)
+    if kind == "torch":
+        from .simulation import parse_simulation, run_simulation
+
+        sim = parse_simulation(raw, source=where)
+        return lambda: run_simulation(sim, progress=False)
+    raise ConfigError(f"sweeps run torch and Brian2 simulations, not kind = {kind!r} (deep runs: one "
+                      "'neurocircuit train' per point)")
+
+
+def _point_tables(sweep: Sweep) -> dict[str, tuple[dict[str, Any], str]]:
+    """Every point's simulation table and label, by point id, each parsed once so that a bad key or value fails
+    before anything runs."""
     from .simulation import apply_settings
 
-    raw = apply_settings(read_toml(simulation_file(sweep.simulation)), sweep.fixed)
-    raw = copy.deepcopy(raw)
-    for key, value in point.items():
-        set_key(raw, key, value)
-    return raw
-
-
-def _kind(raw: Mapping[str, Any]) -> str:
-    kind = raw.get("kind", "torch")
-    if kind not in ("torch", "brian2"):
-        raise ConfigError(f"sweeps run torch and Brian2 simulations, not kind = {kind!r} (deep runs: one "
-                          "'neurocircuit train' per point)")
-    return kind
+    base = apply_settings(read_toml(simulation_file(sweep.simulation)), sweep.fixed)
+    tables = {}
+    for point in sweep.points():
+        raw = copy.deepcopy(base)
+        for key, value in point.items():
+            set_key(raw, key, value)
+        where = f"sweep point {json.dumps(point, default=str)}"
+        try:
+            _prepare(raw, where)
+        except NeurocircuitError as exc:
+            raise type(exc)(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+        tables[point_id(point)] = (raw, where)
+    return tables
 
 
 def validate(sweep: Sweep) -> None:
     """Build every point's simulation now, so a bad key or value fails before anything runs."""
-    from .brian.simulation import parse_brian_simulation
-    from .simulation import parse_simulation
-
-    for point in sweep.points():
-        raw = _point_table(sweep, point)
-        where = f"sweep point {json.dumps(point, default=str)}"
-        try:
-            if _kind(raw) == "brian2":
-                parse_brian_simulation(raw, source=where)
-            else:
-                parse_simulation(raw, source=where)
-        except NeurocircuitError as exc:
-            raise type(exc)(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    _point_tables(sweep)
 
 
 def _run_point(task: dict[str, Any]) -> dict[str, Any]:
@@ -323,16 +326,7 @@ def _run_point(task: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(1)
-        raw = task["raw"]
-        if raw.get("kind") == "brian2":
-            from .brian.simulation import parse_brian_simulation, run_brian_simulation
-
-            ds = run_brian_simulation(parse_brian_simulation(raw, source=task["where"]))
-        else:
-            from .simulation import parse_simulation, run_simulation
-
-            ds = run_simulation(parse_simulation(raw, source=task["where"]), progress=False)
-        return {"id": task["id"], "dataset": ds.load()}
+        return {"id": task["id"], "dataset": _prepare(task["raw"], task["where"])().load()}
     except Exception as exc:  # a failing point is recorded, the sweep goes on
         return {"id": task["id"], "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
 
@@ -356,17 +350,13 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
-    validate(sweep)
+    tables = _point_tables(sweep)
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sweep.json", lambda p: p.write_text(json.dumps(sweep.to_dict(), indent=2, default=str)))
     points = sweep.points()
-    todo = []
-    for point in points:
-        pid = point_id(point)
-        if not (folder / f"{pid}.nc").exists():
-            where = f"sweep point {json.dumps(point, default=str)}"
-            todo.append({"id": pid, "raw": _point_table(sweep, point), "where": where})
+    todo = [{"id": pid, "raw": raw, "where": where} for pid, (raw, where) in tables.items()
+            if not (folder / f"{pid}.nc").exists()]
     bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=sweep.name, unit="point",
                disable=None if progress is None else not progress)
 
@@ -430,7 +420,10 @@ def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dic
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover - an install without the extra
         raise ConfigError("--dask needs dask.distributed: pip install 'neurocircuit[sweep]'") from None
-    client = dask if isinstance(dask, Client) else Client(dask, timeout="20s")
+    try:
+        client = dask if isinstance(dask, Client) else Client(dask, timeout="20s")
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise ConfigError(f"--dask {dask!r}: cannot reach the dask scheduler ({' '.join(str(exc).split())})") from None
     try:
         futures = client.map(_run_point, todo, pure=False)
         for future in as_completed(futures):
@@ -459,10 +452,10 @@ def merge_points(sweep: Sweep, folder: str | Path) -> Any:
         ds = read_results(path)
         ds.attrs = {}
         if sweep.mode == "zip":
-            ds = ds.expand_dims(point=[index]).assign_coords({a.dim: ("point", [point[a.key]])
+            ds = ds.expand_dims(point=[index]).assign_coords({a.key: ("point", [point[a.key]])
                                                               for a in sweep.axes if a.key != "seed"})
         else:
-            ds = ds.expand_dims({a.dim: [point[a.key]] for a in sweep.axes if a.key != "seed"})
+            ds = ds.expand_dims({a.key: [point[a.key]] for a in sweep.axes if a.key != "seed"})
         parts.append(ds)
     if not parts:
         raise NeurocircuitError(f"no point of the sweep finished ({len(errors)} failed); see {folder}")
@@ -471,9 +464,9 @@ def merge_points(sweep: Sweep, folder: str | Path) -> Any:
     # Every point of the definition has its place, failed ones as NaN.
     if sweep.mode == "zip":
         merged = merged.reindex(point=range(len(sweep.points())))
-        merged = merged.assign_coords({a.dim: ("point", list(a.values)) for a in sweep.axes if a.key != "seed"})
+        merged = merged.assign_coords({a.key: ("point", list(a.values)) for a in sweep.axes if a.key != "seed"})
     else:
-        merged = merged.reindex({a.dim: list(a.values) for a in sweep.axes})
+        merged = merged.reindex({a.key: list(a.values) for a in sweep.axes})
     merged.attrs["sweep"] = json.dumps(sweep.to_dict(), default=str)
     merged.attrs["errors"] = json.dumps(errors, default=str)
     merged.attrs["points"] = len(sweep.points())

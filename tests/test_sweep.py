@@ -119,7 +119,8 @@ def test_bad_axes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixt
              (["--set", "train.epochs=1,x"], "epochs"),
              (["--set", "seed=5:2"], "empty"),
              (["--set", "optimizer.lr=0.1"], "at least one axis"),
-             (["--set", "rules.7.name=a,b"], "not an index")]
+             (["--set", "rules.7.name=a,b"], "not an index"),
+             (["--set", "seed=0:2", "--dask", "bogus://x"], "cannot reach the dask scheduler")]
     for extra, needle in cases:
         assert main(["sweep", "default", *extra, "--out", str(tmp_path / "o")]) == 2, extra
         err = capsys.readouterr().err
