@@ -162,10 +162,6 @@ class DeepConfig:
         if self.val_resize < self.image_size:
             raise ConfigError(f"train.val_resize ({self.val_resize}) must be >= train.image_size ({self.image_size})")
 
-    @property
-    def uses_mirror(self) -> bool:
-        return "wm" in (self.rule, *self.overrides.values())
-
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the mirror settings as a table), for checkpoints and results attrs."""
         out = dataclasses.asdict(self)

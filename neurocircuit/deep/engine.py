@@ -95,7 +95,9 @@ def _init_distributed(device_kind: str) -> DistContext:
     return DistContext(rank, world, local, owns_group=True)
 
 
-def _resolve_device(config: DeepConfig, ctx: DistContext) -> torch.device:
+def _resolve_device(config: DeepConfig, local_rank: int) -> torch.device:
+    """The device of ``config.device`` (``auto``: CUDA if there is one); CUDA without an index takes this process's
+    local rank (``torchrun`` sets LOCAL_RANK)."""
     name = config.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -104,7 +106,7 @@ def _resolve_device(config: DeepConfig, ctx: DistContext) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(f"train.device {config.device!r}: CUDA is not available here")
         if device.index is None:
-            device = torch.device("cuda", ctx.local_rank)
+            device = torch.device("cuda", local_rank)
     return device
 
 
@@ -174,11 +176,10 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[
 class _Run:
     """The state of one training run on one rank (see the module docstring)."""
 
-    def __init__(self, config: DeepConfig, out: Path, ctx: DistContext, *, label: str,
-                 progress: bool | None, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    def __init__(self, config: DeepConfig, out: Path, ctx: DistContext, device: torch.device, *, label: str,
+                 progress: bool | None) -> None:
         self.config, self.out, self.ctx, self.label = config, out, ctx, label
-        self.progress, self.on_epoch = progress, on_epoch
-        self.device = _resolve_device(config, ctx)
+        self.progress, self.device = progress, device
         self.data: ImageData = load_image_data(config)
         self.model = build_model(config, self.data.num_classes)
         self.channels_last = config.channels_last if config.channels_last is not None else \
@@ -383,11 +384,12 @@ class _Run:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)  # KP's B steps with it (FeedbackOptimizer's hook)
                 self.scaler.update()
-                lr_scale = self.scheduler.get_last_lr()[0] / self.base_lr
+                lr_used = self.scheduler.get_last_lr()[0]
                 self.scheduler.step()
                 self.step += 1
                 self.batch += 1
                 if config.mirror_every and self.mirrored and self.step % config.mirror_every == 0:
+                    lr_scale = lr_used / self.base_lr
                     for _ in range(config.mirror_steps):
                         mirror_step(self.model, config.mirror, generator=self.mirror_generator,
                                     rate_scale=lr_scale if config.mirror_follows_lr else 1.0, layers=self.mirrored)
@@ -535,12 +537,11 @@ def train(config: DeepConfig, out: str | Path, *, resume: bool = False, label: s
     if (out / CHECKPOINT_NAME).exists() and not resume:
         raise ConfigError(f"{out / CHECKPOINT_NAME} exists: pass --resume to continue that run, or choose "
                           "another --out")
-    device_kind = "cuda" if config.device.startswith("cuda") or (config.device == "auto" and
-                                                                  torch.cuda.is_available()) else "cpu"
-    ctx = _init_distributed(device_kind)
+    device = _resolve_device(config, int(os.environ.get("LOCAL_RANK", "0")))
+    ctx = _init_distributed(device.type)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        run = _Run(config, out, ctx, label=label or config.rule, progress=progress, on_epoch=on_epoch)
+        run = _Run(config, out, ctx, device, label=label or config.rule, progress=progress)
         if resume and run.checkpoint_path.exists():
             run.load_checkpoint()
         forward: nn.Module = run.model
