@@ -421,7 +421,9 @@ def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dic
     except ImportError:  # pragma: no cover - an install without the extra
         raise ConfigError("--dask needs dask.distributed: pip install 'neurocircuit[sweep]'") from None
     try:
-        client = dask if isinstance(dask, Client) else Client(dask, timeout="20s")
+        # Not the process-wide default client: xarray would then take distributed locks for every file this
+        # process writes, and a failed connection would stay registered.
+        client = dask if isinstance(dask, Client) else Client(dask, timeout="20s", set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise ConfigError(f"--dask {dask!r}: cannot reach the dask scheduler ({' '.join(str(exc).split())})") from None
     try:
