@@ -1,5 +1,6 @@
-"""Data sets: scikit-learn's 8x8 digits, Lillicrap's linear teacher task, Fashion-MNIST from IDX files,
-and transformed test sets for out-of-distribution checks.
+"""The one data registry of both backends: scikit-learn's 8x8 digits, Lillicrap's linear teacher task, Fashion-MNIST
+from IDX files, and the image data sets of :mod:`neurocircuit.images` (``imagefolder``, ``torchvision:<Class>``,
+``synthetic``); transformed test sets for out-of-distribution checks.
 
 Every loader returns ``(train, test, info)``: :class:`torch.utils.data.TensorDataset` s of float32 inputs
 (batch first; images as ``(N, 1, H, W)``) and targets (int64 class labels, or float32 for regression), and a
@@ -13,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +23,7 @@ from torch.utils.data import TensorDataset
 from .errors import ConfigError, DataError, UnknownNameError
 
 __all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashion_mnist", "load_fashion_mnist",
-           "transform_images", "parse_transform", "load_dataset", "list_datasets"]
+           "transform_images", "parse_transform", "load_dataset", "list_datasets", "check_dataset_name"]
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,19 @@ def find_fashion_mnist(root: str | Path | None = None, *, download: bool = True)
 
 
 def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: int = 0, normalize: bool = True,
-                       train_samples: int | None = None, test_samples: int | None = None
+                       train_samples: int | None = None, test_samples: int | None = None, channels: int = 1,
+                       image_size: int | None = None, augment: str = "none"
                        ) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
     """Fashion-MNIST as ``(N, 1, 28 + 2 pad, 28 + 2 pad)`` images in [0, 1], standardised if ``normalize``.
 
     ``pad = 2`` gives the 32x32 inputs of LeNet-5. ``train_samples`` / ``test_samples`` take the first N.
+    ``channels = 3`` (with ``image_size`` and ``augment``: none or flip) gives the three-channel images an ImageNet
+    model takes (the deep-network proxy).
     """
+    if channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 or 3, got {channels!r}")
+    if channels == 1 and (image_size is not None or augment != "none"):
+        raise ConfigError("data.image_size and data.augment need data.channels = 3 (images for ImageNet models)")
     files = find_fashion_mnist(root, download=download)
     sets = []
     for split, limit in (("train", train_samples), ("t10k", test_samples)):
@@ -167,7 +176,12 @@ def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: i
             x = torch.nn.functional.pad(x, (pad,) * 4, value=float(x.min()))
         sets.append(TensorDataset(x, torch.tensor(labels, dtype=torch.int64)))
     side = images.shape[1] + 2 * pad
-    return sets[0], sets[1], DatasetInfo("fashion_mnist", (1, side, side), 10, "classification")
+    info = DatasetInfo("fashion_mnist", (1, side, side), 10, "classification")
+    if channels == 3:
+        from .images import rgb_images
+
+        return rgb_images(sets[0], sets[1], info, image_size=image_size or side, augment=augment)
+    return sets[0], sets[1], info
 
 
 def parse_transform(spec: str) -> tuple[str, float]:
@@ -206,23 +220,49 @@ def transform_images(dataset: TensorDataset, spec: str) -> TensorDataset:
     return TensorDataset(out + base, y)
 
 
-_LOADERS: dict[str, Callable[..., tuple[TensorDataset, TensorDataset, DatasetInfo]]] = {
+def _image_loader(name: str) -> Callable[..., tuple[Any, Any, DatasetInfo]]:
+    from . import images
+
+    return {"imagefolder": images.load_imagefolder, "synthetic": images.load_synthetic}[name]
+
+
+_LOADERS: dict[str, Callable[..., tuple[Any, Any, DatasetInfo]]] = {
     "digits": load_digits,
     "teacher": teacher_task,
     "fashion_mnist": load_fashion_mnist,
+    "imagefolder": lambda **options: _image_loader("imagefolder")(**options),
+    "synthetic": lambda **options: _image_loader("synthetic")(**options),
 }
+_TORCHVISION = "torchvision:"
 
 
 def list_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset`."""
-    return sorted(_LOADERS)
+    """Names accepted by :func:`load_dataset` (plus ``torchvision:<Class>`` for any torchvision data set)."""
+    return sorted(_LOADERS) + [f"{_TORCHVISION}<Class>"]
 
 
-def load_dataset(name: str, **options: object) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
-    """Load a data set by name with loader-specific options (e.g. ``test_fraction``)."""
-    if name not in _LOADERS:
-        raise UnknownNameError(f"unknown dataset {name!r} (known: {', '.join(list_datasets())})")
+def check_dataset_name(name: Any, where: str = "data.name") -> str:
+    """``name`` if :func:`load_dataset` knows it, else an :class:`UnknownNameError` naming ``where``."""
+    if isinstance(name, str) and (name in _LOADERS or (name.startswith(_TORCHVISION) and len(name) > 12)):
+        return name
+    raise UnknownNameError(f"{where}: unknown dataset {name!r} (known: {', '.join(list_datasets())})")
+
+
+def load_dataset(name: str, **options: Any) -> tuple[Any, Any, DatasetInfo]:
+    """Load a data set by name with loader-specific options (e.g. ``test_fraction``, ``root``, ``image_size``).
+
+    Returns map-style ``(train, test, info)``: :class:`~torch.utils.data.TensorDataset` s for the small sets,
+    image data sets (whose training set takes ``(index, seed)`` for reproducible augmentation) for the others.
+    """
+    check_dataset_name(name)
+    if name.startswith(_TORCHVISION):
+        from .images import load_torchvision
+
+        loader: Callable[..., tuple[Any, Any, DatasetInfo]] = lambda **o: load_torchvision(  # noqa: E731
+            name[len(_TORCHVISION):], **o)
+    else:
+        loader = _LOADERS[name]
     try:
-        return _LOADERS[name](**options)
+        return loader(**options)
     except TypeError as exc:
         raise ConfigError(f"dataset {name!r}: {exc}") from None

@@ -33,11 +33,11 @@ def _band(ax: plt.Axes, x: np.ndarray, da: xr.DataArray, label: str) -> None:
 
 
 def plot_learning_curves(ds: xr.Dataset) -> plt.Figure:
-    """Test accuracy and test loss against epoch, one line per rule (mean +- sd over seeds)."""
+    """Test accuracy and test loss against epoch, one line per arm (mean +- sd over seeds)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     epoch = ds["epoch"].values
-    for rule in ds["rule"].values:
-        sel = ds.sel(rule=rule)
+    for rule in ds["arm"].values:
+        sel = ds.sel(arm=rule)
         _band(axes[0], epoch, 100 * sel["test_accuracy"], str(rule))
         _band(axes[1], epoch, sel["test_loss"], str(rule))
     axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="learning curves")
@@ -54,13 +54,13 @@ def plot_alignment(ds: xr.Dataset, variable: str = "weight_angle") -> plt.Figure
     layers = list(ds["layer"].values)
     fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.6), squeeze=False,
                              constrained_layout=True, sharey=True)
-    x_dim = next(d for d in ds[variable].dims if d not in ("rule", "seed", "layer"))
+    x_dim = next(d for d in ds[variable].dims if d not in ("arm", "seed", "layer"))
     x, x_label = (ds["epoch"].values, "epoch") if x_dim == "step" else (ds[x_dim].values, x_dim.replace("_", " "))
     if x_dim != "step" and ds[x_dim].attrs.get("units"):
         x_label += f" ({ds[x_dim].attrs['units']})"
     for ax, layer in zip(axes[0], layers):
-        for rule in ds["rule"].values:
-            _band(ax, x, ds[variable].sel(rule=rule, layer=layer), str(rule))
+        for rule in ds["arm"].values:
+            _band(ax, x, ds[variable].sel(arm=rule, layer=layer), str(rule))
         ax.set(title=str(layer), xlabel=x_label)
         if ds[variable].attrs.get("units") == "degree":
             ax.axhline(90, color="0.7", linewidth=0.8, linestyle=":")
@@ -71,14 +71,14 @@ def plot_alignment(ds: xr.Dataset, variable: str = "weight_angle") -> plt.Figure
 
 
 def plot_ood(ds: xr.Dataset) -> plt.Figure:
-    """Final test accuracy on the original and the transformed test sets, bars per rule (mean +- sd)."""
-    rules = [str(r) for r in ds["rule"].values]
+    """Final test accuracy on the original and the transformed test sets, bars per arm (mean +- sd)."""
+    rules = [str(r) for r in ds["arm"].values]
     labels = ["original"] + [str(t) for t in ds["transform"].values]
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels) * max(1, len(rules)) / 3, 3.8), constrained_layout=True)
     width = 0.8 / len(rules)
     final = ds["test_accuracy"].isel(step=-1)
     for i, rule in enumerate(rules):
-        vals = [final.sel(rule=rule)] + [ds["ood_accuracy"].sel(rule=rule, transform=t) for t in ds["transform"]]
+        vals = [final.sel(arm=rule)] + [ds["ood_accuracy"].sel(arm=rule, transform=t) for t in ds["transform"]]
         means = [100 * float(v.mean()) for v in vals]
         sds = [100 * float(v.std()) if "seed" in v.dims else 0.0 for v in vals]
         ax.bar(np.arange(len(labels)) + (i - (len(rules) - 1) / 2) * width, means, width, yerr=sds, label=rule)
@@ -89,11 +89,11 @@ def plot_ood(ds: xr.Dataset) -> plt.Figure:
 
 
 def plot_activity(ds: xr.Dataset) -> plt.Figure:
-    """Sampled activity of every forward and error population of the first rule and seed (Brian2 results):
+    """Sampled activity of every forward and error population of the first arm and seed (Brian2 results):
     one heat map per population, time on x, the phase of each time as a strip above."""
     names = [str(v)[:-2] for v in ds.data_vars if str(v).endswith("_y") and "time" in ds[v].dims]
     fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 5.2), squeeze=False, constrained_layout=True)
-    first = {d: 0 for d in ("rule", "seed") if d in ds.dims}
+    first = {d: 0 for d in ("arm", "seed") if d in ds.dims}
     times = ds["time"].values
     for col, name in enumerate(names):
         for row, var in enumerate(("y", "delta")):
@@ -105,8 +105,8 @@ def plot_activity(ds: xr.Dataset) -> plt.Figure:
             ax.set(title=f"{name} {'y' if var == 'y' else 'delta'}", xlabel="time (s)" if row else "",
                    ylabel="unit" if col == 0 else "")
     title = "activity"
-    if "rule" in ds.dims:
-        title += f" ({ds['rule'].values[0]}"
+    if "arm" in ds.dims:
+        title += f" ({ds['arm'].values[0]}"
         title += f", seed {ds['seed'].values[0]})" if "seed" in ds.dims else ")"
     fig.suptitle(title)
     return fig

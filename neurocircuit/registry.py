@@ -15,7 +15,7 @@ from ._toml import read_toml
 from .circuit import Circuit, circuit_from_dict
 from .errors import ConfigError, UnknownNameError
 
-__all__ = ["list_models", "load_model", "get_model", "list_simulations", "simulation_file"]
+__all__ = ["list_models", "load_model", "get_model", "is_torchvision_model", "list_simulations", "simulation_file"]
 
 
 def _folder(package: str) -> Path:
@@ -77,12 +77,38 @@ def load_model(name: str | Path, *, rule: str | None = None, overrides: Mapping[
     return circuit
 
 
-def get_model(name: str | Path, *, rule: str = "bp", overrides: Mapping[str, str] | None = None,
-              options: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
-    """A torch network (:class:`neurocircuit.nn.CircuitNetwork`) built from the circuit ``name``.
+def is_torchvision_model(name: str | Path) -> bool:
+    """Whether ``name`` names a torchvision classifier rather than a circuit (circuits win a name clash)."""
+    if isinstance(name, Path) or _is_path(name) or name in list_models():
+        return False
+    import torchvision
 
-    Keyword-only, like torchvision's builders: ``get_model("mlp_digits", rule="kp", seed=0)``.
+    return name in torchvision.models.list_models(module=torchvision.models)
+
+
+def get_model(name: str | Path, *, rule: str = "bp", overrides: Mapping[str, str] | None = None,
+              options: Mapping[str, Any] | None = None, seed: int | None = None, num_classes: int = 1000) -> Any:
+    """A torch network with feedback layers: a circuit from ``models/`` (or a path) built as a
+    :class:`neurocircuit.nn.CircuitNetwork`, or a torchvision classifier (``resnet18``, ``resnet50``, ...) with
+    every Linear/Conv2d converted to ``rule`` (``overrides``: module-name pattern -> rule).
+
+    Keyword-only, like torchvision's builders: ``get_model("mlp_digits", rule="kp", seed=0)``,
+    ``get_model("resnet18", rule="kp", num_classes=10, seed=0)``. ``seed`` fixes W and B (None: torch's RNG).
     """
+    if is_torchvision_model(name):
+        import torch
+        import torchvision
+
+        from .nn.convert import convert
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = torchvision.models.get_model(str(name), weights=None, num_classes=num_classes)
+        convert(model, rule, overrides=dict(overrides or {}), options=dict(options or {}), seed=seed)
+        return model
+    if not (isinstance(name, Path) or _is_path(name)) and name not in list_models():
+        raise UnknownNameError(f"unknown model {name!r}: neither a circuit ({', '.join(list_models())}) nor a "
+                               "torchvision classifier (e.g. resnet18, resnet50)")
     from .nn.build import build_network
 
     return build_network(load_model(name, rule=rule, overrides=overrides, options=options), seed=seed)

@@ -1,237 +1,121 @@
-"""Feedback rules: how the feedback synapses B of a projection are formed and how they learn.
+"""Feedback rules described once, without any backend: what B is, whether and how it learns, what it needs.
 
-A rule is one small object plugged into the shared layer machinery of :mod:`neurocircuit.nn`; it never
-subclasses a layer. Rules are registered by name::
+A :class:`RuleDescription` is plain data. Each backend implements the rules it can run:
 
-    @register_rule
-    @dataclass
-    class MyRule(FeedbackRule):
-        name: ClassVar[str] = "mine"
-        stores_feedback: ClassVar[bool] = True
-        def feedback(self, layer): ...
+- the torch backend: one :class:`~neurocircuit.nn.rules.FeedbackRule` class per rule in :mod:`neurocircuit.nn.rules`;
+- the Brian2 backend: one row per rule in :data:`neurocircuit.brian.network.SYNAPSE_RULES`.
 
-B is kept in the layout of W (see :mod:`neurocircuit.circuit`): the error a dense layer sends down is
-``delta @ B`` and perfect alignment is ``B == W``.
+Adding a rule means one :func:`describe` call here plus one entry in each backend that supports it; a backend
+without an entry refuses the rule by name (see :mod:`neurocircuit.backends`). This module imports no torch.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
-from torch import Tensor
+from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConfigError, UnknownNameError
 
-__all__ = [
-    "FeedbackRule",
-    "RandomFeedback",
-    "Backprop",
-    "FeedbackAlignment",
-    "UniformSignFeedback",
-    "BatchRandomSignFeedback",
-    "FixedRandomSignFeedback",
-    "KolenPollack",
-    "WeightMirror",
-    "register_rule",
-    "get_rule",
-    "list_rules",
-    "check_rule",
-    "random_feedback",
-]
-
-_REGISTRY: dict[str, type[FeedbackRule]] = {}
+__all__ = ["RuleDescription", "describe", "describe_rule", "list_rules", "check_rule"]
 
 
-def random_feedback(weight: Tensor, *, gain: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-    """A random matrix of W's shape drawn like torch's default layer init, U(-g/sqrt(fan_in), g/sqrt(fan_in)).
+@dataclass(frozen=True)
+class RuleDescription:
+    """What a feedback rule is, in circuit terms.
 
-    Drawn on the CPU (so a seeded generator gives the same B on every device) and moved to W's device/dtype.
-    """
-    fan_in = weight[0].numel() if weight.dim() > 1 else weight.numel()
-    bound = gain / math.sqrt(max(fan_in, 1))
-    b = torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound
-    return b.to(device=weight.device, dtype=weight.dtype)
-
-
-def _rms(weight: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(weight.detach()) / math.sqrt(weight.numel())
-
-
-@dataclass
-class FeedbackRule:
-    """Base class of feedback rules.
-
-    Class attributes say what the layer machinery must do for the rule:
-
-    ``stores_feedback``
-        The layer keeps a ``feedback_weight`` buffer (saved in ``state_dict``, moved by ``.to()``).
-    ``learns_with_optimizer``
-        After every optimizer step B receives the same update as W (Kolen-Pollack); see
-        :class:`neurocircuit.nn.FeedbackOptimizer`.
-    ``learns_in_mirror``
-        B changes in mirror phases of spontaneous activity (weight mirror).
-    ``weight_transport``
+    Parameters
+    ----------
+    name
+        The rule's name in circuit and simulation files.
+    summary
+        One line for ``neurocircuit list``.
+    feedback
+        What the feedback synapses B carry.
+    learning
+        How B changes (``"fixed"`` if it never does).
+    learns_with_optimizer
+        B receives the same local update as W at every training step (Kolen-Pollack).
+    learns_in_mirror
+        B learns from spontaneous activity in mirror phases (weight mirror).
+    weight_transport
         B is read from W itself: the biologically implausible reference.
+    sign_transport
+        B needs the signs of W at every step (sign-symmetry).
+    options
+        Option names and their defaults (what a file may give in ``options``).
     """
 
-    name: ClassVar[str] = ""
-    stores_feedback: ClassVar[bool] = False
-    learns_with_optimizer: ClassVar[bool] = False
-    learns_in_mirror: ClassVar[bool] = False
-    weight_transport: ClassVar[bool] = False
-
-    def init_feedback(self, weight: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
-        """Initial content of the ``feedback_weight`` buffer, or None for rules that store none."""
-        return None
-
-    def feedback(self, layer: torch.nn.Module) -> Tensor:
-        """The matrix (W layout) that carries the error down through ``layer`` in this step."""
-        raise NotImplementedError
-
-    def options(self) -> dict[str, Any]:
-        """The rule's options, as given to its constructor."""
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
-        return f"{self.name}({opts})" if opts else self.name
+    name: str
+    summary: str
+    feedback: str
+    learning: str = "fixed"
+    learns_with_optimizer: bool = False
+    learns_in_mirror: bool = False
+    weight_transport: bool = False
+    sign_transport: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def register_rule(cls: type[FeedbackRule]) -> type[FeedbackRule]:
-    """Class decorator that registers a :class:`FeedbackRule` subclass under ``cls.name``."""
-    if not (isinstance(cls, type) and issubclass(cls, FeedbackRule)) or not cls.name:
-        raise TypeError(f"register_rule needs a FeedbackRule subclass with a name, got {cls!r}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"a rule named {cls.name!r} is already registered ({_REGISTRY[cls.name].__name__})")
-    _REGISTRY[cls.name] = cls
-    return cls
+_RULES: dict[str, RuleDescription] = {}
+
+
+def describe(description: RuleDescription) -> RuleDescription:
+    """Register ``description`` under its name (the same description again is a no-op)."""
+    old = _RULES.get(description.name)
+    if old is not None and old != description:
+        raise ValueError(f"a different rule named {description.name!r} is already described")
+    _RULES[description.name] = description
+    return description
 
 
 def list_rules() -> list[str]:
-    """Names of the registered rules."""
-    return sorted(_REGISTRY)
+    """Names of the described rules."""
+    return sorted(_RULES)
 
 
-def get_rule(name: str | FeedbackRule, **options: Any) -> FeedbackRule:
-    """The rule called ``name``, constructed with ``options`` (a rule instance passes through)."""
-    if isinstance(name, FeedbackRule):
-        if options:
-            raise ConfigError(f"options {options} given with an already constructed rule {name}")
-        return name
-    if name not in _REGISTRY:
+def describe_rule(name: str) -> RuleDescription:
+    """The description of rule ``name``, or :class:`UnknownNameError` listing the known ones."""
+    if not isinstance(name, str) or name not in _RULES:
         raise UnknownNameError(f"unknown rule {name!r} (known: {', '.join(list_rules())})")
-    cls = _REGISTRY[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    for key in options:
-        if key not in fields:
-            raise ConfigError(f"rule {name!r} has no option {key!r} (options: {', '.join(sorted(fields)) or 'none'})")
-    return cls(**options)
+    return _RULES[name]
 
 
-def check_rule(name: str, options: Mapping[str, Any], where: str) -> None:
-    """Raise a :class:`ConfigError` naming ``where`` if ``name``/``options`` do not make a rule."""
+def check_rule(name: Any, options: Mapping[str, Any], where: str) -> RuleDescription:
+    """The description of ``name`` if ``options`` are among its options, else an error naming ``where``."""
     if not isinstance(name, str):
         raise ConfigError(f"{where}: rule must be a name, got {name!r}")
     try:
-        get_rule(name, **dict(options))
-    except (ConfigError, UnknownNameError) as exc:
-        raise type(exc)(f"{where}: {exc}") from None
+        rule = describe_rule(name)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{where}: {exc}") from None
+    for key, value in options.items():
+        if key not in rule.options:
+            raise ConfigError(f"{where}: rule {name!r} has no option {key!r} "
+                              f"(options: {', '.join(sorted(rule.options)) or 'none'})")
+        if not (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
+            raise ConfigError(f"{where}: option {key!r} of rule {name!r} must be a number, got {value!r}")
+    return rule
 
 
-@register_rule
-@dataclass
-class Backprop(FeedbackRule):
-    """``bp``: B is W itself at every step (weight transport). The reference."""
-
-    name: ClassVar[str] = "bp"
-    weight_transport: ClassVar[bool] = True
-
-    def feedback(self, layer: torch.nn.Module) -> Tensor:
-        return layer.weight.detach()
-
-
-@dataclass
-class RandomFeedback(FeedbackRule):
-    """Base of the rules whose B is its own random matrix, drawn like W's default init times ``gain``."""
-
-    stores_feedback: ClassVar[bool] = True
-    gain: float = 1.0
-
-    def init_feedback(self, weight: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return random_feedback(weight, gain=self.gain, generator=generator)
-
-    def feedback(self, layer: torch.nn.Module) -> Tensor:
-        return layer.feedback_weight
-
-
-@register_rule
-@dataclass
-class FeedbackAlignment(RandomFeedback):
-    """``fa``: a fixed random B (Lillicrap et al. 2016)."""
-
-    name: ClassVar[str] = "fa"
-
-
-@register_rule
-@dataclass
-class UniformSignFeedback(FeedbackRule):
-    """``usf``: B = sign(W) * s. ``scale=None`` takes s = RMS(W) at each step, so that ||B|| = ||W||."""
-
-    name: ClassVar[str] = "usf"
-    scale: float | None = None
-
-    def feedback(self, layer: torch.nn.Module) -> Tensor:
-        w = layer.weight.detach()
-        magnitude = _rms(w) if self.scale is None else self.scale
-        # sign then an in-place scale: measured faster than copysign with a 0-dim tensor on CPU.
-        return w.sign().mul_(magnitude)
-
-
-@register_rule
-@dataclass
-class BatchRandomSignFeedback(FeedbackRule):
-    """``brsf``: B = sign(W) * |R|, |R| ~ U(0, sqrt(3) RMS(W)) drawn afresh at every step (E||B||^2 = ||W||^2)."""
-
-    name: ClassVar[str] = "brsf"
-
-    def feedback(self, layer: torch.nn.Module) -> Tensor:
-        w = layer.weight.detach()
-        return torch.copysign(torch.rand_like(w), w).mul_(math.sqrt(3.0) * _rms(w))
-
-
-@register_rule
-@dataclass
-class FixedRandomSignFeedback(RandomFeedback):
-    """``frsf``: B = sign(W) * |R| with R random and fixed; the buffer keeps R (its magnitudes are used)."""
-
-    name: ClassVar[str] = "frsf"
-
-    def feedback(self, layer: torch.nn.Module) -> Tensor:
-        return torch.copysign(layer.feedback_weight, layer.weight.detach())
-
-
-@register_rule
-@dataclass
-class KolenPollack(RandomFeedback):
-    """``kp``: B starts random and receives, after each optimizer step, the same update as W.
-
-    Both get the same local gradient delta * y^T and the same weight decay from the same optimizer
-    settings, so W - B shrinks by (1 - lr * weight_decay) per plain SGD step (Akrout et al. 2019).
-    """
-
-    name: ClassVar[str] = "kp"
-    learns_with_optimizer: ClassVar[bool] = True
-
-
-@register_rule
-@dataclass
-class WeightMirror(RandomFeedback):
-    """``wm``: B starts random, stays fixed while engaged (FA-like) and learns only in mirror phases."""
-
-    name: ClassVar[str] = "wm"
-    learns_in_mirror: ClassVar[bool] = True
+_RANDOM = "its own random matrix, drawn like W's initialisation times `gain`"
+for _description in (
+    RuleDescription("bp", "backprop: B is W itself (weight transport), the reference", "W itself",
+                    "follows W exactly", weight_transport=True),
+    RuleDescription("fa", "feedback alignment: a fixed random B (Lillicrap et al. 2016)", _RANDOM,
+                    options={"gain": 1.0}),
+    RuleDescription("usf", "uniform sign-symmetry: B = sign(W) * RMS(W) (or * scale)", "sign(W) times a magnitude",
+                    "follows W's signs", sign_transport=True, options={"scale": None}),
+    RuleDescription("brsf", "batchwise random-magnitude sign-symmetry: B = sign(W) |R|, R fresh every step",
+                    "sign(W) times fresh random magnitudes", "follows W's signs", sign_transport=True),
+    RuleDescription("frsf", "fixed random-magnitude sign-symmetry: B = sign(W) |R|, R fixed",
+                    "sign(W) times fixed random magnitudes", "follows W's signs", sign_transport=True,
+                    options={"gain": 1.0}),
+    RuleDescription("kp", "Kolen-Pollack: B gets W's local update and decay, so W - B decays (Akrout et al. 2019)",
+                    _RANDOM, "the transposed local update of W and the same weight decay", learns_with_optimizer=True,
+                    options={"gain": 1.0}),
+    RuleDescription("wm", "weight mirror: B learns W from spontaneous noise in mirror phases (Akrout et al. 2019)",
+                    _RANDOM, "Hebbian, from spontaneous activity in mirror phases; fixed while engaged",
+                    learns_in_mirror=True, options={"gain": 1.0}),
+):
+    describe(_description)

@@ -1,85 +1,77 @@
-"""Simulation files: which circuit, which rules, which data, optimizer and training schedule.
+"""The one simulation schema: every simulation file, for every backend, is read here into one :class:`Simulation`.
 
 A simulation is a TOML file (see ``simulations/``)::
 
     name = "default"
-    model = "mlp_digits"          # a name from models/ or a path to a circuit file
-    rules = ["bp", "fa", "kp"]    # or [[rules]] tables: name, label, overrides, options
-    seeds = [0, 1, 2]
+    model = "mlp_digits"          # a circuit from models/ (or a path), or a torchvision classifier (resnet18)
+    backend = "torch"             # or "brian2"
+    seeds = [0, 1]
+    arms = ["bp", "fa", { rule = "usf", label = "usf+bp", overrides = { W2 = "bp" } },
+            { rule = "wm", phases = [{ kind = "mirror", steps = 300 }, { kind = "engaged" }] }]
 
-    [data]
-    name = "digits"               # plus loader options, e.g. test_fraction = 0.25
+    [data]                        # one registry for both backends (neurocircuit.data)
+    name = "digits"               # digits | teacher | fashion_mnist | imagefolder | synthetic | torchvision:<Class>
 
-    [optimizer]
-    name = "sgd"                  # plus its settings: lr, momentum, weight_decay, ...
+    [optimizer]                   # torch.optim by name, plus its settings; lr_per_256 scales with the global batch
+    name = "sgd"
     lr = 0.05
 
-    [train]
-    epochs = 20
-    batch_size = 32
-    loss = "cross_entropy"
-    record_every = "epoch"        # or a number of steps
-    alignment_samples = 256
-    lr_schedule = "constant"      # or "cosine" (per step, over the engaged phase)
-    ood_transforms = []           # e.g. ["rotate:30", "shift:3", "scale:0.8"], evaluated at the end
-    device = "cpu"                # or "cuda", "cuda:1", ...
+    [train]                       # TrainSettings: epochs, batch size, loss, records, learning-rate schedule
+    epochs = 30
 
-    [mirror]                      # MirrorSettings for every mirror step (see neurocircuit.phases)
-    noise_std = 1.0
+    [mirror]                      # MirrorSettings shared by every mirror step (neurocircuit.phases)
+    [[phases]]                    # the schedule: engaged, mirror and prenatal phases (neurocircuit.phases)
 
-    [[phases]]                    # default: one engaged phase; an arm may give its own "phases" list
-    kind = "mirror"
-    steps = 200
+    [torch]                       # what only the torch backend has: device, AMP, workers, checkpoints
+    [brian2]                      # what only the Brian2 backend has: biological parameters with units
 
-    [[phases]]
-    kind = "engaged"
-    mirror_every = 1
-
-Every key is checked; a mistyped one is an error that names it.
+Every key is checked; a mistyped one is an error that names it. Which keys a backend honours is declared by
+the backend (:mod:`neurocircuit.backends`): any other key in a file is refused, naming the key and the backend.
+Nothing in a file is evaluated as code.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import xarray as xr
-
 from ._toml import check_keys, expect, read_toml, tomllib
-from .circuit import Circuit
-from .data import DatasetInfo, list_datasets, load_dataset
-from .errors import ConfigError, ShapeError, UnknownNameError
-from .phases import (
-    EngagedPhase,
-    MirrorPhase,
-    MirrorSettings,
-    PrenatalPhase,
-    Schedule,
-    mirror_settings_from_dict,
-    parse_schedule,
-)
-from .registry import load_model, simulation_file
-from .results import attach_config
+from .errors import ConfigError
+from .phases import EngagedPhase, MirrorSettings, Schedule, mirror_settings_from_dict, parse_schedule
+from .registry import simulation_file
+from .rules import check_rule
 
-__all__ = ["RuleSpec", "TrainSettings", "Simulation", "parse_simulation", "load_simulation", "apply_settings",
-           "run_simulation"]
+__all__ = ["Arm", "TrainSettings", "TorchSettings", "Simulation", "parse_simulation", "load_simulation",
+           "apply_settings", "set_key", "parse_setting", "TOP_KEYS"]
 
-TIME_STEP_CONVENTION = ("torch backend: one step = one optimizer update on one minibatch, the rate network "
-                        "at steady state within the step; epoch = one pass over the training set")
+TOP_KEYS = ("name", "description", "model", "backend", "seeds", "arms", "data", "optimizer", "train", "mirror",
+            "phases", "torch", "brian2")
+ARM_KEYS = ("rule", "label", "overrides", "options", "phases")
+LR_SCHEDULES = ("constant", "cosine", "step")
+LOSS_NAMES = ("cross_entropy", "mse")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def _number(value: Any, where: str, *, low: float = 0.0, strict: bool = True, integer: bool = False) -> Any:
+    """``value`` if it is a finite number above ``low`` (or equal, unless ``strict``), else a ConfigError."""
+    expect(value, int if integer else (int, float), where)
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise ConfigError(f"{where} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
-class RuleSpec:
-    """One arm of a simulation: a rule, its label in results, per-projection overrides, options, and
-    optionally its own phase schedule (else the simulation's)."""
+class Arm:
+    """One arm of a simulation: its label in results, the rule of every projection, per-projection (torch:
+    module-name pattern) overrides, rule options, and optionally its own phase schedule."""
 
-    name: str
     label: str
+    rule: str
     overrides: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     schedule: Schedule | None = None
@@ -87,81 +79,227 @@ class RuleSpec:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training schedule of an engaged phase."""
+    """How the engaged phase learns from data and what is recorded.
+
+    Parameters
+    ----------
+    epochs, batch_size
+        Passes over the training set (an engaged phase may give its own ``epochs``) and minibatch size (per process
+        under ``torchrun``).
+    loss
+        ``cross_entropy`` (classification) or ``mse`` (regression, e.g. the teacher task).
+    label_smoothing
+        Of the training cross-entropy.
+    record_every
+        ``"epoch"`` or a number of steps: when test loss/accuracy and the alignment metrics are recorded (also
+        before the first step and after the last).
+    alignment_samples
+        Test samples used for the gradient angle (0: no gradient angle).
+    lr_schedule, warmup_epochs, lr_step_epochs, lr_gamma
+        ``constant``, ``cosine`` (to 0 over the phase) or ``step`` (x ``lr_gamma`` every ``lr_step_epochs``), after a
+        linear warm-up of ``warmup_epochs``; applied per optimizer step.
+    ood_transforms
+        Test-set transforms evaluated at the end, e.g. ``["rotate:20", "shift:3", "scale:0.8"]``.
+    steps_per_epoch, val_batches
+        Caps on the steps of an epoch and on the evaluated test batches (None: all) — for proxies and tests.
+    drop_last
+        Drop the last, incomplete batch of every epoch.
+    """
 
     epochs: int = 10
     batch_size: int = 32
     loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
     record_every: int | str = "epoch"
     alignment_samples: int = 256
     lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    lr_step_epochs: int = 30
+    lr_gamma: float = 0.1
     ood_transforms: tuple[str, ...] = ()
-    device: str = "cpu"
+    steps_per_epoch: int | None = None
+    val_batches: int | None = None
+    drop_last: bool = False
+
+    def __post_init__(self) -> None:
+        w = "train"
+        _number(self.epochs, f"{w}.epochs", strict=False, integer=True)
+        for key in ("batch_size", "lr_step_epochs"):
+            _number(getattr(self, key), f"{w}.{key}", integer=True)
+        _number(self.alignment_samples, f"{w}.alignment_samples", strict=False, integer=True)
+        for key in ("steps_per_epoch", "val_batches"):
+            if getattr(self, key) is not None:
+                _number(getattr(self, key), f"{w}.{key}", integer=True)
+        if self.loss not in LOSS_NAMES:
+            raise ConfigError(f"{w}.loss: unknown loss {self.loss!r} (known: {', '.join(LOSS_NAMES)})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"{w}.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        _number(self.label_smoothing, f"{w}.label_smoothing", strict=False)
+        if self.label_smoothing >= 1:
+            raise ConfigError(f"{w}.label_smoothing must be < 1, got {self.label_smoothing!r}")
+        _number(self.warmup_epochs, f"{w}.warmup_epochs", strict=False)
+        _number(self.lr_gamma, f"{w}.lr_gamma")
+        if self.record_every != "epoch":
+            _number(self.record_every, f"{w}.record_every (or \"epoch\")", integer=True)
+        expect(self.drop_last, bool, f"{w}.drop_last")
+        from .data import parse_transform
+
+        for spec in self.ood_transforms:
+            parse_transform(expect(spec, str, f"{w}.ood_transforms"))
+
+
+@dataclass(frozen=True)
+class TorchSettings:
+    """What only the torch backend has: where and how the maths runs, and how runs are kept.
+
+    Parameters
+    ----------
+    device
+        ``auto`` (the local CUDA device if any, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    amp
+        ``auto`` = bf16 autocast on CUDA, off on CPU; ``bf16``, ``fp16`` or ``off``.
+    channels_last, compile
+        Memory format (None: on CUDA only) and ``torch.compile`` of the network.
+    workers
+        DataLoader worker processes per process (0: load in the training process).
+    checkpoint_every, log_every
+        Checkpoint every N optimizer steps (and at every epoch end and phase end; 0: only those); check the loss for
+        NaN/inf every N steps.
+    """
+
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    workers: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        expect(self.device, str, "torch.device")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"torch.amp: unknown value {self.amp!r} (use {', '.join(AMP_MODES)})")
+        if self.channels_last is not None:
+            expect(self.channels_last, bool, "torch.channels_last")
+        expect(self.compile, bool, "torch.compile")
+        _number(self.workers, "torch.workers", strict=False, integer=True)
+        _number(self.checkpoint_every, "torch.checkpoint_every", strict=False, integer=True)
+        _number(self.log_every, "torch.log_every", integer=True)
 
 
 @dataclass(frozen=True)
 class Simulation:
-    """A parsed, validated simulation file."""
+    """A parsed, validated simulation file (any backend)."""
 
     name: str
     model: str
-    rules: tuple[RuleSpec, ...]
-    seeds: tuple[int, ...]
-    data: Mapping[str, Any]
-    optimizer: Mapping[str, Any]
-    train: TrainSettings
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...] = (0,)
+    backend: str = "torch"
+    data: Mapping[str, Any] = field(default_factory=lambda: {"name": "digits"})
+    optimizer: Mapping[str, Any] = field(default_factory=lambda: {"name": "sgd", "lr": 0.01})
+    train: TrainSettings = TrainSettings()
     schedule: Schedule = Schedule((EngagedPhase(),))
     mirror: MirrorSettings = MirrorSettings()
+    torch: TorchSettings = TorchSettings()
+    backend_section: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<dict>"
+    raw: Mapping[str, Any] = field(default_factory=dict)
 
-    def schedule_for(self, spec: RuleSpec) -> Schedule:
-        """The phases that arm ``spec`` runs."""
-        return spec.schedule or self.schedule
+    def schedule_for(self, arm: Arm) -> Schedule:
+        """The phases that ``arm`` runs."""
+        return arm.schedule or self.schedule
 
-    def circuit(self, spec: RuleSpec) -> Circuit:
-        """The model circuit with the rules of ``spec``."""
-        return load_model(self.model, rule=spec.name, overrides=spec.overrides, options=spec.options)
+    def arm(self, label: str) -> Arm:
+        """The arm called ``label``."""
+        for arm in self.arms:
+            if arm.label == label:
+                return arm
+        raise ConfigError(f"simulation {self.name!r} has no arm {label!r} (arms: {', '.join(self.labels)})")
+
+    @property
+    def labels(self) -> list[str]:
+        return [a.label for a in self.arms]
+
+    def select(self, labels: Iterable[str] | None) -> Simulation:
+        """The simulation with only the arms in ``labels`` (None: all), in the file's order."""
+        if labels is None:
+            return self
+        wanted = list(labels)
+        if not wanted:
+            raise ConfigError("--arm/--only names no arm (arms: " + ", ".join(self.labels) + ")")
+        for label in wanted:
+            self.arm(label)
+        return dataclasses.replace(self, arms=tuple(a for a in self.arms if a.label in wanted))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (stored as JSON in the results' ``config`` attribute)."""
-        return asdict(self)
+        """The file's table with every applied setting (stored as JSON in results' ``config`` attribute)."""
+        return copy.deepcopy(dict(self.raw))
 
 
-_TOP_KEYS = ("name", "description", "model", "rules", "seeds", "data", "optimizer", "train", "mirror", "phases")
+_OLD_DEEP_HINT = ("write it in the one simulation format: model = \"resnet18\" at the top, arms = [\"bp\", "
+                  "{ rule = \"fa\", label = \"fa_prenatal\", phases = [...] }], [data] name = \"imagefolder\" with "
+                  "root/image_size/augment, [optimizer] name = \"sgd\" with lr_per_256/momentum/weight_decay, "
+                  "[train] epochs/batch_size/lr_schedule, [torch] workers/checkpoint_every/amp, and prenatal_* / "
+                  "initial_mirror_steps / mirror_every as [[phases]] (see docs/architecture.md)")
+
+
+def _refuse_old_formats(raw: Mapping[str, Any], where: str) -> None:
+    kind = raw.get("kind")
+    if kind == "sweep":
+        raise ConfigError(f"{where} is a sweep: run it with 'neurocircuit sweep'")
+    if kind == "deep":
+        raise ConfigError(f"{where} is in the old deep format (kind = \"deep\"): {_OLD_DEEP_HINT}")
+    if kind == "brian2":
+        raise ConfigError(f"{where}: kind = \"brian2\" is now backend = \"brian2\" (and variant moves into [brian2])")
+    if kind is not None:
+        raise ConfigError(f"{where}: unknown key 'kind' (simulations choose a backend with backend = \"...\")")
+    if "rules" in raw:
+        raise ConfigError(f"{where}: 'rules' is now 'arms' (entries: a rule name, or a table with rule, label, "
+                          "overrides, options, phases)")
+
+
+def _parse_arm(entry: Any, i: int, mirror: MirrorSettings, where: str) -> Arm:
+    w = f"{where}: arms[{i}]"
+    if isinstance(entry, str):
+        entry = {"rule": entry}
+    expect(entry, dict, w)
+    check_keys(entry, ARM_KEYS, w)
+    if "rule" not in entry:
+        raise ConfigError(f"{w}: missing key 'rule'")
+    rule = expect(entry["rule"], str, f"{w}: rule")
+    options = dict(expect(entry.get("options", {}), dict, f"{w}: options"))
+    check_rule(rule, options, f"{w}: rule")
+    overrides = dict(expect(entry.get("overrides", {}), dict, f"{w}: overrides"))
+    for target, other in overrides.items():
+        check_rule(other, {}, f"{w}: overrides[{target!r}]")
+    schedule = parse_schedule(entry["phases"], mirror=mirror, where=f"{w}: phases") if "phases" in entry else None
+    return Arm(expect(entry.get("label", rule), str, f"{w}: label"), rule, overrides, options, schedule)
 
 
 def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simulation:
-    """Validate the dict form of a simulation file and build a :class:`Simulation`."""
+    """Validate the table of a simulation file and build a :class:`Simulation`; the backend then checks that it
+    honours every key the file sets, and builds what it needs (circuit, data, optimizer) before anything runs."""
     where = source
-    check_keys(raw, _TOP_KEYS, where)
-    for key in ("model", "rules"):
+    expect(raw, dict, where)
+    _refuse_old_formats(raw, where)
+    check_keys(raw, TOP_KEYS, where)
+    for key in ("model", "arms"):
         if key not in raw:
             raise ConfigError(f"{where}: missing key {key!r}")
     model = expect(raw["model"], str, f"{where}: model")
+    backend = expect(raw.get("backend", "torch"), str, f"{where}: backend")
     mirror = mirror_settings_from_dict(expect(raw.get("mirror", {}), dict, f"{where}: mirror"), f"{where}: mirror")
     schedule = (parse_schedule(raw["phases"], mirror=mirror, where=f"{where}: phases") if "phases" in raw
                 else Schedule((EngagedPhase(),)))
-    rules = []
-    for i, entry in enumerate(expect(raw["rules"], list, f"{where}: rules")):
-        w = f"{where}: rules[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        expect(entry, dict, w)
-        check_keys(entry, ("name", "label", "overrides", "options", "phases"), w)
-        if "name" not in entry:
-            raise ConfigError(f"{w}: missing key 'name'")
-        name = expect(entry["name"], str, f"{w}: name")
-        own = (parse_schedule(entry["phases"], mirror=mirror, where=f"{w}: phases") if "phases" in entry
-               else None)
-        rules.append(RuleSpec(name, expect(entry.get("label", name), str, f"{w}: label"),
-                              dict(expect(entry.get("overrides", {}), dict, f"{w}: overrides")),
-                              dict(expect(entry.get("options", {}), dict, f"{w}: options")), own))
-    if not rules:
-        raise ConfigError(f"{where}: rules is empty")
-    labels = [r.label for r in rules]
+    arms = tuple(_parse_arm(entry, i, mirror, where)
+                 for i, entry in enumerate(expect(raw["arms"], list, f"{where}: arms")))
+    if not arms:
+        raise ConfigError(f"{where}: arms is empty")
+    labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
-        raise ConfigError(f"{where}: rule labels must be unique, got {labels} (give each a 'label')")
+        raise ConfigError(f"{where}: arm labels must be unique, got {labels} (give each a 'label')")
     seeds = raw.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
     for s in expect(seeds, list, f"{where}: seeds"):
@@ -169,180 +307,106 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of distinct ints, got {seeds}")
     data = dict(expect(raw.get("data", {"name": "digits"}), dict, f"{where}: data"))
-    if data.get("name") not in list_datasets():
-        raise UnknownNameError(f"{where}: data.name: unknown dataset {data.get('name')!r} "
-                               f"(known: {', '.join(list_datasets())})")
+    from .data import check_dataset_name
+
+    check_dataset_name(data.get("name"), f"{where}: data.name")
     optimizer = dict(expect(raw.get("optimizer", {"name": "sgd", "lr": 0.01}), dict, f"{where}: optimizer"))
     optimizer.setdefault("name", "sgd")
-    train_raw = expect(raw.get("train", {}), dict, f"{where}: train")
-    check_keys(train_raw, TrainSettings.__dataclass_fields__, f"{where}: train")
-    train = TrainSettings(**{**train_raw, "ood_transforms": tuple(expect(train_raw.get("ood_transforms", []), list,
-                                                                          f"{where}: train.ood_transforms"))})
-    expect(train.epochs, int, f"{where}: train.epochs")
-    expect(train.batch_size, int, f"{where}: train.batch_size")
-    if train.lr_schedule not in ("constant", "cosine"):
-        raise ConfigError(f"{where}: train.lr_schedule must be 'constant' or 'cosine', got {train.lr_schedule!r}")
-    from .data import parse_transform
+    expect(optimizer["name"], str, f"{where}: optimizer.name")
+    train = _record(TrainSettings, raw.get("train", {}), f"{where}: train",
+                    tuples=("ood_transforms",))
+    torch_settings = _record(TorchSettings, raw.get("torch", {}), f"{where}: torch")
+    sim = Simulation(expect(raw.get("name", Path(source).stem), str, f"{where}: name"), model, arms, tuple(seeds),
+                     backend, data, optimizer, train, schedule, mirror, torch_settings,
+                     dict(expect(raw.get(backend, {}), dict, f"{where}: {backend}")) if backend in TOP_KEYS else {},
+                     str(raw.get("description", "")), source, copy.deepcopy(dict(raw)))
+    from .backends import get_backend
 
-    expect(train.device, str, f"{where}: train.device")
-    for spec_text in train.ood_transforms:
-        parse_transform(expect(spec_text, str, f"{where}: train.ood_transforms"))
-    sim = Simulation(expect(raw.get("name", Path(source).stem), str, f"{where}: name"), model, tuple(rules),
-                     tuple(seeds), data, optimizer, train, schedule, mirror, str(raw.get("description", "")),
-                     source)
-    # Build every circuit now, so unknown models, rules, options and overrides fail before any training.
-    from .train import LOSSES, make_optimizer  # torch-heavy; imported late on purpose
-
-    for spec in sim.rules:
-        try:
-            sim.circuit(spec)
-        except (ConfigError, UnknownNameError, ShapeError) as exc:
-            raise type(exc)(f"{where}: rules[{spec.label!r}]: {exc}") from None
-    if train.loss not in LOSSES:
-        raise ConfigError(f"{where}: train.loss: unknown loss {train.loss!r} (known: {', '.join(LOSSES)})")
-    import torch
-
-    settings = {k: v for k, v in optimizer.items() if k != "name"}
-    try:
-        make_optimizer([torch.zeros(1, requires_grad=True)], optimizer["name"], **settings)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: optimizer: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: optimizer: {exc}") from None
+    get_backend(backend, where=f"{where}: backend").validate(sim)
     return sim
 
 
-def apply_settings(raw: dict[str, Any], settings: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``raw`` with ``key.sub=value`` settings applied (values parsed as TOML, else strings)."""
-    out = copy.deepcopy(raw)
+def _record(cls: type, table: Any, where: str, tuples: tuple[str, ...] = ()) -> Any:
+    """A settings record from a TOML table: unknown keys and bad values are errors naming ``where``."""
+    expect(table, dict, where)
+    check_keys(table, [f.name for f in dataclasses.fields(cls)], where)
+    values = dict(table)
+    for key in tuples:
+        if key in values:
+            values[key] = tuple(expect(values[key], list, f"{where}.{key}"))
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where.rpartition(':')[0] or where}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------------- --set
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` in a simulation table in place; integer parts index lists; ``seed`` sets ``seeds``.
+
+    This is what ``--set`` means in ``run``, ``train`` and ``sweep`` alike: ``train.epochs``,
+    ``phases.0.noise_std``, ``arms.1.rule``, ``data.name``.
+    """
+    if key == "seed":
+        raw["seeds"] = [value]
+        return
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"--set: bad key {key!r}")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        here = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not _is_int(part) or not -len(node) <= int(part) < len(node):
+                raise ConfigError(f"--set {key!r}: {here!r} is not an index of a list of {len(node)}")
+            if isinstance(node[int(part)], str) and parts[i + 1] != "":
+                node[int(part)] = {"rule": node[int(part)]}  # arms.0.label on a plain rule name
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--set {key!r}: {here!r} is not a table or list")
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key!r}: {here!r} is a value, not a table")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not _is_int(last) or not -len(node) <= int(last) < len(node):
+            raise ConfigError(f"--set {key!r}: {last!r} is not an index of a list of {len(node)}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_setting(item: str) -> tuple[str, Any]:
+    """``"key=value"`` -> (key, value), the value parsed as TOML (a bare word stays a string)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return key.strip(), value
+
+
+def apply_settings(raw: Mapping[str, Any], settings: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with ``key=value`` settings applied (see :func:`set_key`)."""
+    out = copy.deepcopy(dict(raw))
     for item in settings:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
-        table = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            table = table.setdefault(part, {})
-            if not isinstance(table, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a table")
-        table[parts[-1]] = value
+        set_key(out, *parse_setting(item))
     return out
 
 
-def load_simulation(name: str | Path, settings: Iterable[str] = (), only: Iterable[str] | None = None) -> Simulation:
-    """Read a simulation by name (from ``simulations/``) or path, applying ``key=value`` settings, and keeping
-    only the arms whose labels are in ``only`` (if given)."""
+def load_simulation(name: str | Path, settings: Iterable[str] = (), arms: Iterable[str] | None = None
+                    ) -> Simulation:
+    """Read a simulation by name (from ``simulations/``) or path, apply ``key=value`` settings, and keep only the
+    arms labelled in ``arms`` (None: all)."""
     path = simulation_file(name)
-    source = str(name) if str(name).endswith(".toml") else f"simulation {name!r}"
+    source = str(name) if str(name).endswith(".toml") else f"simulation {str(name)!r}"
     raw = read_toml(path)
-    if raw.get("kind") == "sweep":
-        raise ConfigError(f"{source} is a sweep: run it with 'neurocircuit sweep {name} --out DIR'")
-    if raw.get("kind") == "brian2":
-        raise ConfigError(f"{source} is a Brian2 simulation: load it with neurocircuit.brian.simulation")
-    if raw.get("kind") == "deep":
-        raise ConfigError(f"{source} is a deep-network simulation: run it with 'neurocircuit train {name}'")
-    sim = parse_simulation(apply_settings(raw, settings), source=source)
-    if only is not None:
-        wanted = list(only)
-        labels = [r.label for r in sim.rules]
-        unknown = [w for w in wanted if w not in labels]
-        if unknown:
-            raise ConfigError(f"--only: no arm labelled {unknown[0]!r} (arms: {', '.join(labels)})")
-        sim = dataclasses.replace(sim, rules=tuple(r for r in sim.rules if r.label in wanted))
-    return sim
-
-
-def _check_data_fits(circuit: Circuit, info: DatasetInfo) -> None:
-    size = 1
-    for s in info.input_shape:
-        size *= s
-    if size != circuit.input.size:
-        raise ShapeError(f"dataset {info.name!r} has inputs of shape {info.input_shape}, but model "
-                         f"{circuit.name!r} expects {circuit.input.shape}")
-    if info.n_outputs != circuit.output.size:
-        raise ShapeError(f"dataset {info.name!r} has {info.n_outputs} outputs, but model {circuit.name!r} "
-                         f"has {circuit.output.size} output units")
-
-
-def run_arm(sim: Simulation, spec: RuleSpec, seed: int, data: tuple[Any, Any, DatasetInfo], *,
-            progress: bool | None = None) -> xr.Dataset:
-    """Run one arm (rule ``spec``, one ``seed``) through its phases and return its results."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from .data import transform_images
-    from .nn.build import build_network
-    from .train import LOSSES, evaluate, fit, make_optimizer, run_mirror_phase, run_prenatal_phase
-
-    train_set, test_set, info = data
-    circuit = sim.circuit(spec)
-    _check_data_fits(circuit, info)
-    try:
-        device = torch.device(sim.train.device)
-    except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {sim.train.device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {sim.train.device!r} but torch sees no CUDA device here")
-    model = build_network(circuit, seed=seed).to(device)
-    settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
-    parts = []
-    # Separate generators per purpose, so adding a phase does not change the others' noise.
-    mirror_gen = torch.Generator().manual_seed(10_000 + seed)
-    prenatal_gen = torch.Generator().manual_seed(20_000 + seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # for rules that draw during training (brsf)
-        for phase in sim.schedule_for(spec).phases:
-            label = f"{spec.label} seed {seed} {phase.name}"
-            if isinstance(phase, PrenatalPhase):
-                lr = {"lr": phase.learning_rate} if phase.learning_rate is not None else {}
-                optimizer = make_optimizer(model.parameters(), sim.optimizer["name"], **{**settings, **lr})
-                parts.append(run_prenatal_phase(model, phase, input_shape=info.input_shape, n_classes=info.n_outputs,
-                                                optimizer=optimizer, generator=prenatal_gen, progress=progress))
-            elif isinstance(phase, MirrorPhase):
-                parts.append(run_mirror_phase(model, phase, generator=mirror_gen))
-            else:
-                optimizer = make_optimizer(model.parameters(), sim.optimizer["name"], **settings)
-                epochs = sim.train.epochs if phase.epochs is None else phase.epochs
-                parts.append(fit(model, train_set, test_set, optimizer=optimizer, epochs=epochs,
-                                 batch_size=sim.train.batch_size, loss=sim.train.loss, seed=seed,
-                                 record_every=sim.train.record_every, alignment_samples=sim.train.alignment_samples,
-                                 progress=progress, description=label, mirror=sim.mirror,
-                                 mirror_every=phase.mirror_every, mirror_steps=phase.mirror_steps,
-                                 mirror_generator=mirror_gen, mirror_follows_lr=phase.mirror_follows_lr,
-                                 lr_schedule=sim.train.lr_schedule))
-    if sim.train.ood_transforms:
-        accuracies = [evaluate(model, DataLoader(transform_images(test_set, t), batch_size=512),
-                               LOSSES[sim.train.loss])[1] for t in sim.train.ood_transforms]
-        parts.append(xr.Dataset({"ood_accuracy": ("transform", accuracies, {"units": "1"})},
-                                coords={"transform": list(sim.train.ood_transforms)}))
-    ds = xr.merge(parts, compat="override", join="outer", combine_attrs="override")
-    # Per-arm coordinates that differ between arms become variables, so arms can be stacked.
-    return ds.reset_coords([c for c in ("layer_rule",) if c in ds.coords])
-
-
-def run_simulation(sim: Simulation, *, progress: bool | None = None) -> xr.Dataset:
-    """Run every arm of ``sim`` for every seed and return the results.
-
-    Dims: ``rule`` (arm labels), ``seed``, ``step`` (engaged training), ``layer``, and ``<phase>_step`` for
-    mirror and prenatal phases, ``transform`` for OOD accuracies. Variables an arm does not have are NaN there.
-    """
-    data_options = {k: v for k, v in sim.data.items() if k != "name"}
-    data = load_dataset(sim.data["name"], **data_options)
-    arms = []
-    for spec in sim.rules:
-        for seed in sim.seeds:
-            ds = run_arm(sim, spec, seed, data, progress=progress)
-            arms.append(ds.expand_dims(rule=[spec.label], seed=[seed]))
-    results = xr.merge(arms, compat="no_conflicts", join="outer", combine_attrs="override")
-    results = results.reindex(rule=[r.label for r in sim.rules], seed=list(sim.seeds))
-    if "layer_rule" in results:
-        results = results.set_coords("layer_rule")
-    from . import __version__
-
-    return attach_config(results, sim.to_dict(), simulation=sim.name, model=sim.model, dataset=data[2].name,
-                         backend="torch", time_step_convention=TIME_STEP_CONVENTION,
-                         neurocircuit_version=__version__, python=sys.version.split()[0])
+    _refuse_old_formats(raw, source)
+    return parse_simulation(apply_settings(raw, settings), source=source).select(arms)

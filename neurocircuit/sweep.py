@@ -1,7 +1,7 @@
 """Parameter sweeps over any simulation setting: resumable, on local worker processes or a dask cluster.
 
 A sweep is a simulation plus *axes*: a dotted key of the simulation file (``mirror.noise_std``,
-``optimizer.lr``, ``brian2.tau``, ``rules.2.phases.0.samples`` — integers index lists; ``seed`` sets ``seeds``)
+``optimizer.lr``, ``brian2.tau``, ``arms.2.phases.0.samples`` — integers index lists; ``seed`` sets ``seeds``)
 and its values. Grid sweeps take every combination; zipped sweeps (``mode = "zip"``) walk the axes together.
 
 On the command line (``neurocircuit sweep SIM --set KEY=VALUES``), VALUES is one of::
@@ -41,8 +41,9 @@ import tomllib
 from ._toml import check_keys, expect, read_toml
 from .errors import ConfigError, NeurocircuitError
 from .registry import simulation_file
+from .simulation import _is_int
 
-__all__ = ["Axis", "Sweep", "parse_axis", "axis_from_toml", "load_sweep", "set_key", "run_sweep", "merge_points",
+__all__ = ["Axis", "Sweep", "parse_axis", "axis_from_toml", "load_sweep", "run_sweep", "merge_points",
            "point_id", "MODES"]
 
 MODES = ("grid", "zip")
@@ -177,14 +178,6 @@ def parse_axis(key: str, text: str) -> Axis | None:
     return None
 
 
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
 def axis_from_toml(key: str, value: Any, where: str = "axes") -> Axis:
     """An axis from a sweep file's ``[axes]`` entry."""
     w = f"{where}.{key}"
@@ -240,36 +233,6 @@ def load_sweep(target: str | Path, settings: Iterable[str] = (), *, mode: str | 
     return Sweep(simulation, tuple(axes), mode or "grid", tuple(fixed), name)
 
 
-def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
-    """Set dotted ``key`` in a simulation table in place; integer parts index lists; ``seed`` sets ``seeds``."""
-    if key == "seed":
-        raw["seeds"] = [value]
-        return
-    parts = key.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        where = ".".join(parts[: i + 1])
-        if isinstance(node, list):
-            if not _is_int(part) or not -len(node) <= int(part) < len(node):
-                raise ConfigError(f"sweep key {key!r}: {where!r} is not an index of a list of {len(node)}")
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, {})
-        else:
-            raise ConfigError(f"sweep key {key!r}: {where!r} is not a table or list")
-        if isinstance(node, str) and i + 1 < len(parts) - 1:
-            raise ConfigError(f"sweep key {key!r}: {where!r} is a value, not a table")
-    last = parts[-1]
-    if isinstance(node, list):
-        if not _is_int(last) or not -len(node) <= int(last) < len(node):
-            raise ConfigError(f"sweep key {key!r}: {last!r} is not an index of a list of {len(node)}")
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise ConfigError(f"sweep key {key!r}: cannot set inside {node!r}")
-
-
 def point_id(point: Mapping[str, Any]) -> str:
     """A stable file name for a point: a hash of its settings."""
     text = json.dumps({k: point[k] for k in sorted(point)}, sort_keys=True, default=str)
@@ -278,25 +241,17 @@ def point_id(point: Mapping[str, Any]) -> str:
 
 def _prepare(raw: Mapping[str, Any], where: str) -> Callable[[], Any]:
     """Parse a point's simulation table (errors name the point) and return what runs it."""
-    kind = raw.get("kind", "torch")
-    if kind == "brian2":
-        from .brian.simulation import parse_brian_simulation, run_brian_simulation
+    from .backends import run_simulation
+    from .simulation import parse_simulation
 
-        brian_sim = parse_brian_simulation(raw, source=where)
-        return lambda: run_brian_simulation(brian_sim)
-    if kind == "torch":
-        from .simulation import parse_simulation, run_simulation
-
-        sim = parse_simulation(raw, source=where)
-        return lambda: run_simulation(sim, progress=False)
-    raise ConfigError(f"sweeps run torch and Brian2 simulations, not kind = {kind!r} (deep runs: one "
-                      "'neurocircuit train' per point)")
+    sim = parse_simulation(raw, source=where)
+    return lambda: run_simulation(sim, progress=False)
 
 
 def _point_tables(sweep: Sweep) -> dict[str, tuple[dict[str, Any], str]]:
     """Every point's simulation table and label, by point id, each parsed once so that a bad key or value fails
     before anything runs."""
-    from .simulation import apply_settings
+    from .simulation import apply_settings, set_key
 
     base = apply_settings(read_toml(simulation_file(sweep.simulation)), sweep.fixed)
     tables = {}

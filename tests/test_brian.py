@@ -7,7 +7,8 @@ from brian2 import Hz, ms
 
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol, parse_quantity
 from neurocircuit.brian.protocol import Protocol
-from neurocircuit.brian.simulation import initial_weights, load_brian_simulation, parse_brian_simulation
+from neurocircuit.brian.backend import BrianBackend, brian_parameters, initial_weights
+from neurocircuit.simulation import load_simulation, parse_simulation
 from neurocircuit.circuit import circuit_from_dict
 from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError
@@ -161,17 +162,16 @@ def test_prenatal_phase_lowers_the_readout_w_b_angle() -> None:
 
 @pytest.mark.parametrize("rule", ["fa", "kp", "wm"])
 def test_digits_are_learned_well_above_chance(rule: str) -> None:
-    raw = {"kind": "brian2", "model": "mlp_digits", "rules": [rule], "data": {"name": "digits"},
+    raw = {"backend": "brian2", "model": "mlp_digits", "arms": [rule], "data": {"name": "digits"},
            "phases": [{"kind": "mirror", "steps": 100}, {"kind": "engaged", "epochs": 1}] if rule == "wm"
            else [{"kind": "engaged", "epochs": 1}],
            "brian2": {"tau": "2 ms", "tau_feedback": "2 ms", "presentation": "20 ms", "settle": "12 ms",
                       "eta_w": "8 Hz", "lambda_w": "0.5 Hz", "eta_mirror": "1 Hz", "lambda_mirror": "1 Hz",
                       "noise_tau": "1 ms", "record_every": 1000}}
-    sim = parse_brian_simulation(raw)
-    from neurocircuit.brian.simulation import _data, run_arm
-
-    (x_train, y_train), (x_test, y_test) = _data(sim)
-    ds = run_arm(sim, sim.arms[0], 0, ((x_train[:800], y_train[:800]), (x_test[:200], y_test[:200])))
+    sim = parse_simulation(raw)
+    backend = BrianBackend()
+    (x_train, y_train), (x_test, y_test) = backend.load_data(sim)
+    ds = backend.run_arm(sim, sim.arms[0], 0, ((x_train[:800], y_train[:800]), (x_test[:200], y_test[:200])))
     assert float(ds["test_accuracy"][-1]) > 0.5  # chance: 0.1
 
 
@@ -225,10 +225,11 @@ def test_parameters_need_units_and_sane_values(tmp_path, capsys) -> None:
         circuit = small_circuit("fa")
         RateCircuit(circuit, initial_weights(circuit, 0), RateParameters(delay="1 ms"),
                     build_protocol([MirrorPhase(steps=1)], n_in=12, n_out=6))
-    with pytest.raises(ConfigError, match="not available in the Brian2 backend"):
-        parse_brian_simulation({"kind": "brian2", "rules": ["usf"]})
+    with pytest.raises(ConfigError, match="rule 'usf' is not implemented by the brian2 backend"):
+        parse_simulation({"backend": "brian2", "model": "mlp_digits", "arms": ["usf"]})
     bad = tmp_path / "bad.toml"
-    bad.write_text('kind = "brian2"\nmodel = "mlp_digits"\n[brian2]\ntau_feedback = "3 mV"\n')
+    bad.write_text('backend = "brian2"\nmodel = "mlp_digits"\narms = ["wm"]\nphases = [{kind = "mirror"}]\n'
+                   '[brian2]\ntau_feedback = "3 mV"\n')
     assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tau_feedback" in err and "wrong dimensions" in err
@@ -254,8 +255,8 @@ def test_shipped_brian2_simulations_parse() -> None:
     assert {"brian2_weight_mirror", "brian2_noise_pretraining", "brian2_learning",
             "brian2_weight_mirror_spiking"} <= set(names)
     for name in names:
-        sim = load_brian_simulation(name)
-        assert sim.arms and sim.params.dt > 0 * ms
+        sim = load_simulation(name)
+        assert sim.backend == "brian2" and sim.arms and brian_parameters(sim)[1].dt > 0 * ms
 
 
 def test_cli_runs_a_brian2_simulation_and_writes_results(tmp_path, capsys) -> None:
@@ -267,10 +268,11 @@ def test_cli_runs_a_brian2_simulation_and_writes_results(tmp_path, capsys) -> No
     ds = read_results(out / "results.nc")
     assert ds["weight_time"].attrs["units"] == "s" and ds.attrs["backend"] == "brian2"
     assert set(ds["weight_phase"].values.ravel()) <= {"mirror", "end"}
-    assert ds["hidden_y"].dims == ("rule", "seed", "time", "hidden_neuron")
+    assert ds["hidden_y"].dims == ("arm", "seed", "time", "hidden_neuron")
+    assert list(ds["rule"].values) == ["wm"]
     # weight snapshots: the last B and W give the last recorded angle
-    w, b = (ds[f"W2_{k}"].isel(rule=0, seed=0, weight_time=-1).values.astype(float) for k in ("W", "B"))
+    w, b = (ds[f"W2_{k}"].isel(arm=0, seed=0, weight_time=-1).values.astype(float) for k in ("W", "B"))
     assert w.shape == (10, 100)
-    assert abs(angle(b, w) - float(ds["weight_angle"].isel(rule=0, seed=0, weight_time=-1).sel(layer="W2"))) < 1e-3
+    assert abs(angle(b, w) - float(ds["weight_angle"].isel(arm=0, seed=0, weight_time=-1).sel(layer="W2"))) < 1e-3
     assert (out / "weight_angle.png").exists() and (out / "activity.png").exists()
     assert "angle W1" in capsys.readouterr().out

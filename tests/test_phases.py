@@ -204,8 +204,8 @@ def test_simulation_with_phases_ood_and_per_arm_schedules(tmp_path):
     sim.write_text('''
 model = "mlp_digits"
 seeds = [0, 1]
-rules = ["bp",
-         { name = "fa", label = "fa+noise", phases = [{ kind = "prenatal", samples = 640 }, { kind = "engaged" }] },
+arms = ["bp",
+         { rule = "fa", label = "fa+noise", phases = [{ kind = "prenatal", samples = 640 }, { kind = "engaged" }] },
          "wm"]
 phases = [{ kind = "mirror", steps = 40, record_every = 20 }, { kind = "engaged", mirror_every = 2 }]
 [mirror]
@@ -223,15 +223,15 @@ ood_transforms = ["rotate:20", "shift:1"]
 ''')
     assert main(["run", str(sim), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     ds = xr.open_dataset(tmp_path / "out" / "results.nc")
-    assert list(ds["rule"].values) == ["bp", "fa+noise", "wm"]
-    assert ds["ood_accuracy"].dims == ("rule", "seed", "transform")
+    assert list(ds["arm"].values) == ["bp", "fa+noise", "wm"] and list(ds["rule"].values) == ["bp", "fa", "wm"]
+    assert ds["ood_accuracy"].dims == ("arm", "seed", "transform")
     for var in ("weight_angle", "mirror_weight_angle", "prenatal_weight_angle", "prenatal_gradient_angle"):
         assert ds[var].attrs["units"] == "degree", var
     assert ds["test_accuracy"].attrs["units"] == "1" and ds["effective_dim"].attrs["units"] == "1"
-    assert ds["mirror_weight_angle"].sel(rule="fa+noise").isnull().all()
-    assert not ds["mirror_weight_angle"].sel(rule="wm").isnull().any()
-    assert ds["prenatal_weight_angle"].sel(rule="wm").isnull().all()
-    wm_angle = ds["weight_angle"].sel(rule="wm").isel(step=-1)
+    assert ds["mirror_weight_angle"].sel(arm="fa+noise").isnull().all()
+    assert not ds["mirror_weight_angle"].sel(arm="wm").isnull().any()
+    assert ds["prenatal_weight_angle"].sel(arm="wm").isnull().all()
+    wm_angle = ds["weight_angle"].sel(arm="wm").isel(step=-1)
     assert float(wm_angle.max()) < 30
     for fig in ("learning_curves", "mirror_weight_angle", "prenatal_weight_angle", "effective_dim", "ood_accuracy"):
         assert (tmp_path / "out" / f"{fig}.png").exists(), fig

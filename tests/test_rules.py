@@ -9,7 +9,7 @@ from torch import nn
 
 import neurocircuit as nc
 from neurocircuit.nn import FeedbackConv2d, FeedbackLinear, FeedbackOptimizer, attach_feedback_learning
-from neurocircuit.rules import FeedbackRule, register_rule
+from neurocircuit.nn.rules import FeedbackRule, register_rule
 
 
 def test_registry_lists_every_rule_and_rejects_unknown_names_and_options():

@@ -38,7 +38,7 @@ from ..errors import ConfigError
 from .parameters import RateParameters
 from .protocol import Protocol
 
-__all__ = ["PHI", "PHI_PRIME", "BRIAN_RULES", "BrianCircuit", "RateCircuit", "brian_device", "connection_mask",
+__all__ = ["PHI", "PHI_PRIME", "SynapseRule", "SYNAPSE_RULES", "BRIAN_RULES", "BrianCircuit", "RateCircuit", "brian_device", "connection_mask",
            "standard_monitors"]
 
 #: phi(u) and phi'(u) as Brian2 expressions.
@@ -48,9 +48,34 @@ PHI_PRIME = {"identity": "1", "relu": "int(u > 0)", "tanh": "1 - tanh(u)**2",
              "sigmoid": "exp(-u) / (1 + exp(-u))**2", "softplus": "1 / (1 + exp(-u))",
              "leaky_relu": "0.01 + 0.99 * int(u > 0)"}
 
-#: Rules the Brian2 backend runs as synaptic equations. Sign-symmetry rules need W's signs at the feedback
-#: synapse at every moment, a transport this backend does not model.
-BRIAN_RULES = ("bp", "fa", "kp", "wm")
+@dataclass(frozen=True)
+class SynapseRule:
+    """The Brian2 implementation of one rule (:mod:`neurocircuit.rules` describes it): what the feedback synapses
+    start from and the equation by which they learn.
+
+    ``transported``: B starts as (and, learning with W's rule and gate, stays) a copy of W — weight transport,
+    on W's connections. ``equation``: the feedback synapse's plasticity (None: fixed). ``needs_plastic_w``: the
+    equation only applies while W itself learns (else B is fixed too).
+    """
+
+    transported: bool = False
+    equation: str | None = None
+    needs_plastic_w: bool = False
+
+
+#: Rule -> feedback synapses of the rate circuit. One row per rule this backend implements; a rule without a row
+#: is refused by name. Sign-symmetry rules need W's signs at the feedback synapse at every moment, a transport
+#: this backend does not model.
+SYNAPSE_RULES: dict[str, SynapseRule] = {
+    "bp": SynapseRule(transported=True, needs_plastic_w=True, equation=(
+        "db/dt = learn_w(t) * settled * (eta_w * delta_pre * y_fwd_post - lambda_w * b) : 1 (clock-driven)")),
+    "fa": SynapseRule(),
+    "kp": SynapseRule(needs_plastic_w=True, equation=(
+        "db/dt = learn_b(t) * settled * (eta_w * delta_pre * y_fwd_post - lambda_w * b) : 1 (clock-driven)")),
+    "wm": SynapseRule(equation=(
+        "db/dt = mirror(t) * (eta_mirror * delta_pre * y_fwd_post - lambda_mirror * b) : 1 (clock-driven)")),
+}
+BRIAN_RULES = tuple(SYNAPSE_RULES)
 
 _SETTLED = "int(t - presentation * floor(t / presentation + 1e-9) >= settle)"
 
@@ -184,7 +209,7 @@ class RateCircuit(BrianCircuit):
             if rule not in BRIAN_RULES:
                 raise ConfigError(f"projection {name!r}: rule {rule!r} is not available in the Brian2 backend "
                                   f"(available: {', '.join(BRIAN_RULES)}; sign-symmetry needs sign transport)")
-        self.weight_transport = any(r == "bp" for r in self.rules.values())
+        self.weight_transport = any(SYNAPSE_RULES[r].transported for r in self.rules.values())
         self._rng = np.random.default_rng(params.seed)
         brian2.seed(params.seed)
         p = params
@@ -261,7 +286,8 @@ class RateCircuit(BrianCircuit):
             raise ConfigError(f"projection {name!r}: weights of shapes W {weight.shape}, b {bias.shape}, "
                               f"B {feedback.shape} do not fit {pre.size} -> {post.size}")
         w_mask = connection_mask(weight.shape, p.p_forward, self._rng)
-        b_mask = w_mask if rule == "bp" else connection_mask(weight.shape, p.p_feedback, self._rng)
+        row = SYNAPSE_RULES[rule]
+        b_mask = w_mask if row.transported else connection_mask(weight.shape, p.p_feedback, self._rng)
         self.masks[name] = (w_mask, b_mask)
         post.forward.bias = bias
         plastic_w = self.plastic_w
@@ -275,16 +301,9 @@ class RateCircuit(BrianCircuit):
         forward.w = weight[j, i]
         self.forward_synapses[name] = forward
 
-        if rule in ("kp", "bp") and plastic_w:
-            gate = "learn_w(t)" if rule == "bp" else "learn_b(t)"
-            b_eq = (f"db/dt = {gate} * settled * (eta_w * delta_pre * y_fwd_post - lambda_w * b) : 1 "
-                    "(clock-driven)\n")
-        elif rule == "wm":
-            b_eq = ("db/dt = mirror(t) * (eta_mirror * delta_pre * y_fwd_post - lambda_mirror * b) : 1 "
-                    "(clock-driven)\n")
-        else:
-            b_eq = "b : 1\n"
-        initial = weight if rule == "bp" else feedback  # bp: B is a transported copy of W
+        learns = row.equation is not None and (plastic_w or not row.needs_plastic_w)
+        b_eq = f"{row.equation}\n" if learns else "b : 1\n"
+        initial = weight if row.transported else feedback
         j, k = np.nonzero(b_mask)  # upper error unit j -> lower error unit k
         groups = []
         signs = [("exc", "e_exc", "clip(b, 0, inf)", np.maximum), ("inh", "e_inh", "clip(b, -inf, 0)", np.minimum)] \

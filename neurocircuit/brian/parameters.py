@@ -232,7 +232,7 @@ class SpikingParameters:
 
 def parameters_from_dict(table: Mapping[str, Any], where: str = "brian2") -> tuple[RateParameters, SpikingParameters]:
     """The ``[brian2]`` table of a simulation file (with an optional ``[brian2.spiking]`` sub-table)."""
-    rate_names = [f.name for f in dataclasses.fields(RateParameters)]
+    rate_names = [f.name for f in dataclasses.fields(RateParameters) if f.name != "seed"]
     check_keys(table, [*rate_names, "spiking"], where)
     spiking = dict(table.get("spiking", {}))
     check_keys(spiking, [f.name for f in dataclasses.fields(SpikingParameters)], f"{where}.spiking")

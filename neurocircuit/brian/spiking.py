@@ -32,10 +32,18 @@ from .parameters import RateParameters, SpikingParameters
 from .protocol import Protocol
 from .record import activity_dataset, alignment_over_time
 
-__all__ = ["SpikingMirror"]
+__all__ = ["SpikingMirror", "SPIKING_RULES"]
 
 _TRACES = ("dx/dt = -x / tau_trace : Hz\n"
            "dxbar/dt = (x - xbar) / tau_mean : Hz\n")
+
+
+#: Rule -> feedback synapse equation of the spiking variant (mirror phases of spike-trace fluctuations).
+SPIKING_RULES = {
+    "wm": ("db/dt = mirror(t) * (eta_mirror * (x_pre - xbar_pre) * (x_fwd_post - xbar_fwd_post) / r0**2"
+           " - lambda_mirror * b) : 1 (clock-driven)"),
+    "fa": "b : 1",
+}
 
 
 class SpikingMirror(BrianCircuit):
@@ -90,13 +98,10 @@ class SpikingMirror(BrianCircuit):
             syn.w = weight[j, i]
             self.forward_synapses[proj.name] = syn
             rule = self.rules[proj.name]
-            if rule == "wm":
-                eq = ("db/dt = mirror(t) * (eta_mirror * (x_pre - xbar_pre) * (x_fwd_post - xbar_fwd_post) / r0**2"
-                      " - lambda_mirror * b) : 1 (clock-driven)")
-            elif rule == "fa":
-                eq = "b : 1"
-            else:
-                raise ConfigError(f"projection {proj.name!r}: the spiking mirror runs wm and fa feedback, not {rule!r}")
+            if rule not in SPIKING_RULES:
+                raise ConfigError(f"projection {proj.name!r}: the spiking variant runs "
+                                  f"{', '.join(SPIKING_RULES)} feedback, not {rule!r}")
+            eq = SPIKING_RULES[rule]
             fb = Synapses(post.error, pre.error, eq, method="euler", namespace=ns, dt=params.dt,
                           name=f"{proj.name}_B")
             j, k = np.nonzero(b_mask)

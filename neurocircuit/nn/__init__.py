@@ -15,6 +15,7 @@ from .metrics import (
     weight_alignment,
 )
 from .mirror import mirror_layers, mirror_step, mirror_update, spontaneous_noise
+from .rules import FeedbackRule, get_rule, register_rule
 
 __all__ = [
     "ACTIVATION_FUNCTIONS",
@@ -42,4 +43,7 @@ __all__ = [
     "feedback_layers",
     "gradient_alignment",
     "weight_alignment",
+    "FeedbackRule",
+    "get_rule",
+    "register_rule",
 ]

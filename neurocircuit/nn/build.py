@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..circuit import Circuit, Projection
-from ..rules import get_rule
+from .rules import get_rule
 from .layers import FeedbackConv2d, FeedbackLinear
 
 __all__ = ["ACTIVATION_FUNCTIONS", "CircuitNetwork", "build_network"]

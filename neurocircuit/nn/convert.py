@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..rules import FeedbackRule, get_rule
+from .rules import FeedbackRule, get_rule
 from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear
 
 __all__ = ["ConvertedLayer", "ConversionReport", "convert"]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..rules import FeedbackRule, get_rule
+from .rules import FeedbackRule, get_rule
 from .functional import feedback_conv2d, feedback_linear
 
 __all__ = ["FeedbackLayer", "FeedbackLinear", "FeedbackConv2d", "is_feedback_layer"]

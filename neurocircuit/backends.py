@@ -1,0 +1,166 @@
+"""Backends: what runs a :class:`~neurocircuit.simulation.Simulation`, registered by name.
+
+A backend declares the rules it implements and, section by section, the settings it honours. Any other setting a
+file gives is refused before anything runs, naming the key and the backend — a setting is never silently ignored.
+Running a simulation is the same for every backend: each (arm, seed) is run by :meth:`Backend.run_arm` into an
+``xarray.Dataset``, and the runs are stacked along ``arm`` (labels, with the rule as a coordinate) and ``seed``.
+
+To add a backend: subclass :class:`Backend`, fill in ``name``, ``honours`` and :meth:`rule_names`, implement
+:meth:`prepare` and :meth:`run_arm`, and decorate it with :func:`register_backend`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import xarray as xr
+
+from .errors import ConfigError, UnknownNameError
+
+__all__ = ["Backend", "register_backend", "get_backend", "list_backends", "set_keys", "run_simulation",
+           "SECTIONS"]
+
+#: The sections whose keys a backend declares: top-level keys, arm tables, [train], [mirror], [torch], one per
+#: phase kind (a mirror phase also takes every [mirror] key).
+SECTIONS = ("top", "arm", "train", "mirror", "torch", "phase.engaged", "phase.mirror", "phase.prenatal")
+
+_BACKENDS: dict[str, type[Backend]] = {}
+
+
+def set_keys(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """Every key a simulation table sets, as ``(section, key, where)`` (see :data:`SECTIONS`)."""
+    for key in raw:
+        yield "top", key, key
+    for section in ("train", "mirror", "torch"):
+        table = raw.get(section, {})
+        if isinstance(table, Mapping):
+            for key in table:
+                yield section, key, f"{section}.{key}"
+
+    def phases(tables: Any, where: str) -> Iterator[tuple[str, str, str]]:
+        for i, table in enumerate(tables if isinstance(tables, list) else []):
+            if isinstance(table, Mapping):
+                for key in table:
+                    if key != "kind":
+                        yield f"phase.{table.get('kind')}", key, f"{where}.{i}.{key}"
+
+    yield from phases(raw.get("phases"), "phases")
+    for i, arm in enumerate(raw.get("arms", []) if isinstance(raw.get("arms"), list) else []):
+        if isinstance(arm, Mapping):
+            for key in arm:
+                yield "arm", key, f"arms.{i}.{key}"
+            yield from phases(arm.get("phases"), f"arms.{i}.phases")
+
+
+class Backend:
+    """Base class of backends. Subclasses set ``name`` and ``honours`` (section -> honoured keys)."""
+
+    name: ClassVar[str] = ""
+    honours: ClassVar[Mapping[str, frozenset[str]]] = {}
+
+    def rule_names(self) -> set[str]:
+        """The rules this backend implements (each has an entry in the backend's rule table)."""
+        raise NotImplementedError
+
+    def validate(self, sim: Any) -> None:
+        """Refuse every setting this backend does not honour and every rule it does not implement, then
+        :meth:`prepare` (build what the runs need, so bad input fails before any work)."""
+        for section, key, where in set_keys(sim.raw):
+            if section.startswith("phase.") and section not in self.honours:
+                continue  # an unknown phase kind: the phase parser names it
+            if key not in self.honours.get(section, frozenset()):
+                raise ConfigError(f"{sim.source}: {where} is not honoured by the {self.name} backend (it honours "
+                                  f"here: {', '.join(sorted(self.honours.get(section, ()))) or 'nothing'})")
+        rules = self.rule_names()
+        for arm in sim.arms:
+            for rule in (arm.rule, *arm.overrides.values()):
+                if rule not in rules:
+                    raise ConfigError(f"{sim.source}: arm {arm.label!r}: rule {rule!r} is not implemented by the "
+                                      f"{self.name} backend (it implements: {', '.join(sorted(rules))})")
+        self.prepare(sim)
+
+    def prepare(self, sim: Any) -> None:
+        """Check everything a run needs (models, data description, optimizer) without running anything."""
+
+    def load_data(self, sim: Any) -> Any:
+        """The data every arm and seed shares (loaded once per simulation)."""
+        return None
+
+    def run_arm(self, sim: Any, arm: Any, seed: int, data: Any, *, out: Path | None = None, resume: bool = False,
+                progress: bool | None = None) -> xr.Dataset:
+        """Run one arm with one seed; results without the ``arm``/``seed`` dims. ``out``: the run's own folder
+        (checkpoints, partial results), ``resume``: continue what is there."""
+        raise NotImplementedError
+
+    def attrs(self, sim: Any) -> dict[str, Any]:
+        """Backend-specific attributes of the results (units, time convention)."""
+        return {}
+
+    def finish(self, results: xr.Dataset) -> xr.Dataset:
+        """Tidy the merged results of all arms (e.g. fill labels of times an arm did not have)."""
+        return results
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: register a :class:`Backend` subclass under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls!r} has no name")
+    _BACKENDS[cls.name] = cls
+    return cls
+
+
+#: The built-in backends' modules (imported when first asked for, so a torch run never imports Brian2).
+_BUILTIN = {"torch": "neurocircuit.torch_backend", "brian2": "neurocircuit.brian.backend"}
+
+
+def list_backends() -> list[str]:
+    """Names of the registered backends."""
+    return sorted(set(_BUILTIN) | set(_BACKENDS))
+
+
+def get_backend(name: str, *, where: str = "backend") -> Backend:
+    """The backend called ``name``."""
+    if name not in _BACKENDS and name in _BUILTIN:
+        import importlib
+
+        importlib.import_module(_BUILTIN[name])  # registers it
+    if name not in _BACKENDS:
+        raise UnknownNameError(f"{where}: unknown backend {name!r} (known: {', '.join(list_backends())})")
+    return _BACKENDS[name]()
+
+
+def run_dir(out: Path, label: str, seed: int) -> Path:
+    """Where one (arm, seed) run keeps its checkpoint and results inside a simulation's output folder."""
+    safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in label)
+    return out / "runs" / f"{safe}-seed{seed}"
+
+
+def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = False,
+                   progress: bool | None = None) -> xr.Dataset:
+    """Run every arm of ``sim`` for every seed on its backend and return the results.
+
+    Dims: ``arm`` (labels; coordinate ``rule``), ``seed``, plus the backend's own (``step``, ``layer``, phase
+    steps or simulated time). A variable an arm does not have is NaN there. With ``out``, every run keeps its
+    checkpoint and results under ``out/runs/`` and ``resume`` continues an interrupted simulation where it stopped.
+    """
+    from . import __version__
+    from .results import attach_config
+
+    backend = get_backend(sim.backend)
+    data = backend.load_data(sim)
+    arms = []
+    for arm in sim.arms:
+        for seed in sim.seeds:
+            folder = None if out is None else run_dir(Path(out), arm.label, seed)
+            ds = backend.run_arm(sim, arm, seed, data, out=folder, resume=resume, progress=progress)
+            arms.append(ds.expand_dims(arm=[arm.label], seed=[seed]))
+    results = xr.merge(arms, compat="no_conflicts", join="outer", combine_attrs="override")
+    results = results.reindex(arm=sim.labels, seed=list(sim.seeds))
+    results = backend.finish(results).assign_coords(rule=("arm", [a.rule for a in sim.arms]))
+    if "layer_rule" in results.data_vars:
+        results = results.set_coords("layer_rule")
+    return attach_config(results, sim.to_dict(), simulation=sim.name, model=sim.model, backend=sim.backend,
+                         neurocircuit_version=__version__, python=sys.version.split()[0], **backend.attrs(sim))

@@ -1,0 +1,177 @@
+"""The Brian2 backend (``backend = "brian2"``): every arm and seed of a simulation as one Brian2 network.
+
+::
+
+    model = "mlp_digits"          # a dense circuit
+    backend = "brian2"
+    arms = ["fa", "kp", "wm"]     # rule names, or tables {rule, label, overrides, phases}
+    seeds = [0]
+    [data]                        # for engaged phases (the one data registry)
+    name = "digits"
+    [[phases]]                    # the schedule (see neurocircuit.phases); steps = presentation windows
+    kind = "mirror"
+    steps = 200
+    [brian2]                      # RateParameters, values with units: tau = "2 ms", eta_w = "5 Hz"
+    variant = "rate"              # or "spiking" (mirror phases only)
+    [brian2.spiking]              # SpikingParameters
+
+It honours the keys in :attr:`BrianBackend.honours` and refuses every other (e.g. a mirror phase's
+``learning_rate``: the mirror plasticity here is ``brian2.eta_mirror`` / ``lambda_mirror``, in units).
+
+Results follow the package convention: dims ``arm`` (with the ``rule`` coordinate), ``seed``, ``layer``;
+``weight_angle`` and ``norm_ratio`` over ``weight_time`` (s); sampled activity ``<population>_y`` /
+``<population>_delta`` over ``time`` (s) and ``<population>_neuron``; ``phase`` labels on both times;
+``test_accuracy`` / ``test_loss`` over ``step`` (training presentations done) with an ``epoch`` coordinate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..backends import Backend, register_backend
+from ..circuit import Circuit
+from ..errors import ConfigError
+from ..phases import EngagedPhase
+from ..registry import load_model
+from .parameters import RateParameters, SpikingParameters, parameters_from_dict
+
+__all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
+
+VARIANTS = ("rate", "spiking")
+
+
+@register_backend
+class BrianBackend(Backend):
+    """Explicit rate (or spiking) populations and plastic synapses, simulated in time with units."""
+
+    name = "brian2"
+    honours = {
+        "top": frozenset({"name", "description", "model", "backend", "seeds", "arms", "data", "train", "phases",
+                          "brian2"}),
+        "arm": frozenset({"rule", "label", "overrides", "phases"}),
+        "train": frozenset({"epochs"}),  # an engaged phase without its own epochs
+        "phase.engaged": frozenset({"name", "epochs"}),
+        "phase.mirror": frozenset({"name", "steps"}),
+        "phase.prenatal": frozenset({"name", "samples", "dataset_size", "noise_std", "inputs", "labels"}),
+    }
+
+    def rule_names(self) -> set[str]:
+        from .network import SYNAPSE_RULES
+
+        return set(SYNAPSE_RULES)
+
+    def prepare(self, sim: Any) -> None:
+        variant, _, spiking_params = brian_parameters(sim)
+        for arm in sim.arms:
+            circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides)
+            for proj in circuit.projections:
+                if proj.kind != "dense":
+                    raise ConfigError(f"{sim.source}: model {sim.model!r} has a {proj.kind} projection "
+                                      f"({proj.name!r}); the Brian2 backend runs dense circuits")
+            phases = sim.schedule_for(arm).phases
+            if variant == "spiking":
+                from .spiking import SPIKING_RULES
+
+                if any(p.kind != "mirror" for p in phases):
+                    raise ConfigError(f"{sim.source}: the spiking variant runs mirror phases only (arm {arm.label!r})")
+                for rule in (arm.rule, *arm.overrides.values()):
+                    if rule not in SPIKING_RULES:
+                        raise ConfigError(f"{sim.source}: arm {arm.label!r}: rule {rule!r} is not implemented by the "
+                                          f"spiking variant (it implements: {', '.join(SPIKING_RULES)})")
+            if any(isinstance(p, EngagedPhase) for p in phases) and "data" not in sim.raw:
+                raise ConfigError(f"{sim.source}: arm {arm.label!r} has an engaged phase but there is no [data] table")
+
+    def load_data(self, sim: Any) -> Any:
+        if not any(isinstance(p, EngagedPhase) for a in sim.arms for p in sim.schedule_for(a).phases):
+            return None
+        from ..data import load_dataset
+
+        options = {k: v for k, v in sim.data.items() if k != "name"}
+        train, test, info = load_dataset(str(sim.data.get("name")), **options)
+        if info.task != "classification" or not hasattr(train, "tensors"):
+            raise ConfigError(f"data {info.name!r}: the Brian2 backend learns in-memory classification tasks")
+        return ((train.tensors[0].numpy().reshape(len(train), -1).astype(float), train.tensors[1].numpy()),
+                (test.tensors[0].numpy().reshape(len(test), -1).astype(float), test.tensors[1].numpy()))
+
+    def run_arm(self, sim: Any, arm: Any, seed: int, data: Any, *, out: Path | None = None, resume: bool = False,
+                progress: bool | None = None) -> xr.Dataset:
+        """One arm and seed as one Brian2 network (no checkpoints: a run is one ``Network.run``)."""
+        from .network import RateCircuit, brian_device
+        from .protocol import build_protocol
+        from .record import rate_results
+
+        variant, params, spiking_params = brian_parameters(sim)
+        circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides)
+        phases = sim.schedule_for(arm).phases
+        protocol = build_protocol(phases, n_in=circuit.input.size, n_out=circuit.output.size,
+                                  train=data[0] if data else None, test=data[1] if data else None,
+                                  epochs=sim.train.epochs, seed=seed)
+        params = dataclasses.replace(params, seed=seed)
+        with brian_device(params):
+            if variant == "spiking":
+                from .spiking import SpikingMirror
+
+                net: Any = SpikingMirror(circuit, initial_weights(circuit, seed), params, spiking_params, protocol)
+            else:
+                net = RateCircuit(circuit, initial_weights(circuit, seed), params, protocol)
+            net.run()
+            _check_finite(net, arm.label, seed)
+            ds = net.results() if variant == "spiking" else rate_results(net)
+        # Phase labels become variables, so arms with different schedules merge (missing times get "").
+        return ds.reset_coords([c for c in ("weight_phase", "phase", "layer_rule") if c in ds.coords])
+
+    def finish(self, results: xr.Dataset) -> xr.Dataset:
+        for name in ("weight_phase", "phase", "layer_rule"):
+            if name in results:
+                results[name] = results[name].fillna("").astype(str)
+        return results
+
+    def attrs(self, sim: Any) -> dict[str, Any]:
+        variant, params, _ = brian_parameters(sim)
+        return {"variant": variant, "parameters": str(params.to_dict()),
+                "time_convention": "brian2 backend: simulated time in seconds; one step = one presentation "
+                                   f"window of {params.presentation}"}
+
+
+def brian_parameters(sim: Any) -> tuple[str, RateParameters, SpikingParameters]:
+    """(variant, rate parameters, spiking parameters) of the simulation's ``[brian2]`` section."""
+    table = dict(sim.backend_section)
+    where = f"{sim.source}: brian2"
+    variant = table.pop("variant", "rate")
+    if variant not in VARIANTS:
+        raise ConfigError(f"{where}.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    if "seed" in table:
+        raise ConfigError(f"{where}.seed: Brian2's random numbers are seeded from the simulation's seeds; set seeds "
+                          "(or --set seed=N) instead")
+    try:
+        params, spiking = parameters_from_dict(table, where)
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith(sim.source) else f"{sim.source}: {text}") from None
+    return variant, params, spiking
+
+
+def initial_weights(circuit: Circuit, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """W, b and B of every projection, drawn exactly as the torch backend draws them for ``seed``."""
+    from ..nn.build import build_network
+
+    net = build_network(circuit, seed=seed).double()
+    out = {}
+    for proj in circuit.projections:
+        layer = getattr(net, proj.name)
+        out[proj.name] = (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy(),
+                          layer.current_feedback().detach().numpy().copy())
+    return out
+
+
+def _check_finite(net: Any, label: str, seed: int) -> None:
+    for name in net.forward_synapses:
+        w, b = net.matrices(name)
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise FloatingPointError(f"arm {label!r}, seed {seed}: the synapses of {name!r} diverged (NaN/inf) by "
+                                     f"t = {net.network.t}; lower brian2.eta_w or the input scale")

@@ -1,0 +1,210 @@
+"""Image data sets for deep networks: ImageFolder trees, torchvision data sets, Fashion-MNIST as RGB, synthetic images.
+
+Registered in :mod:`neurocircuit.data` as ``imagefolder``, ``torchvision:<Class>``, ``synthetic`` (and
+``fashion_mnist`` with ``channels = 3`` / ``image_size`` / ``augment``). Augmentation is reproducible and
+independent of workers and of where a run resumes: the trainer's sampler hands a training set ``(index, seed)``
+pairs, and each sample's random crop/flip is drawn from its own seed. A run resumed mid-epoch therefore sees
+exactly the batches, crops and flips an uninterrupted run sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .data import DatasetInfo
+from .errors import ConfigError, DataError
+
+__all__ = ["SeededDataset", "SyntheticImages", "load_imagefolder", "load_torchvision", "load_synthetic", "rgb_images",
+           "AUGMENTATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+AUGMENTATIONS = ("imagenet", "flip", "none")
+
+
+class SeededDataset(Dataset):
+    """Applies ``transform`` to ``base[index]``, drawing its randomness from the seed that comes with the index."""
+
+    takes_seed = True
+
+    def __init__(self, base: Dataset, transform: Callable[[Any], Tensor] | None) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        image, label = self.base[index]
+        if self.transform is not None:
+            if seed is None:
+                image = self.transform(image)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    image = self.transform(image)
+        return image, label
+
+
+class SyntheticImages(Dataset):
+    """``size`` random images of shape (3, side, side) with labels ``index % num_classes``; the same on every
+    call (each image is drawn from its own generator)."""
+
+    def __init__(self, size: int, *, side: int, num_classes: int, seed: int = 0) -> None:
+        self.size, self.side, self.num_classes, self.seed = size, side, num_classes, seed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        return torch.randn((3, self.side, self.side), generator=g), index % self.num_classes
+
+
+class _GrayToRGB(Dataset):
+    """(1, H, W) tensors resized to (3, side, side): the proxy's Fashion-MNIST for ImageNet models."""
+
+    def __init__(self, images: Tensor, labels: Tensor, side: int) -> None:
+        from torch.nn import functional as F
+
+        if images.shape[-1] != side:
+            images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
+        self.images, self.labels = images.contiguous(), labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index].expand(3, -1, -1), int(self.labels[index])
+
+
+def _check_augment(augment: str) -> None:
+    if augment not in AUGMENTATIONS:
+        raise ConfigError(f"data.augment: unknown value {augment!r} (use {', '.join(AUGMENTATIONS)})")
+
+
+def _transforms(*, image_size: int, val_resize: int, augment: str) -> tuple[Callable, Callable]:
+    """Train and val transforms of PIL images (the ImageNet recipe by default)."""
+    from torchvision.transforms import v2 as T
+
+    _check_augment(augment)
+    if val_resize < image_size:
+        raise ConfigError(f"data.val_resize ({val_resize}) must be >= data.image_size ({image_size})")
+    to_tensor = [T.PILToTensor(), T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if augment == "imagenet":
+        train = [T.RandomResizedCrop(image_size, antialias=True), T.RandomHorizontalFlip()]
+    else:
+        train = [T.Resize(image_size, antialias=True), T.CenterCrop(image_size)]
+        if augment == "flip":
+            train.append(T.RandomHorizontalFlip())
+    val = [T.Resize(val_resize, antialias=True), T.CenterCrop(image_size)]
+    return T.Compose(train + to_tensor), T.Compose(val + to_tensor)
+
+
+def _tensor_flip(augment: str) -> Callable | None:
+    """Augmentation of images that are already normalised tensors of the final size."""
+    from torchvision.transforms import v2 as T
+
+    _check_augment(augment)
+    return T.RandomHorizontalFlip() if augment != "none" else None
+
+
+def _pil_loader(path: str) -> Any:
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as fh:
+            image = Image.open(fh)
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def _root(root: str | None, name: str) -> Path:
+    if root is None:
+        raise DataError(f"data {name!r} needs a folder: set data.root (or --data-root)")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data root {str(path)!r} is not a folder")
+    return path
+
+
+def _image_folder(root: Path, split: str) -> Dataset:
+    from torchvision.datasets import ImageFolder
+
+    folder = root / split
+    if not folder.is_dir():
+        raise DataError(f"ImageFolder data: {folder} not found (data.root must hold train/ and val/ folders, one "
+                        "sub-folder of images per class)")
+    try:
+        return ImageFolder(str(folder), loader=_pil_loader)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise DataError(f"ImageFolder data in {folder}: {exc}") from None
+
+
+def load_imagefolder(*, root: str | None = None, image_size: int = 224, val_resize: int = 256,
+                     augment: str = "imagenet") -> tuple[Dataset, Dataset, DatasetInfo]:
+    """An ImageFolder tree (the ImageNet layout): ``root/train/<class>/*`` and ``root/val/<class>/*``."""
+    path = _root(root, "imagefolder")
+    train_t, val_t = _transforms(image_size=image_size, val_resize=val_resize, augment=augment)
+    train, val = _image_folder(path, "train"), _image_folder(path, "val")
+    if train.classes != val.classes:  # type: ignore[attr-defined]
+        raise DataError(f"ImageFolder data in {path}: train/ and val/ have different class folders")
+    classes = len(train.classes)  # type: ignore[attr-defined]
+    return (SeededDataset(train, train_t), SeededDataset(val, val_t),
+            DatasetInfo("imagefolder", (3, image_size, image_size), classes, "classification"))
+
+
+def load_torchvision(name: str, *, root: str | None = None, download: bool = False, image_size: int = 224,
+                     val_resize: int = 256, augment: str = "imagenet") -> tuple[Dataset, Dataset, DatasetInfo]:
+    """A torchvision classification data set by class name (``torchvision:CIFAR10``), with the image transforms."""
+    import torchvision.datasets as tvd
+
+    path = _root(root, f"torchvision:{name}")
+    cls = getattr(tvd, name, None)
+    if not isinstance(cls, type):
+        raise DataError(f"torchvision has no data set {name!r}")
+    train_t, val_t = _transforms(image_size=image_size, val_resize=val_resize, augment=augment)
+    sets = []
+    for train in (True, False):
+        try:
+            sets.append(cls(str(path), train=train, download=download))
+        except TypeError:
+            sets.append(cls(str(path), split="train" if train else "val", download=download))
+        except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+            raise DataError(f"torchvision:{name} in {path}: {exc}") from None
+    classes = getattr(sets[0], "classes", None)
+    if classes is None:
+        raise DataError(f"torchvision:{name} does not list its classes; use an ImageFolder tree")
+    return (SeededDataset(sets[0], train_t), SeededDataset(sets[1], val_t),
+            DatasetInfo(f"torchvision:{name}", (3, image_size, image_size), len(classes), "classification"))
+
+
+def load_synthetic(*, image_size: int = 224, classes: int = 1000, train_samples: int = 1024,
+                   test_samples: int = 256, augment: str = "flip") -> tuple[Dataset, Dataset, DatasetInfo]:
+    """Random N(0, 1) images of shape (3, image_size, image_size) with labels ``index % classes`` (benchmarks,
+    tests, dry runs of an ImageNet simulation)."""
+    for key, value in (("image_size", image_size), ("classes", classes), ("train_samples", train_samples),
+                       ("test_samples", test_samples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"data.{key} must be an int >= 1, got {value!r}")
+    train = SyntheticImages(train_samples, side=image_size, num_classes=classes, seed=1)
+    val = SyntheticImages(test_samples, side=image_size, num_classes=classes, seed=2)
+    return (SeededDataset(train, _tensor_flip(augment)), val,
+            DatasetInfo("synthetic", (3, image_size, image_size), classes, "classification"))
+
+
+def rgb_images(train: Any, test: Any, info: DatasetInfo, *, image_size: int, augment: str
+               ) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """Grey images ``(N, 1, H, W)`` as three equal channels of ``image_size`` (Fashion-MNIST for ImageNet models)."""
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise ConfigError(f"data.image_size must be an int >= 1, got {image_size!r}")
+    flip = _tensor_flip(augment)
+    return (SeededDataset(_GrayToRGB(*train.tensors, image_size), flip), _GrayToRGB(*test.tensors, image_size),
+            DatasetInfo(info.name, (3, image_size, image_size), info.n_outputs, info.task))

@@ -1,0 +1,244 @@
+"""The torch implementation of the feedback rules described in :mod:`neurocircuit.rules`.
+
+A rule is one small object plugged into the shared layer machinery of :mod:`neurocircuit.nn`; it never
+subclasses a layer. Rules are registered by name::
+
+    @register_rule
+    @dataclass
+    class MyRule(FeedbackRule):
+        name: ClassVar[str] = "mine"
+        stores_feedback: ClassVar[bool] = True
+        def feedback(self, layer): ...
+
+B is kept in the layout of W (see :mod:`neurocircuit.circuit`): the error a dense layer sends down is
+``delta @ B`` and perfect alignment is ``B == W``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, UnknownNameError
+from ..rules import RuleDescription, describe, describe_rule
+
+__all__ = [
+    "FeedbackRule",
+    "RandomFeedback",
+    "Backprop",
+    "FeedbackAlignment",
+    "UniformSignFeedback",
+    "BatchRandomSignFeedback",
+    "FixedRandomSignFeedback",
+    "KolenPollack",
+    "WeightMirror",
+    "register_rule",
+    "get_rule",
+    "list_rules",
+    "random_feedback",
+]
+
+_REGISTRY: dict[str, type[FeedbackRule]] = {}
+
+
+def random_feedback(weight: Tensor, *, gain: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """A random matrix of W's shape drawn like torch's default layer init, U(-g/sqrt(fan_in), g/sqrt(fan_in)).
+
+    Drawn on the CPU (so a seeded generator gives the same B on every device) and moved to W's device/dtype.
+    """
+    fan_in = weight[0].numel() if weight.dim() > 1 else weight.numel()
+    bound = gain / math.sqrt(max(fan_in, 1))
+    b = torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound
+    return b.to(device=weight.device, dtype=weight.dtype)
+
+
+def _rms(weight: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(weight.detach()) / math.sqrt(weight.numel())
+
+
+@dataclass
+class FeedbackRule:
+    """Base class of feedback rules.
+
+    Class attributes say what the layer machinery must do for the rule:
+
+    ``stores_feedback``
+        The layer keeps a ``feedback_weight`` buffer (saved in ``state_dict``, moved by ``.to()``).
+    ``learns_with_optimizer``
+        After every optimizer step B receives the same update as W (Kolen-Pollack); see
+        :class:`neurocircuit.nn.FeedbackOptimizer`.
+    ``learns_in_mirror``
+        B changes in mirror phases of spontaneous activity (weight mirror).
+    ``weight_transport``
+        B is read from W itself: the biologically implausible reference.
+    """
+
+    name: ClassVar[str] = ""
+    stores_feedback: ClassVar[bool] = False
+    learns_with_optimizer: ClassVar[bool] = False
+    learns_in_mirror: ClassVar[bool] = False
+    weight_transport: ClassVar[bool] = False
+
+    def init_feedback(self, weight: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
+        """Initial content of the ``feedback_weight`` buffer, or None for rules that store none."""
+        return None
+
+    def feedback(self, layer: torch.nn.Module) -> Tensor:
+        """The matrix (W layout) that carries the error down through ``layer`` in this step."""
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """The rule's options, as given to its constructor."""
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{self.name}({opts})" if opts else self.name
+
+
+def register_rule(cls: type[FeedbackRule]) -> type[FeedbackRule]:
+    """Class decorator that registers a :class:`FeedbackRule` subclass as the torch implementation of the rule
+    described under ``cls.name`` (:mod:`neurocircuit.rules`).
+
+    The description's flags (``learns_with_optimizer``, ``learns_in_mirror``, ``weight_transport``) become the
+    class's, so they are written once. A class whose rule has no description yet describes itself from its
+    docstring, flags and fields (a rule only the torch backend runs).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, FeedbackRule)) or not cls.name:
+        raise TypeError(f"register_rule needs a FeedbackRule subclass with a name, got {cls!r}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"a rule named {cls.name!r} is already registered ({_REGISTRY[cls.name].__name__})")
+    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    try:
+        description = describe_rule(cls.name)
+    except UnknownNameError:
+        summary = (cls.__doc__ or cls.name).strip().splitlines()[0]
+        description = describe(RuleDescription(cls.name, summary, "see the torch class " + cls.__name__,
+                                               learns_with_optimizer=cls.learns_with_optimizer,
+                                               learns_in_mirror=cls.learns_in_mirror,
+                                               weight_transport=cls.weight_transport, options=fields))
+    if set(description.options) != set(fields):
+        raise TypeError(f"{cls.__name__}'s fields {sorted(fields)} are not the options of rule {cls.name!r} "
+                        f"{sorted(description.options)}")
+    cls.learns_with_optimizer = description.learns_with_optimizer
+    cls.learns_in_mirror = description.learns_in_mirror
+    cls.weight_transport = description.weight_transport
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_rules() -> list[str]:
+    """Names of the registered rules."""
+    return sorted(_REGISTRY)
+
+
+def get_rule(name: str | FeedbackRule, **options: Any) -> FeedbackRule:
+    """The rule called ``name``, constructed with ``options`` (a rule instance passes through)."""
+    if isinstance(name, FeedbackRule):
+        if options:
+            raise ConfigError(f"options {options} given with an already constructed rule {name}")
+        return name
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown rule {name!r} (known: {', '.join(list_rules())})")
+    cls = _REGISTRY[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in options:
+        if key not in fields:
+            raise ConfigError(f"rule {name!r} has no option {key!r} (options: {', '.join(sorted(fields)) or 'none'})")
+    return cls(**options)
+
+
+@register_rule
+@dataclass
+class Backprop(FeedbackRule):
+    """``bp``: B is W itself at every step (weight transport). The reference."""
+
+    name: ClassVar[str] = "bp"
+
+    def feedback(self, layer: torch.nn.Module) -> Tensor:
+        return layer.weight.detach()
+
+
+@dataclass
+class RandomFeedback(FeedbackRule):
+    """Base of the rules whose B is its own random matrix, drawn like W's default init times ``gain``."""
+
+    stores_feedback: ClassVar[bool] = True
+    gain: float = 1.0
+
+    def init_feedback(self, weight: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return random_feedback(weight, gain=self.gain, generator=generator)
+
+    def feedback(self, layer: torch.nn.Module) -> Tensor:
+        return layer.feedback_weight
+
+
+@register_rule
+@dataclass
+class FeedbackAlignment(RandomFeedback):
+    """``fa``: a fixed random B (Lillicrap et al. 2016)."""
+
+    name: ClassVar[str] = "fa"
+
+
+@register_rule
+@dataclass
+class UniformSignFeedback(FeedbackRule):
+    """``usf``: B = sign(W) * s. ``scale=None`` takes s = RMS(W) at each step, so that ||B|| = ||W||."""
+
+    name: ClassVar[str] = "usf"
+    scale: float | None = None
+
+    def feedback(self, layer: torch.nn.Module) -> Tensor:
+        w = layer.weight.detach()
+        magnitude = _rms(w) if self.scale is None else self.scale
+        # sign then an in-place scale: measured faster than copysign with a 0-dim tensor on CPU.
+        return w.sign().mul_(magnitude)
+
+
+@register_rule
+@dataclass
+class BatchRandomSignFeedback(FeedbackRule):
+    """``brsf``: B = sign(W) * |R|, |R| ~ U(0, sqrt(3) RMS(W)) drawn afresh at every step (E||B||^2 = ||W||^2)."""
+
+    name: ClassVar[str] = "brsf"
+
+    def feedback(self, layer: torch.nn.Module) -> Tensor:
+        w = layer.weight.detach()
+        return torch.copysign(torch.rand_like(w), w).mul_(math.sqrt(3.0) * _rms(w))
+
+
+@register_rule
+@dataclass
+class FixedRandomSignFeedback(RandomFeedback):
+    """``frsf``: B = sign(W) * |R| with R random and fixed; the buffer keeps R (its magnitudes are used)."""
+
+    name: ClassVar[str] = "frsf"
+
+    def feedback(self, layer: torch.nn.Module) -> Tensor:
+        return torch.copysign(layer.feedback_weight, layer.weight.detach())
+
+
+@register_rule
+@dataclass
+class KolenPollack(RandomFeedback):
+    """``kp``: B starts random and receives, after each optimizer step, the same update as W.
+
+    Both get the same local gradient delta * y^T and the same weight decay from the same optimizer
+    settings, so W - B shrinks by (1 - lr * weight_decay) per plain SGD step (Akrout et al. 2019).
+    """
+
+    name: ClassVar[str] = "kp"
+
+
+@register_rule
+@dataclass
+class WeightMirror(RandomFeedback):
+    """``wm``: B starts random, stays fixed while engaged (FA-like) and learns only in mirror phases."""
+
+    name: ClassVar[str] = "wm"

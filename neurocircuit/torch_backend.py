@@ -1,0 +1,149 @@
+"""The torch backend: a simulation's model (a circuit, or a torchvision classifier converted to the arm's rules) run
+by the one trainer (:class:`neurocircuit.train.Trainer`) through the arm's phases.
+
+It honours every key of the schema except the ``[brian2]`` section, and implements every rule registered in
+:mod:`neurocircuit.nn.rules`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from .backends import Backend, register_backend
+from .errors import ConfigError, ShapeError, UnknownNameError
+from .simulation import ARM_KEYS, TOP_KEYS, Simulation, TorchSettings, TrainSettings
+
+__all__ = ["TorchBackend"]
+
+
+def _fields(cls: type) -> frozenset[str]:
+    import dataclasses
+
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def _phase_keys(kind: str) -> frozenset[str]:
+    import dataclasses
+
+    from .phases import EngagedPhase, MirrorPhase, MirrorSettings, PrenatalPhase
+
+    cls = {"engaged": EngagedPhase, "mirror": MirrorPhase, "prenatal": PrenatalPhase}[kind]
+    own = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "settings"}
+    return frozenset(own | (_fields(MirrorSettings) if kind == "mirror" else set()))
+
+
+@register_backend
+class TorchBackend(Backend):
+    """Rate networks at steady state, trained by optimizer steps (one process or ``torchrun``)."""
+
+    name = "torch"
+
+    @property
+    def honours(self) -> dict[str, frozenset[str]]:  # type: ignore[override]
+        from .phases import MirrorSettings
+
+        return {"top": frozenset(TOP_KEYS) - {"brian2"}, "arm": frozenset(ARM_KEYS),
+                "train": _fields(TrainSettings), "mirror": _fields(MirrorSettings), "torch": _fields(TorchSettings),
+                **{f"phase.{k}": _phase_keys(k) for k in ("engaged", "mirror", "prenatal")}}
+
+    def rule_names(self) -> set[str]:
+        from .nn.rules import list_rules
+
+        return set(list_rules())
+
+    def prepare(self, sim: Simulation) -> None:
+        import torch
+
+        from .registry import get_model, is_torchvision_model
+        from .train import make_optimizer, optimizer_settings, resolve_device
+
+        resolve_device(sim.torch.device)
+        torchvision_model = is_torchvision_model(sim.model)
+        for arm in sim.arms:
+            try:
+                if torchvision_model:
+                    with torch.device("meta"):  # checks the rules and override patterns without allocating
+                        get_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options, seed=0)
+                else:
+                    from .registry import load_model
+
+                    load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
+            except (ConfigError, UnknownNameError, ShapeError) as exc:
+                raise type(exc)(f"{sim.source}: arm {arm.label!r}: {exc}") from None
+        name, settings = optimizer_settings(sim.optimizer, sim.train.batch_size)
+        try:
+            make_optimizer([torch.zeros(1, requires_grad=True)], name, **settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{sim.source}: optimizer: {exc}") from None
+
+    def load_data(self, sim: Simulation) -> Any:
+        from .data import load_dataset, transform_images
+
+        options = {k: v for k, v in sim.data.items() if k != "name"}
+        train, test, info = load_dataset(sim.data["name"], **options)
+        ood = []
+        for spec in sim.train.ood_transforms:
+            if not hasattr(test, "tensors"):
+                raise ConfigError(f"train.ood_transforms: data {info.name!r} is not an in-memory image set")
+            ood.append((spec, transform_images(test, spec)))
+        return train, test, info, tuple(ood)
+
+    def run_arm(self, sim: Simulation, arm: Any, seed: int, data: Any, *, out: Path | None = None,
+                resume: bool = False, progress: bool | None = None) -> xr.Dataset:
+        import torch
+
+        from .registry import get_model, is_torchvision_model
+        from .results import read_results
+        from .train import RESULTS_NAME, Trainer
+
+        train_set, test_set, info, ood = data
+        if out is not None and resume and (out / RESULTS_NAME).exists():
+            done = read_results(out / RESULTS_NAME)
+            if done.attrs.get("finished") == 1:
+                return done
+        if not is_torchvision_model(sim.model):
+            from .registry import load_model
+
+            _check_data_fits(load_model(sim.model), info)
+        elif len(info.input_shape) != 3:
+            raise ShapeError(f"model {sim.model!r} takes images (C, H, W); data {info.name!r} has inputs of shape "
+                             f"{info.input_shape}")
+        if sim.train.loss == "cross_entropy" and info.task != "classification":
+            raise ConfigError(f"train.loss is cross_entropy but data {info.name!r} is a {info.task} task "
+                              "(use loss = \"mse\")")
+        with torch.random.fork_rng(devices=[]):
+            model = get_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options, seed=seed,
+                              num_classes=info.n_outputs)
+            trainer = Trainer(model, train_set, test_set, input_shape=info.input_shape, n_classes=info.n_outputs,
+                              optimizer=sim.optimizer, train=sim.train, torch_settings=sim.torch,
+                              schedule=sim.schedule_for(arm), mirror=sim.mirror, seed=seed, out=out,
+                              label=f"{arm.label} seed {seed}", progress=progress,
+                              config={**sim.to_dict(), "arm": arm.label})
+            trainer.ood_datasets = ood
+            ds = trainer.run(resume=resume)
+        ds.attrs["finished"] = 1
+        if out is not None and trainer.ctx.rank == 0:
+            from .results import write_netcdf
+
+            write_netcdf(ds, out / RESULTS_NAME)
+        return ds
+
+    def attrs(self, sim: Simulation) -> dict[str, Any]:
+        from .train import TIME_STEP_CONVENTION
+
+        return {"dataset": str(sim.data.get("name")), "time_step_convention": TIME_STEP_CONVENTION}
+
+
+def _check_data_fits(circuit: Any, info: Any) -> None:
+    size = 1
+    for s in info.input_shape:
+        size *= s
+    if size != circuit.input.size:
+        raise ShapeError(f"dataset {info.name!r} has inputs of shape {info.input_shape}, but model "
+                         f"{circuit.name!r} expects {circuit.input.shape}")
+    if info.n_outputs != circuit.output.size:
+        raise ShapeError(f"dataset {info.name!r} has {info.n_outputs} outputs, but model {circuit.name!r} "
+                         f"has {circuit.output.size} output units")
