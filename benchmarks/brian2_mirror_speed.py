@@ -17,8 +17,8 @@ import time
 from brian2 import ms
 
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol
+from neurocircuit.brian.backend import initial_weights
 from neurocircuit.brian.reference import mirror_loop
-from neurocircuit.brian.simulation import initial_weights
 from neurocircuit.phases import MirrorPhase
 from neurocircuit.registry import load_model
 

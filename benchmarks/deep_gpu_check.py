@@ -55,23 +55,23 @@ def main() -> None:
         "--amp", "--rules", "bp,fa,kp,wm", "--rounds", "8", "--steps", "5"], 150)
 
     folder = image_folder(out / "imagefolder")
-    common = ["-m", "neurocircuit", "train", "--model", "resnet18", "--rule", "kp", "--data", "imagefolder",
-              "--data-root", str(folder), "--batch-size", "32", "--workers", "4", "--out", str(out / "torchrun_kp"),
-              "--no-figures", "--set", "image_size=64", "--set", "val_resize=72", "--set", "checkpoint_every=10"]
+    common = ["-m", "neurocircuit", "train", "imagenet_resnet18", "--arm", "kp", "--data-root", str(folder),
+              "--batch-size", "32", "--workers", "4", "--out", str(out / "torchrun_kp"), "--no-figures",
+              "--set", "data.image_size=64", "--set", "data.val_resize=72", "--set", "torch.checkpoint_every=10"]
     torchrun = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
     sh([*torchrun, *common, "--epochs", "2"], 120)
-    sh([*torchrun, *common, "--epochs", "3", "--resume", "--set", "compile=true"], 180)
+    sh([*torchrun, *common, "--epochs", "3", "--resume", "--set", "torch.compile=true"], 180)
 
     for arm in ("bp", "fa", "usf", "kp", "wm"):
         sh([py, "-m", "neurocircuit", "train", "resnet18_fashion_mnist", "--arm", arm, "--quiet", "--no-figures",
-            "--out", str(out / f"proxy_{arm}"), "--set", "device='cuda'"], 120)
+            "--out", str(out / f"proxy_{arm}"), "--set", "torch.device='cuda'"], 120)
     import xarray as xr
 
     print(f"{'arm':<6} {'epochs':>6} {'test acc %':>10} {'max angle':>10} {'img/s':>8}")
     for arm in ("bp", "fa", "usf", "kp", "wm"):
         path = out / f"proxy_{arm}" / "results.nc"
         if path.exists():
-            ds = xr.open_dataset(path).isel(rule=0, step=-1)
+            ds = xr.open_dataset(path).isel(arm=0, seed=0, step=-1)
             print(f"{arm:<6} {int(ds['epoch']):>6} {100 * float(ds['test_accuracy']):10.2f} "
                   f"{float(ds['weight_angle'].max()):10.2f} {float(ds['images_per_second']):8.0f}")
 

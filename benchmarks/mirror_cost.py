@@ -19,6 +19,7 @@ from neurocircuit.nn import FeedbackOptimizer
 from neurocircuit.nn.build import build_network
 from neurocircuit.nn.mirror import mirror_step
 from neurocircuit.phases import EngagedPhase
+from neurocircuit.registry import load_model
 from neurocircuit.simulation import load_simulation
 from neurocircuit.train import make_optimizer
 
@@ -31,10 +32,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps per arm per round")
     args = parser.parse_args()
     sim = load_simulation(args.simulation)
-    spec = next(r for r in sim.rules if r.label == args.arm)
+    spec = sim.arm(args.arm)
     engaged = sim.schedule_for(spec).engaged or EngagedPhase()
     settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
-    circuit = sim.circuit(spec)
+    circuit = load_model(sim.model, rule=spec.rule, overrides=spec.overrides, options=spec.options)
     x = torch.randn(sim.train.batch_size, *circuit.input.shape)
     y = torch.randint(0, circuit.output.size, (sim.train.batch_size,))
 

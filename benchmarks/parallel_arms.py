@@ -4,7 +4,7 @@
 
 Each process is ``neurocircuit run SIMULATION --only ARM --set seeds=[SEED]`` with one BLAS thread; the merged
 ``DIR/results.nc`` has the same layout as a single run's. Meant for machines with many cores (or one GPU
-shared by many small runs, ``--set train.device=cuda``).
+shared by many small runs, ``--set torch.device=cuda``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     sim = load_simulation(args.simulation, args.settings)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    jobs = [(spec.label, seed) for spec in sim.rules for seed in sim.seeds]
+    jobs = [(spec.label, seed) for spec in sim.arms for seed in sim.seeds]
 
     def run(job: tuple[str, int]) -> tuple[str, int, int, str]:
         label, seed = job
@@ -55,13 +55,13 @@ def main() -> None:
             with xr.open_dataset(path) as ds:
                 parts.append(ds.load())
     merged = xr.merge(parts, compat="no_conflicts", join="outer", combine_attrs="drop_conflicts")
-    merged = merged.reindex(rule=[label for label in dict.fromkeys(j[0] for j in jobs) if label in merged["rule"]])
+    merged = merged.reindex(arm=[label for label in dict.fromkeys(j[0] for j in jobs) if label in merged["arm"]])
     write_netcdf(merged, args.out / "results.nc")
     last = merged.isel(step=-1)
     print(f"{sim.name}: {sim.model}, {sim.train.epochs} epochs, seeds {list(sim.seeds)}")
-    print(f"{'rule':<12} {'test error (%)':>16} {'max layer angle (deg)':>22} {'ms/step':>8}")
-    for rule in merged["rule"].values:
-        r = last.sel(rule=rule)
+    print(f"{'arm':<12} {'test error (%)':>16} {'max layer angle (deg)':>22} {'ms/step':>8}")
+    for rule in merged["arm"].values:
+        r = last.sel(arm=rule)
         err = 100 * (1 - r["test_accuracy"])
         angle = r["weight_angle"].max("layer")
         print(f"{rule!s:<12} {float(err.mean()):8.2f} ± {float(err.std()):4.2f} {float(angle.mean()):13.2f} ± "

@@ -23,8 +23,8 @@ import time
 import torch
 import torchvision
 
-from neurocircuit.deep import load_deep_simulation
 from neurocircuit.nn import FeedbackOptimizer, convert, mirror_layers, mirror_step
+from neurocircuit.simulation import load_simulation
 
 
 def make_arm(arch: str, rule: str | None, device: str, channels_last: bool):
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast and channels_last")
     parser.add_argument("--mirror-every", type=int, default=1, help="wm: a mirror step every N training steps")
     args = parser.parse_args()
-    mirror = load_deep_simulation("imagenet_resnet18").arm("wm").mirror
+    mirror = load_simulation("imagenet_resnet18").mirror
     generator = torch.Generator(device=args.device).manual_seed(0)
 
     arms = {"autograd": None} | {r: r for r in args.rules.split(",")}

@@ -92,18 +92,14 @@ class TorchBackend(Backend):
         return train, test, info, tuple(ood)
 
     def run_arm(self, sim: Simulation, arm: Any, seed: int, data: Any, *, out: Path | None = None,
-                resume: bool = False, progress: bool | None = None) -> xr.Dataset:
+                resume: bool = False, progress: bool | None = None, stop_after_steps: int | None = None
+                ) -> xr.Dataset:
         import torch
 
         from .registry import get_model, is_torchvision_model
-        from .results import read_results
         from .train import RESULTS_NAME, Trainer
 
         train_set, test_set, info, ood = data
-        if out is not None and resume and (out / RESULTS_NAME).exists():
-            done = read_results(out / RESULTS_NAME)
-            if done.attrs.get("finished") == 1:
-                return done
         if not is_torchvision_model(sim.model):
             from .registry import load_model
 
@@ -123,7 +119,7 @@ class TorchBackend(Backend):
                               label=f"{arm.label} seed {seed}", progress=progress,
                               config={**sim.to_dict(), "arm": arm.label})
             trainer.ood_datasets = ood
-            ds = trainer.run(resume=resume)
+            ds = trainer.run(resume=resume, stop_after_steps=stop_after_steps)
         ds.attrs["finished"] = 1
         if out is not None and trainer.ctx.rank == 0:
             from .results import write_netcdf

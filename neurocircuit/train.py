@@ -413,10 +413,13 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train_set: Dataset, test_set: Dataset, *, input_shape: tuple[int, ...],
                  n_classes: int, optimizer: Mapping[str, Any] | torch.optim.Optimizer, train: TrainSettings,
-                 torch_settings: TorchSettings = TorchSettings(), schedule: Schedule = Schedule((EngagedPhase(),)),
-                 mirror: MirrorSettings = MirrorSettings(), seed: int = 0, out: str | Path | None = None,
+                 torch_settings: TorchSettings | None = None, schedule: Schedule | None = None,
+                 mirror: MirrorSettings | None = None, seed: int = 0, out: str | Path | None = None,
                  label: str = "run", progress: bool | None = None, config: Mapping[str, Any] | None = None) -> None:
-        self.train, self.settings, self.schedule, self.mirror = train, torch_settings, schedule, mirror
+        torch_settings = torch_settings or TorchSettings()
+        self.train, self.settings, self.mirror = train, torch_settings, mirror or MirrorSettings()
+        self.schedule = schedule or Schedule((EngagedPhase(),))
+        schedule = self.schedule
         self.seed, self.label, self.progress = seed, label, progress
         self.out = None if out is None else Path(out)
         self.config = dict(config or {})
@@ -550,6 +553,10 @@ class Trainer:
         for phase in self.schedule.phases[: self.phase_index]:
             if not isinstance(phase, EngagedPhase):
                 self.phase_results[phase.name] = read_results(self._phase_file(phase.name))
+        last = len(self.schedule.phases) - 1
+        if isinstance(self.schedule.phases[last], EngagedPhase) and self.phase_index > last \
+                and self.epoch < self.epochs:
+            self.phase_index, self.finished = last, False  # more epochs asked of a finished run: go on training
         self.last_checkpoint_step = self.step
 
     def _phase_file(self, name: str) -> Path:
@@ -617,10 +624,8 @@ class Trainer:
                     else:
                         self._other_phase(phase)
                     self.phase_index = index + 1
+                    self.finished = self.phase_index == len(self.schedule.phases)
                     self.save_checkpoint()
-            if not self.finished:
-                self.finished = True
-                self.save_checkpoint()
             results = self.results()
             if self.out is not None and self.ctx.rank == 0:
                 write_netcdf(results, self.out / RESULTS_NAME)
@@ -671,7 +676,8 @@ class Trainer:
             self.epoch, self.batch = self.epoch + 1, 0
             if self.step % self.every and self.epoch == self.epochs:
                 self.record()
-            self.save_checkpoint()
+            if self.epoch < self.epochs:  # the last epoch's checkpoint is the phase's
+                self.save_checkpoint()
 
     def _probe(self) -> tuple[Tensor, Tensor] | None:
         if not self.train.alignment_samples:

@@ -6,9 +6,8 @@ import torch
 from brian2 import Hz, ms
 
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol, parse_quantity
-from neurocircuit.brian.protocol import Protocol
 from neurocircuit.brian.backend import BrianBackend, brian_parameters, initial_weights
-from neurocircuit.simulation import load_simulation, parse_simulation
+from neurocircuit.brian.protocol import Protocol
 from neurocircuit.circuit import circuit_from_dict
 from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError
@@ -16,6 +15,7 @@ from neurocircuit.nn import build_network
 from neurocircuit.nn.metrics import angle_degrees
 from neurocircuit.phases import EngagedPhase, MirrorPhase, PrenatalPhase
 from neurocircuit.registry import list_simulations, load_model
+from neurocircuit.simulation import load_simulation, parse_simulation
 
 FAST = dict(dt=0.5 * ms, tau=2 * ms, tau_feedback=2 * ms, noise_tau=1 * ms, presentation=40 * ms, settle=30 * ms,
             record_dt=10 * ms, record_neurons=4)

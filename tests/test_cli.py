@@ -22,15 +22,15 @@ def test_default_run_writes_results_and_figures(default_run):
     out, stdout = default_run
     with xr.open_dataset(out / "results.nc") as ds:
         assert {"test_accuracy", "weight_angle", "gradient_angle", "norm_ratio"} <= set(ds.data_vars)
-        assert set(ds["rule"].values) == {"bp", "fa", "usf", "brsf", "frsf", "kp"}
-        assert ds["weight_angle"].dims == ("rule", "seed", "step", "layer")
+        assert list(ds["arm"].values) == ["bp", "fa", "usf", "brsf", "frsf", "kp"] == list(ds["rule"].values)
+        assert ds["weight_angle"].dims == ("arm", "seed", "step", "layer")
         assert ds.attrs["backend"] == "torch" and "config" in ds.attrs
         assert ds["weight_angle"].attrs["units"] == "degree" and ds["seconds_per_step"].attrs["units"] == "s"
         final = ds.isel(step=-1)
         # Kolen-Pollack aligns B with W in every layer; feedback alignment's top layer stays far from it.
-        assert float(final["weight_angle"].sel(rule="kp").max()) < 5.0
-        assert float(final["weight_angle"].sel(rule="fa", layer="W2").min()) > 15.0
-        assert float(final["weight_angle"].sel(rule="bp").max()) < 1e-3
+        assert float(final["weight_angle"].sel(arm="kp").max()) < 5.0
+        assert float(final["weight_angle"].sel(arm="fa", layer="W2").min()) > 15.0
+        assert float(final["weight_angle"].sel(arm="bp").max()) < 1e-3
         assert float(final["test_accuracy"].min()) > 0.85
     for fig in ("learning_curves.png", "weight_angle.png", "gradient_angle.png"):
         assert (out / fig).stat().st_size > 10_000
@@ -45,17 +45,23 @@ def test_list_shows_models_rules_and_simulations(capsys):
 
 
 def _bad_files(tmp_path):
-    (tmp_path / "malformed.toml").write_text('model = "mlp_digits"\nrules = ["bp"\n')
-    (tmp_path / "mistyped.toml").write_text('model = "mlp_digits"\nrules = ["bp"]\n[train]\nepoch = 3\n')
+    (tmp_path / "malformed.toml").write_text('model = "mlp_digits"\narms = ["bp"\n')
+    (tmp_path / "mistyped.toml").write_text('model = "mlp_digits"\narms = ["bp"]\n[train]\nepoch = 3\n')
     (tmp_path / "badmodel.toml").write_text(
         'name = "bad"\n[[populations]]\nname = "x"\nshape = [1, 8, 8]\n[[populations]]\nname = "y"\n'
         'shape = [4, 5, 5]\n[[projections]]\nsource = "x"\ntarget = "y"\nkind = "conv2d"\nkernel_size = 3\n')
-    (tmp_path / "badshape.toml").write_text(f'model = "{tmp_path / "badmodel.toml"}"\nrules = ["bp"]\n')
-    (tmp_path / "mismatch.toml").write_text('model = "mlp_784_500_10"\nrules = ["bp"]\n[train]\nepochs = 1\n')
+    (tmp_path / "badshape.toml").write_text(f'model = "{tmp_path / "badmodel.toml"}"\narms = ["bp"]\n')
+    (tmp_path / "olddeep.toml").write_text('kind = "deep"\n[train]\nmodel = "resnet18"\n[arms.kp]\nrule = "kp"\n')
+    (tmp_path / "mismatch.toml").write_text('model = "mlp_784_500_10"\narms = ["bp"]\n[train]\nepochs = 1\n')
 
 
 BAD = {
-    "unknown rule": (["default", "--set", 'rules=["bp", "nope"]'], "unknown rule 'nope'"),
+    "unknown rule": (["default", "--set", 'arms=["bp", "nope"]'], "unknown rule 'nope'"),
+    "old rules key": (["default", "--set", 'rules=["bp"]'], "'rules' is now 'arms'"),
+    "old deep format": (["{tmp}/olddeep.toml"], "old deep format"),
+    "not honoured": (["brian2_weight_mirror", "--set", "phases.0.noise_std=0.5"],
+                     "phases.0.noise_std is not honoured by the brian2 backend"),
+    "unknown backend": (["default", "--set", "backend=nest"], "unknown backend 'nest'"),
     "unknown model": (["default", "--set", "model=nope"], "unknown model 'nope'"),
     "unknown simulation": (["nope"], "unknown simulation 'nope'"),
     "unknown dataset": (["default", "--set", "data.name=cifar"], "unknown dataset 'cifar'"),
@@ -66,9 +72,10 @@ BAD = {
     "data does not fit model": (["{tmp}/mismatch.toml"], "expects (784,)"),
     "missing file": (["{tmp}/absent.toml"], "not found"),
     "bad --set": (["default", "--set", "train.epochs"], "key=value"),
-    "unknown arm": (["default", "--only", "kp,zz"], "no arm labelled 'zz'"),
-    "unknown device": (["default", "--set", "train.device=tpu9", "--set", "train.epochs=0"], "unknown device 'tpu9'"),
-    "no cuda here": (["default", "--set", "train.device=cuda"], "sees no CUDA device"),
+    "unknown arm": (["default", "--only", "kp,zz"], "no arm 'zz'"),
+    "no arm": (["default", "--only", ","], "names no arm"),
+    "unknown device": (["default", "--set", "torch.device=tpu9", "--set", "train.epochs=0"], "unknown device 'tpu9'"),
+    "no cuda here": (["default", "--set", "torch.device=cuda"], "CUDA is not available here"),
     "mirror without bound": (["default", "--set", "mirror.decay=0.0"], "needs a bound"),
     "unknown phase": (["default", "--set", 'phases=[{kind="dream"}]'], "'kind' must be one of"),
 }
@@ -92,7 +99,7 @@ def test_bad_input_is_one_line_and_exit_code_2(case, tmp_path, capsys):
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "neurocircuit", "run", "default", "--set", "rules=[\"zz\"]",
+    proc = subprocess.run([sys.executable, "-m", "neurocircuit", "run", "default", "--set", "arms=[\"zz\"]",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
@@ -107,20 +114,20 @@ def test_every_shipped_simulation_is_valid():
     assert {"default", "weight_mirror", "kolen_pollack", "noise_pretraining", "rules_fashion_mnist",
             "rules_fashion_mnist_lenet5", "both_directions"} <= set(names)
     for name in names:
-        if name.startswith(("brian2_", "imagenet_", "resnet18_", "sweep_")):
-            continue  # other kinds: tests/test_brian.py, test_deep.py, test_sweep.py
-        sim = load_simulation(name)
-        assert sim.rules and sim.seeds
+        if name.startswith("sweep_"):
+            continue  # sweeps: tests/test_sweep.py
+        sim = load_simulation(name)  # every backend, every model kind: the one parser
+        assert sim.arms and sim.seeds and sim.backend in ("torch", "brian2")
 
 
 def test_mirror_only_simulation_and_only(tmp_path, capsys):
     sim = tmp_path / "m.toml"
-    sim.write_text('model = "mlp_digits"\nrules = ["wm", "fa"]\nphases = [{ kind = "mirror", steps = 60 }]\n'
+    sim.write_text('model = "mlp_digits"\narms = ["wm", "fa"]\nphases = [{ kind = "mirror", steps = 60 }]\n'
                    '[mirror]\nbatch_size = 256\nlearning_rate = 0.2\ndecay = 0.2\n')
     assert main(["run", str(sim), "--out", str(tmp_path / "o"), "--only", "wm", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "mirror_weight_angle" in out
     with xr.open_dataset(tmp_path / "o" / "results.nc") as ds:
-        assert list(ds["rule"].values) == ["wm"]
+        assert list(ds["arm"].values) == ["wm"]
         assert float(ds["mirror_weight_angle"].isel(mirror_step=-1).max()) < 20
     assert (tmp_path / "o" / "mirror_weight_angle.png").exists()

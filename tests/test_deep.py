@@ -1,6 +1,7 @@
-"""Deep training (neurocircuit train): every rule, exact resume, DDP replicas, clear data errors."""
+"""Deep networks through the one simulation path: torchvision models with any rule, checkpoints, exact resume,
+DDP, the NaN stop, image data, and the prenatal phase on a converted network."""
 
-import dataclasses
+import copy
 import os
 import signal
 import socket
@@ -15,14 +16,15 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
+from neurocircuit.backends import run_dir, run_simulation
 from neurocircuit.cli import main
-from neurocircuit.deep import DeepConfig, TrainingInterrupted, load_deep_simulation, train
-from neurocircuit.deep.engine import CHECKPOINT_NAME, build_model
 from neurocircuit.errors import ConfigError, DataError
 from neurocircuit.nn.layers import FeedbackLayer
-from neurocircuit.registry import list_simulations
+from neurocircuit.nn.rules import list_rules
+from neurocircuit.registry import get_model
 from neurocircuit.results import read_results
-from neurocircuit.rules import list_rules
+from neurocircuit.simulation import load_simulation, parse_simulation, set_key
+from neurocircuit.train import CHECKPOINT_NAME, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,12 +48,24 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("imagefolder"))
 
 
-def small(root: Path, **changes: object) -> DeepConfig:
-    base = dict(model="resnet18", rule="bp", data="imagefolder", data_root=str(root), image_size=16, val_resize=18,
-                epochs=2, batch_size=4, workers=0, lr_per_256=2.0, weight_decay=1e-3, checkpoint_every=2,
-                log_every=1, device="cpu", amp="off")
-    base.update(changes)
-    return DeepConfig(**base)
+def small(root: Path, **changes: object) -> dict:
+    """A ResNet-18 simulation table on the tiny image folder; ``changes`` are dotted keys (``train.epochs``)."""
+    raw = {"name": "small", "model": "resnet18", "arms": ["bp"], "seeds": [0],
+           "data": {"name": "imagefolder", "root": str(root), "image_size": 16, "val_resize": 18},
+           "optimizer": {"name": "sgd", "lr_per_256": 2.0, "momentum": 0.9, "weight_decay": 1e-3},
+           "train": {"epochs": 2, "batch_size": 4, "alignment_samples": 8},
+           "torch": {"workers": 0, "checkpoint_every": 2, "log_every": 1, "device": "cpu", "amp": "off"}}
+    for key, value in changes.items():
+        set_key(raw, key.replace("__", "."), value)
+    return raw
+
+
+def run(raw: dict, out: Path | None, **kw: object):
+    return run_simulation(parse_simulation(copy.deepcopy(raw)), out=out, progress=False, **kw)
+
+
+def checkpoint(out: Path, label: str = "bp") -> Path:
+    return run_dir(out, label, 0) / CHECKPOINT_NAME
 
 
 def feedback_state(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -61,16 +75,17 @@ def feedback_state(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, torc
 
 @pytest.mark.parametrize("rule", list_rules())
 def test_every_rule_trains_on_an_image_folder(folder: Path, tmp_path: Path, rule: str) -> None:
-    config = small(folder, rule=rule, epochs=1, mirror_every=1, initial_mirror_steps=3)
-    before = feedback_state(build_model(config, 3))
-    ds = train(config, tmp_path, progress=False)
-    assert ds.sizes["step"] == 1 and int(ds["step"][0]) == 6  # 24 images / batch 4
-    for var in ("train_loss", "test_loss", "test_accuracy", "test_top5", "images_per_second"):
-        assert np.isfinite(ds[var].values).all(), var
+    phases = [{"kind": "mirror", "steps": 3}, {"kind": "engaged", "mirror_every": 1}] if rule == "wm" else \
+        [{"kind": "engaged"}]
+    raw = small(folder, arms=[{"rule": rule, "label": "x", "phases": phases}], train__epochs=1)
+    before = feedback_state(get_model("resnet18", rule=rule, seed=0, num_classes=3))
+    ds = run(raw, tmp_path)
+    assert list(ds["step"].values) == [0, 6]  # 24 images / batch 4, recorded before and after
+    for var in ("train_loss", "test_loss", "test_accuracy", "test_top5", "images_per_second", "gradient_angle"):
+        assert np.isfinite(ds[var].isel(step=-1).values).all(), var
     assert float(ds["test_top5"].min()) == 1.0  # 3 classes: the top 5 always hold the label
-    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
-    model = build_model(config, 3)
-    model.load_state_dict(state["model"])
+    model = get_model("resnet18", rule=rule, seed=0, num_classes=3)
+    model.load_state_dict(torch.load(checkpoint(tmp_path, "x"), weights_only=True)["model"])
     after = feedback_state(model)
     for name, (w0, b0) in before.items():
         w1, b1 = after[name]
@@ -87,58 +102,71 @@ def test_every_rule_trains_on_an_image_folder(folder: Path, tmp_path: Path, rule
         assert "mirror_weight_angle" in ds  # the initial mirror phase is recorded
 
 
-def _final_state(out: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out / CHECKPOINT_NAME, weights_only=True)["model"]
-
-
-def _same_results(a: Path, b: Path) -> None:
-    ra, rb = read_results(a / "results.nc"), read_results(b / "results.nc")
-    for var in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "weight_angle", "norm_ratio", "lr"):
+def _same_results(a: Path, b: Path, label: str) -> None:
+    ra, rb = read_results(run_dir(a, label, 0) / "results.nc"), read_results(run_dir(b, label, 0) / "results.nc")
+    for var in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "weight_angle", "norm_ratio", "lr",
+                "gradient_angle"):
         np.testing.assert_array_equal(ra[var].values, rb[var].values, err_msg=var)
-    sa, sb = _final_state(a), _final_state(b)
+    sa, sb = (torch.load(checkpoint(x, label), weights_only=True)["model"] for x in (a, b))
     assert sa.keys() == sb.keys()
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
 
 
-@pytest.mark.parametrize("rule,workers", [("kp", 0), ("wm", 2)])
+@pytest.mark.parametrize("rule,workers", [("kp", 0), pytest.param("wm", 2, marks=pytest.mark.slow)])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(folder: Path, tmp_path: Path, rule: str,
                                                                  workers: int) -> None:
     # Random crops and flips, momentum, KP's twin optimizer, the mirror generator and a mid-epoch stop.
-    config = small(folder, rule=rule, workers=workers, augment="imagenet", mirror_every=2, initial_mirror_steps=2,
-                   lr_schedule="cosine", warmup_epochs=0.5)
+    raw = small(folder, arms=[{"rule": rule, "phases": [{"kind": "mirror", "steps": 2},
+                                                        {"kind": "engaged", "mirror_every": 2}]}],
+                torch__workers=workers, data__augment="imagenet", train__lr_schedule="cosine",
+                train__warmup_epochs=0.5)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train(config, whole, progress=False)
+    run(raw, whole)
     with pytest.raises(TrainingInterrupted):
-        train(config, parts, progress=False, stop_after_steps=9)  # epoch 2, step 3 of 6
-    state = torch.load(parts / CHECKPOINT_NAME, weights_only=True)
-    assert (state["epoch"], state["batch"], state["step"]) == (1, 3, 9)
-    train(config, parts, progress=False, resume=True)
-    _same_results(whole, parts)
+        run(raw, parts, stop_after_steps=9)  # epoch 2, step 3 of 6
+    state = torch.load(checkpoint(parts, rule), weights_only=True)
+    assert (state["epoch"], state["batch"], state["step"], state["phase_index"]) == (1, 3, 9, 1)
+    run(raw, parts, resume=True)
+    _same_results(whole, parts, rule)
 
 
-def test_killed_process_resumes_to_the_same_result(folder: Path, tmp_path: Path) -> None:
-    args = ["train", "--model", "resnet18", "--rule", "kp", "--data", "imagefolder", "--data-root", str(folder),
-            "--epochs", "3", "--batch-size", "4", "--workers", "0", "--quiet", "--no-figures",
-            "--set", "image_size=16", "--set", "val_resize=16", "--set", "device='cpu'", "--set", "amp='off'",
-            "--set", "checkpoint_every=1", "--set", "lr_per_256=2.0"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
+def _killed_and_resumed(args: list[str], whole: Path, killed: Path, label: str, at_least: int) -> None:
     assert main([*args, "--out", str(whole)]) == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "neurocircuit", *args, "--out", str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    path = checkpoint(killed, label)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if (killed / CHECKPOINT_NAME).exists() and torch.load(killed / CHECKPOINT_NAME,
-                                                              weights_only=True)["step"] >= 3:
-            break
-        time.sleep(0.05)
+        try:
+            if path.exists() and torch.load(path, weights_only=True)["step"] >= at_least:
+                break
+        except (EOFError, RuntimeError):  # pragma: no cover - replaced between exists() and load()
+            pass
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)  # no chance to save anything on the way out
     proc.wait()
-    step = torch.load(killed / CHECKPOINT_NAME, weights_only=True)["step"]
-    assert 3 <= step < 18, "the run should be killed part-way"
+    state = torch.load(path, weights_only=True)
+    assert not state["finished"], "the run should be killed part-way"
     assert main([*args, "--out", str(killed), "--resume"]) == 0
-    _same_results(whole, killed)
+    _same_results(whole, killed, label)
+
+
+@pytest.mark.slow
+def test_killed_deep_run_resumes_to_the_same_result(folder: Path, tmp_path: Path) -> None:
+    args = ["train", "imagenet_resnet18", "--arm", "kp", "--data-root", str(folder), "--epochs", "3",
+            "--batch-size", "4", "--quiet", "--no-figures", "--set", "data.image_size=16",
+            "--set", "data.val_resize=16", "--set", "torch.device='cpu'", "--set", "torch.amp='off'",
+            "--set", "torch.workers=0", "--set", "torch.checkpoint_every=1", "--set", "optimizer.lr_per_256=2.0",
+            "--set", "train.alignment_samples=4", "--set", "train.drop_last=false"]
+    _killed_and_resumed(args, tmp_path / "whole", tmp_path / "killed", "kp", 3)
+
+
+def test_killed_mlp_simulation_resumes_to_the_same_result(tmp_path: Path) -> None:
+    args = ["run", "default", "--arm", "kp", "--quiet", "--no-figures", "--set", "seeds=[0]",
+            "--set", "train.epochs=6", "--set", "torch.checkpoint_every=5"]
+    _killed_and_resumed(args, tmp_path / "whole", tmp_path / "killed", "kp", 40)
 
 
 def _free_port() -> int:
@@ -147,12 +175,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_keeps_w_and_b_identical_across_ranks(folder: Path, tmp_path: Path) -> None:
-    config = small(folder, rule="kp", overrides={"layer4.*": "wm", "fc": "wm"}, mirror_every=1, epochs=1,
-                   initial_mirror_steps=2, log_every=1)
-    mp.spawn(_ddp_replica, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True)
+    raw = small(folder, arms=[{"rule": "kp", "overrides": {"layer4.*": "wm", "fc": "wm"},
+                               "phases": [{"kind": "mirror", "steps": 2}, {"kind": "engaged", "mirror_every": 1}]}],
+                train__epochs=1)
+    mp.spawn(_ddp_replica, args=(2, _free_port(), raw, str(tmp_path)), nprocs=2, join=True)
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
-    start = feedback_state(build_model(config, 3))
+    start = feedback_state(get_model("resnet18", rule="kp", overrides={"layer4.*": "wm", "fc": "wm"}, seed=0,
+                                     num_classes=3))
     assert states[0].keys() == states[1].keys()
     moved_b = 0
     for key in states[0]:
@@ -161,129 +192,150 @@ def test_two_process_gloo_run_keeps_w_and_b_identical_across_ranks(folder: Path,
             layer = key[: -len(".feedback_weight")]
             moved_b += not torch.equal(states[0][key], start[layer][1])
     assert moved_b == sum(1 for k in states[0] if k.endswith("feedback_weight")) > 0
-    ds = read_results(tmp_path / "results.nc")
-    assert ds.attrs["world_size"] == 2
+    ds = read_results(run_dir(tmp_path, "kp", 0) / "results.nc")
     assert float(ds["replica_spread"].max()) == 0.0  # the run's own check agrees
     assert int(ds["step"][-1]) == 3  # 24 images over 2 ranks, batch 4 each
 
 
-def _ddp_replica(rank: int, world: int, port: int, config: DeepConfig, out: str) -> None:
+def _ddp_replica(rank: int, world: int, port: int, raw: dict, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from neurocircuit.deep import engine
+    from neurocircuit import train
 
     # Capture the model each rank ends with (only rank 0 writes checkpoints).
     captured = {}
-    original = engine._Run.results
+    original = train.Trainer.results
 
-    def keep_model(self: engine._Run) -> object:
+    def keep_model(self: train.Trainer) -> object:
         captured["model"] = {k: v.clone() for k, v in self.model.state_dict().items()}
         return original(self)
 
-    engine._Run.results = keep_model  # type: ignore[method-assign]
-    train(config, out, progress=False)
+    train.Trainer.results = keep_model  # type: ignore[method-assign]
+    run(raw, Path(out))
     torch.save(captured["model"], Path(out) / f"rank{rank}.pt")
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(folder: Path, tmp_path: Path) -> None:
-    config = small(folder, rule="fa", lr_per_256=1e9, checkpoint_every=1, momentum=0.0)
+    raw = small(folder, arms=["fa"], optimizer__lr_per_256=1e9, optimizer__momentum=0.0,
+                torch__checkpoint_every=1)
     with pytest.raises(FloatingPointError, match=r"became .* at step (\d+)") as info:
-        train(config, tmp_path, progress=False)
+        run(raw, tmp_path)
     bad = int(info.value.args[0].split("at step ")[1].split()[0])
-    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
-    assert f"last good checkpoint is {tmp_path / CHECKPOINT_NAME} (step {state['step']})" in info.value.args[0]
+    path = checkpoint(tmp_path, "fa")
+    state = torch.load(path, weights_only=True)
+    assert f"last good checkpoint is {path} (step {state['step']})" in info.value.args[0]
     assert state["step"] == bad - 1  # checkpoints every step: the one before the bad step is kept
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_data_errors_are_one_line(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(DataError, match="not a folder"):
-        train(small(tmp_path / "nowhere"), tmp_path / "o1")
+        run(small(tmp_path / "nowhere"), tmp_path / "o1")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="train"):
-        train(small(tmp_path / "empty"), tmp_path / "o2")
+        run(small(tmp_path / "empty"), tmp_path / "o2")
     broken = make_image_folder(tmp_path / "broken", train=2, val=1)
     (broken / "train" / "class_1" / "img_0.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="img_0.png"):
-        train(small(broken, epochs=1), tmp_path / "o3")
+        run(small(broken, train__epochs=1), tmp_path / "o3")
     # Through the CLI with loader workers: one line, exit 2.
-    code = main(["train", "--data", "imagefolder", "--data-root", str(broken), "--out", str(tmp_path / "o4"),
-                 "--epochs", "1", "--batch-size", "2", "--workers", "1", "--quiet", "--set", "image_size=16",
-                 "--set", "val_resize=16", "--set", "device='cpu'"])
+    code = main(["train", "imagenet_resnet18", "--arm", "bp", "--data-root", str(broken), "--out",
+                 str(tmp_path / "o4"), "--epochs", "1", "--batch-size", "2", "--workers", "1", "--quiet",
+                 "--set", "data.image_size=16", "--set", "data.val_resize=16", "--set", "torch.device='cpu'"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "cannot read image" in err and "img_0.png" in err
 
 
 def test_bad_settings_are_clear_errors(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(ConfigError, match="unknown torchvision classification model 'resnet19'"):
-        train(small(folder, model="resnet19"), tmp_path / "a")
+    with pytest.raises(Exception, match="unknown model 'resnet19'"):
+        run(small(folder, model="resnet19"), tmp_path / "a")
     with pytest.raises(ConfigError, match="lr_schedul"):
-        DeepConfig.from_dict({"lr_schedul": "cosine"})
-    with pytest.raises(ConfigError, match="batch_size must be > 0"):
-        small(folder, batch_size=0)
-    train(small(folder, epochs=1), tmp_path / "b", progress=False)
+        parse_simulation(small(folder, train__lr_schedul="cosine"))
+    with pytest.raises(ConfigError, match="batch_size must be"):
+        parse_simulation(small(folder, train__batch_size=0))
+    with pytest.raises(ConfigError, match="override pattern 'layer9' matches no"):
+        parse_simulation(small(folder, arms=[{"rule": "fa", "overrides": {"layer9": "bp"}}]))
+    run(small(folder, train__epochs=1), tmp_path / "b")
     with pytest.raises(ConfigError, match="--resume"):
-        train(small(folder, epochs=1), tmp_path / "b")
-    with pytest.raises(ConfigError, match="different settings: lr_per_256"):
-        train(small(folder, epochs=1, lr_per_256=0.5), tmp_path / "b", resume=True)
+        run(small(folder, train__epochs=1), tmp_path / "b")
+    with pytest.raises(ConfigError, match="different settings: optimizer.lr_per_256"):
+        run(small(folder, train__epochs=1, optimizer__lr_per_256=0.5), tmp_path / "b", resume=True)
     # A longer run may resume from a finished one.
-    ds = train(small(folder, epochs=2), tmp_path / "b", resume=True, progress=False)
-    assert list(ds["epoch"].values) == [1, 2]
-    assert main(["train", "imagenet_resnet18", "--out", str(tmp_path / "c")]) == 2
-    assert "several arms" in capsys.readouterr().err
-    assert main(["run", "imagenet_resnet18", "--out", str(tmp_path / "d")]) == 2
-    assert "neurocircuit train" in capsys.readouterr().err
-    assert main(["train", "imagenet_resnet18", "--arm", "kp", "--out", str(tmp_path / "e")]) == 2
-    assert "needs a data root" in capsys.readouterr().err
+    ds = run(small(folder, train__epochs=2), tmp_path / "b", resume=True)
+    assert list(ds["epoch"].values) == [0, 1, 2]
+    assert main(["run", "imagenet_resnet18", "--arm", "kp", "--out", str(tmp_path / "e")]) == 2
+    assert "needs a folder" in capsys.readouterr().err
 
 
 def test_shipped_deep_simulations_parse_and_settings_route() -> None:
-    deep = [name for name in list_simulations() if name.startswith(("imagenet_", "resnet18_"))]
-    assert {"imagenet_resnet18", "imagenet_resnet50", "resnet18_fashion_mnist"} <= set(deep)
-    for name in deep:
-        sim = load_deep_simulation(name)
-        assert {"bp", "fa", "kp", "wm"} <= set(sim.arms)
-        assert all(sim.arms[label].rule == label for label in ("bp", "fa", "kp", "wm"))
-    sim = load_deep_simulation("imagenet_resnet50", ["epochs=5", "mirror_every=3", "mirror.noise_std=0.5"])
-    wm = sim.arm("wm")
-    assert (wm.epochs, wm.mirror_every, wm.mirror.noise_std, wm.model) == (5, 3, 0.5, "resnet50")
-    assert sim.arm("bp").epochs == 5 and sim.arm("bp").rule == "bp"
-    recipe = DeepConfig()
-    assert (recipe.lr_per_256, recipe.momentum, recipe.weight_decay, recipe.epochs, recipe.image_size,
-            recipe.val_resize) == (0.1, 0.9, 1e-4, 90, 224, 256)
+    for name in ("imagenet_resnet18", "imagenet_resnet50", "resnet18_fashion_mnist"):
+        sim = load_simulation(name)
+        assert {"bp", "fa", "kp", "wm", "fa_prenatal"} <= set(sim.labels)
+        assert all(sim.arm(label).rule == label for label in ("bp", "fa", "kp", "wm"))
+        prenatal = sim.schedule_for(sim.arm("fa_prenatal")).phases[0]
+        assert prenatal.kind == "prenatal" and prenatal.dataset_size is not None  # the fixed set, not the control
+    sim = load_simulation("imagenet_resnet50", ["train.epochs=5", "arms.6.phases.1.mirror_every=3",
+                                                "mirror.noise_std=0.5"])
+    wm = sim.schedule_for(sim.arm("wm"))
+    assert (sim.train.epochs, wm.engaged.mirror_every, sim.mirror.noise_std, sim.model) == (5, 3, 0.5, "resnet50")
+    assert (sim.optimizer["lr_per_256"], sim.optimizer["momentum"], sim.optimizer["weight_decay"],
+            sim.data["image_size"], sim.data["val_resize"]) == (0.1, 0.9, 1e-4, 224, 256)
 
 
 def test_step_schedule_and_lr_scaling(folder: Path, tmp_path: Path) -> None:
-    config = small(folder, epochs=3, lr_step_epochs=1, lr_gamma=0.5, lr_per_256=2.56)
-    ds = train(config, tmp_path, progress=False)
-    # lr = 2.56 * batch 4 / 256 = 0.04, halved after every epoch (recorded after each epoch's last step).
-    np.testing.assert_allclose(ds["lr"].values.ravel(), [0.02, 0.01, 0.005])
-    assert dataclasses.replace(config, epochs=4).epochs == 4
+    raw = small(folder, train__epochs=3, train__lr_schedule="step", train__lr_step_epochs=1, train__lr_gamma=0.5,
+                optimizer__lr_per_256=2.56)
+    ds = run(raw, tmp_path)
+    # lr = 2.56 * batch 4 / 256 = 0.04, halved after every epoch (the lr of each epoch's last step).
+    np.testing.assert_allclose(ds["lr"].values.ravel()[1:], [0.04, 0.02, 0.01])
 
 
 def test_synthetic_and_fashion_mnist_proxy_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torch.utils.data import TensorDataset
 
     from neurocircuit import data as plain_data
-    from neurocircuit.data import DatasetInfo
-    from neurocircuit.deep import load_image_data
+    from neurocircuit.data import DatasetInfo, load_dataset
 
-    synthetic = load_image_data(DeepConfig(data="synthetic", image_size=24, val_resize=24, batch_size=4))
-    image, label = synthetic.train[(5, 123)]
-    assert image.shape == (3, 24, 24) and label == 5 and synthetic.num_classes == 1000
-    assert torch.equal(synthetic.train[(5, 123)][0], image)  # the same seed gives the same flip
+    train, _, info = load_dataset("synthetic", image_size=24, classes=1000)
+    image, label = train[(5, 123)]
+    assert image.shape == (3, 24, 24) and label == 5 and info.n_outputs == 1000
+    assert torch.equal(train[(5, 123)][0], image)  # the same seed gives the same flip
     # The proxy: (N, 1, 28, 28) tensors become 3-channel images of image_size.
     fake = TensorDataset(torch.randn(40, 1, 28, 28), torch.arange(40) % 10)
-    monkeypatch.setattr(plain_data, "load_fashion_mnist",
-                        lambda **kw: (fake, fake, DatasetInfo("fashion_mnist", (1, 28, 28), 10, "classification")))
-    proxy = load_image_data(DeepConfig(data="fashion_mnist", image_size=32, val_resize=32, augment="none"))
-    image, label = proxy.train[3]
-    assert image.shape == (3, 32, 32) and label == 3 and proxy.num_classes == 10
+    monkeypatch.setattr(plain_data, "find_fashion_mnist", lambda *a, **k: None)
+    monkeypatch.setattr(plain_data, "read_idx", lambda path: None)
+    from neurocircuit.images import rgb_images
+
+    train, test, info = rgb_images(fake, fake, DatasetInfo("fashion_mnist", (1, 28, 28), 10, "classification"),
+                                   image_size=32, augment="none")
+    image, label = train[(3, 0)]
+    assert image.shape == (3, 32, 32) and label == 3 and info.input_shape == (3, 32, 32)
     assert torch.equal(image[0], image[2])
-    ds = train(DeepConfig(data="fashion_mnist", image_size=32, val_resize=32, batch_size=8, epochs=1, workers=0,
-                          device="cpu", rule="kp"), tmp_path, progress=False)
+    raw = {"model": "resnet18", "arms": ["kp"], "data": {"name": "synthetic", "image_size": 16, "classes": 4,
+                                                         "train_samples": 40, "test_samples": 8},
+           "train": {"epochs": 1, "batch_size": 8}, "torch": {"device": "cpu"}}
+    ds = run(raw, None)
     assert int(ds["step"][-1]) == 5 and np.isfinite(ds["test_accuracy"]).all()
+
+
+def test_prenatal_phase_on_a_converted_network_aligns_the_readout_only_with_a_fixed_noise_set() -> None:
+    """The deep path runs the same PrenatalPhase record: a fixed, memorised noise set lowers the readout's W-B angle;
+    fresh noise (the control) does not."""
+    def prenatal(dataset_size: int | None) -> float:
+        phase = {"kind": "prenatal", "samples": 3200, "batch_size": 32, "learning_rate": 0.05, "record_every": 100}
+        if dataset_size is not None:
+            phase["dataset_size"] = dataset_size
+        raw = {"model": "resnet18", "arms": [{"rule": "fa", "phases": [phase]}], "torch": {"device": "cpu"},
+               "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+               "data": {"name": "synthetic", "image_size": 8, "classes": 10, "train_samples": 16, "test_samples": 8}}
+        ds = run(raw, None)
+        angle = ds["prenatal_weight_angle"].sel(layer="fc").isel(arm=0, seed=0)
+        return float(angle.isel(prenatal_step=0)), float(angle.isel(prenatal_step=-1))
+
+    start, fixed = prenatal(64)
+    _, fresh = prenatal(None)
+    assert start > 80 and fixed < start - 15 and fresh > start - 5, (start, fixed, fresh)
 
 
 @pytest.mark.parametrize("rule", ["bp", "kp", "usf"])

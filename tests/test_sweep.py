@@ -19,8 +19,8 @@ from neurocircuit.sweep import Sweep, load_sweep, parse_axis, point_id, run_swee
 
 ROOT = Path(__file__).resolve().parent.parent
 # A small, fast base: the digits MLP, FA only, 2 epochs.
-FIXED = ["train.epochs=2", 'rules=["fa"]']
-TIMING = ("seconds_per_step",)
+FIXED = ["train.epochs=2", 'arms=["fa"]']
+TIMING = ("seconds_per_step", "images_per_second")
 
 
 def small(*axes: str, mode: str | None = None) -> Sweep:
@@ -37,7 +37,7 @@ def test_axis_syntax() -> None:
     assert len(r) == 3 and all(0 <= v <= 1 for v in r) and r == parse_axis("x", "random:0:1:3:7").values
     assert parse_axis("brian2.tau", "2 ms,4 ms").values == ("2 ms", "4 ms")
     assert parse_axis("optimizer.lr", "0.1") is None  # one value: a fixed setting
-    assert parse_axis("rules", '["bp","fa"]') is None
+    assert parse_axis("arms", '["bp","fa"]') is None
     with pytest.raises(ConfigError, match="empty"):
         parse_axis("seed", "5:2")
     with pytest.raises(ConfigError, match="positive"):
@@ -62,7 +62,7 @@ def test_local_workers_and_dask_cluster_give_the_same_dataset(tmp_path: Path) ->
 
     sweep = small("optimizer.lr=0.02,0.1", "seed=0:2")
     local = run_sweep(sweep, tmp_path / "local", workers=2, progress=False)
-    assert local["test_accuracy"].dims[:3] == ("optimizer.lr", "rule", "seed")
+    assert local["test_accuracy"].dims[:3] == ("optimizer.lr", "arm", "seed")
     assert local.sizes["optimizer.lr"] == 2 and local.sizes["seed"] == 2
     assert np.isfinite(local["test_accuracy"]).all()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
@@ -119,7 +119,7 @@ def test_bad_axes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixt
              (["--set", "train.epochs=1,x"], "epochs"),
              (["--set", "seed=5:2"], "empty"),
              (["--set", "optimizer.lr=0.1"], "at least one axis"),
-             (["--set", "rules.7.name=a,b"], "not an index"),
+             (["--set", "arms.7.rule=a,b"], "not an index"),
              (["--set", "seed=0:2", "--dask", "bogus://x"], "cannot reach the dask scheduler")]
     for extra, needle in cases:
         assert main(["sweep", "default", *extra, "--out", str(tmp_path / "o")]) == 2, extra

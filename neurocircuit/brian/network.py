@@ -38,7 +38,8 @@ from ..errors import ConfigError
 from .parameters import RateParameters
 from .protocol import Protocol
 
-__all__ = ["PHI", "PHI_PRIME", "SynapseRule", "SYNAPSE_RULES", "BRIAN_RULES", "BrianCircuit", "RateCircuit", "brian_device", "connection_mask",
+__all__ = ["PHI", "PHI_PRIME", "SynapseRule", "SYNAPSE_RULES", "BRIAN_RULES", "BrianCircuit",
+           "RateCircuit", "brian_device", "connection_mask",
            "standard_monitors"]
 
 #: phi(u) and phi'(u) as Brian2 expressions.

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..circuit import Circuit, Projection
-from .rules import get_rule
 from .layers import FeedbackConv2d, FeedbackLinear
+from .rules import get_rule
 
 __all__ = ["ACTIVATION_FUNCTIONS", "CircuitNetwork", "build_network"]
 

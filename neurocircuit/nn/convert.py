@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .rules import FeedbackRule, get_rule
 from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear
+from .rules import FeedbackRule, get_rule
 
 __all__ = ["ConvertedLayer", "ConversionReport", "convert"]
 

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .rules import FeedbackRule, get_rule
 from .functional import feedback_conv2d, feedback_linear
+from .rules import FeedbackRule, get_rule
 
 __all__ = ["FeedbackLayer", "FeedbackLinear", "FeedbackConv2d", "is_feedback_layer"]
 

@@ -35,9 +35,10 @@ def participation_ratio(weight: Tensor) -> float:
     whose singular values are all equal.
     """
     w = weight.detach().reshape(weight.shape[0], -1).double()
-    eig = torch.linalg.svdvals(w).pow(2)
-    total = eig.sum()
-    return (total * total / eig.pow(2).sum()).item() if total > 0 else math.nan
+    # sum s^2 = ||W||_F^2 and sum s^4 = ||W W^T||_F^2: one Gram matrix of the smaller side instead of an SVD.
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    total = torch.trace(gram)
+    return (total * total / gram.pow(2).sum()).item() if total > 0 else math.nan
 
 
 def feedback_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
