@@ -186,17 +186,30 @@ def load_torchvision(name: str, *, root: str | None = None, download: bool = Fal
             DatasetInfo(f"torchvision:{name}", (3, image_size, image_size), len(classes), "classification"))
 
 
-def load_synthetic(*, image_size: int = 224, classes: int = 1000, train_samples: int = 1024,
-                   test_samples: int = 256, augment: str = "flip") -> tuple[Dataset, Dataset, DatasetInfo]:
-    """Random N(0, 1) images of shape (3, image_size, image_size) with labels ``index % classes`` (benchmarks,
-    tests, dry runs of an ImageNet simulation)."""
-    for key, value in (("image_size", image_size), ("classes", classes), ("train_samples", train_samples),
-                       ("test_samples", test_samples)):
+def load_synthetic(*, image_size: int = 224, val_resize: int | None = None, classes: int = 1000,
+                   train_samples: int = 1024, test_samples: int = 256, augment: str = "flip"
+                   ) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """Random N(0, 1) images with labels ``index % classes``: a stand-in for an image folder (benchmarks, tests, dry
+    runs of an ImageNet simulation). Images are drawn at ``val_resize`` (default ``image_size``) and go through the
+    same crops as real images: training ``augment`` (imagenet: random resized crop + flip; flip; none), validation a
+    center crop to ``image_size``."""
+    from torchvision.transforms import v2 as T
+
+    val_resize = image_size if val_resize is None else val_resize
+    for key, value in (("image_size", image_size), ("val_resize", val_resize), ("classes", classes),
+                       ("train_samples", train_samples), ("test_samples", test_samples)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"data.{key} must be an int >= 1, got {value!r}")
-    train = SyntheticImages(train_samples, side=image_size, num_classes=classes, seed=1)
-    val = SyntheticImages(test_samples, side=image_size, num_classes=classes, seed=2)
-    return (SeededDataset(train, _tensor_flip(augment)), val,
+    if val_resize < image_size:
+        raise ConfigError(f"data.val_resize ({val_resize}) must be >= data.image_size ({image_size})")
+    _check_augment(augment)
+    fit = [T.Resize(image_size, antialias=True), T.CenterCrop(image_size)] if val_resize != image_size else []
+    train_t = {"imagenet": [T.RandomResizedCrop(image_size, antialias=True), T.RandomHorizontalFlip()],
+               "flip": [*fit, T.RandomHorizontalFlip()], "none": fit}[augment]
+    train = SyntheticImages(train_samples, side=val_resize, num_classes=classes, seed=1)
+    val = SyntheticImages(test_samples, side=val_resize, num_classes=classes, seed=2)
+    return (SeededDataset(train, T.Compose(train_t) if train_t else None),
+            SeededDataset(val, T.CenterCrop(image_size) if val_resize != image_size else None),
             DatasetInfo("synthetic", (3, image_size, image_size), classes, "classification"))
 
 

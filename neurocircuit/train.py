@@ -469,6 +469,7 @@ class Trainer:
         torch.manual_seed(seed + 1000 * self.ctx.rank)  # the rules' and modules' own randomness (brsf, dropout)
 
         self.phase_index = self.epoch = self.batch = self.step = 0
+        self.last_lr = self.scheduler.get_last_lr()[0]  # the lr of the last step taken (what records report)
         self.records: list[dict[str, Any]] = []
         self.sums = self._zero_sums()
         self.pending: list[tuple[int, Tensor]] = []
@@ -501,6 +502,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "rng": ranks_rng,
             "mirror_generator": self.mirror_generator.get_state(),
             "prenatal_generator": self.prenatal_generator.get_state(), "sums": dict(self.sums),
+            "last_lr": self.last_lr,
             "records": self.records,
         }
 
@@ -549,7 +551,7 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         self.phase_index, self.finished = state["phase_index"], state["finished"]
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
-        self.sums, self.records = dict(state["sums"]), list(state["records"])
+        self.sums, self.records, self.last_lr = dict(state["sums"]), list(state["records"]), state["last_lr"]
         for phase in self.schedule.phases[: self.phase_index]:
             if not isinstance(phase, EngagedPhase):
                 self.phase_results[phase.name] = read_results(self._phase_file(phase.name))
@@ -740,7 +742,7 @@ class Trainer:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)  # KP's B steps with it (FeedbackOptimizer's hook)
                 self.scaler.update()
-                lr_used = self.scheduler.get_last_lr()[0]
+                lr_used = self.last_lr = self.scheduler.get_last_lr()[0]
                 self.scheduler.step()
                 self.step += 1
                 self.batch += 1
@@ -763,7 +765,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                 if self.step % self.every == 0:
                     fold_in()
-                    self.record(lr_used)
+                    self.record()
                     bar.set_postfix(test_acc=f"{self.records[-1]['test_accuracy']:.3f}", refresh=False)
                 if self.settings.checkpoint_every and self.step % self.settings.checkpoint_every == 0 \
                         and self.batch < self.steps_per_epoch:
@@ -835,7 +837,7 @@ class Trainer:
         dist.all_reduce(low, op=dist.ReduceOp.MIN)
         return float((high - low).max())
 
-    def record(self, lr: float | None = None) -> None:
+    def record(self) -> None:
         """Evaluate now and append a record (train means since the previous record)."""
         self._check_finite()
         self._sync_buffers()
@@ -849,7 +851,7 @@ class Trainer:
         effective = effective_dimensionality(self.model)
         nan = math.nan
         self.records.append({
-            "step": self.step, "lr": self.scheduler.get_last_lr()[0] if lr is None else lr,
+            "step": self.step, "lr": self.last_lr,
             "train_loss": loss / count if count else nan,
             "train_accuracy": correct / count if count and self.classification else nan,
             "images_per_second": count / self.sums["seconds"] if count and self.sums["seconds"] else nan,

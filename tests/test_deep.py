@@ -153,14 +153,20 @@ def _killed_and_resumed(args: list[str], whole: Path, killed: Path, label: str, 
     _same_results(whole, killed, label)
 
 
-@pytest.mark.slow
-def test_killed_deep_run_resumes_to_the_same_result(folder: Path, tmp_path: Path) -> None:
-    args = ["train", "imagenet_resnet18", "--arm", "kp", "--data-root", str(folder), "--epochs", "3",
-            "--batch-size", "4", "--quiet", "--no-figures", "--set", "data.image_size=16",
-            "--set", "data.val_resize=16", "--set", "torch.device='cpu'", "--set", "torch.amp='off'",
-            "--set", "torch.workers=0", "--set", "torch.checkpoint_every=1", "--set", "optimizer.lr_per_256=2.0",
-            "--set", "train.alignment_samples=4", "--set", "train.drop_last=false"]
-    _killed_and_resumed(args, tmp_path / "whole", tmp_path / "killed", "kp", 3)
+def test_the_imagenet_simulation_runs_on_cpu_and_resumes_exactly(tmp_path: Path) -> None:
+    """The shipped ImageNet simulation itself, on synthetic images: stopped mid-epoch and resumed, it ends where an
+    uninterrupted run ends (weights, B, metrics)."""
+    settings = ["data.name=\"synthetic\"", "data.image_size=16", "data.val_resize=20", "data.classes=5",
+                "data.train_samples=48", "data.test_samples=8", "train.epochs=2", "train.batch_size=8",
+                "train.alignment_samples=4", "torch.workers=0", "torch.checkpoint_every=2", "torch.device=\"cpu\""]
+    sim = load_simulation("imagenet_resnet18", settings, ["kp"])
+    assert sim.data["augment"] == "imagenet" and sim.optimizer["lr_per_256"] == 0.1
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run_simulation(sim, out=whole, progress=False)
+    with pytest.raises(TrainingInterrupted):
+        run_simulation(sim, out=parts, progress=False, stop_after_steps=9)  # epoch 2, step 3 of 6
+    run_simulation(sim, out=parts, progress=False, resume=True)
+    _same_results(whole, parts, "kp")
 
 
 def test_killed_mlp_simulation_resumes_to_the_same_result(tmp_path: Path) -> None:
@@ -319,11 +325,12 @@ def test_synthetic_and_fashion_mnist_proxy_data(tmp_path: Path, monkeypatch: pyt
     assert int(ds["step"][-1]) == 5 and np.isfinite(ds["test_accuracy"]).all()
 
 
+@pytest.mark.slow
 def test_prenatal_phase_on_a_converted_network_aligns_the_readout_only_with_a_fixed_noise_set() -> None:
     """The deep path runs the same PrenatalPhase record: a fixed, memorised noise set lowers the readout's W-B angle;
-    fresh noise (the control) does not."""
-    def prenatal(dataset_size: int | None) -> float:
-        phase = {"kind": "prenatal", "samples": 3200, "batch_size": 32, "learning_rate": 0.05, "record_every": 100}
+    fresh noise (the control) does not (measured: 89.6 -> 66.4 deg fixed, -> 101.6 deg fresh)."""
+    def prenatal(dataset_size: int | None) -> tuple[float, float]:
+        phase = {"kind": "prenatal", "samples": 640, "batch_size": 32, "learning_rate": 0.1, "record_every": 1000}
         if dataset_size is not None:
             phase["dataset_size"] = dataset_size
         raw = {"model": "resnet18", "arms": [{"rule": "fa", "phases": [phase]}], "torch": {"device": "cpu"},
@@ -333,7 +340,7 @@ def test_prenatal_phase_on_a_converted_network_aligns_the_readout_only_with_a_fi
         angle = ds["prenatal_weight_angle"].sel(layer="fc").isel(arm=0, seed=0)
         return float(angle.isel(prenatal_step=0)), float(angle.isel(prenatal_step=-1))
 
-    start, fixed = prenatal(64)
+    start, fixed = prenatal(32)
     _, fresh = prenatal(None)
     assert start > 80 and fixed < start - 15 and fresh > start - 5, (start, fixed, fresh)
 

@@ -77,7 +77,7 @@ def test_frsf_keeps_its_magnitudes_while_W_and_its_signs_change():
 
 
 def test_feedback_is_a_buffer_never_a_parameter():
-    for rule in nc.list_rules():
+    for rule in nc.nn.rules.list_rules():
         layer = FeedbackLinear(5, 3, rule=rule)
         assert all(p is layer.weight or p is layer.bias for p in layer.parameters())
         keys = set(layer.state_dict())
