@@ -84,7 +84,8 @@ def test_every_key_is_honoured_or_refused_by_name(backend):
             parse_simulation(raw)  # honoured: accepted (its effect is tested with the backend)
         else:
             # named by its key, or by its section where the backend refuses the whole section
-            with pytest.raises(ConfigError, match=rf"(\b{key}|^\S+ {section}) is not honoured by the {backend} backend"):
+            named = rf"(\b{key}|^\S+ {section}) is not honoured by the {backend} backend"
+            with pytest.raises(ConfigError, match=named):
                 parse_simulation(raw)
             refused += 1
     assert refused > 0 if backend == "brian2" else refused == 1  # torch refuses only the [brian2] section
