@@ -113,13 +113,14 @@ def _same_results(a: Path, b: Path, label: str) -> None:
         assert torch.equal(sa[key], sb[key]), key
 
 
-@pytest.mark.parametrize("rule,workers", [("kp", 0), pytest.param("wm", 2, marks=pytest.mark.slow)])
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(folder: Path, tmp_path: Path, rule: str,
-                                                                 workers: int) -> None:
-    # Random crops and flips, momentum, KP's twin optimizer, the mirror generator and a mid-epoch stop.
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(folder: Path, tmp_path: Path) -> None:
+    # Random crops and flips, momentum, loader workers, a mirror phase, the mirror generator, warm-up and cosine
+    # schedules and a mid-epoch stop (KP's twin optimizer: the ImageNet simulation's test below).
+    rule = "wm"
     raw = small(folder, arms=[{"rule": rule, "phases": [{"kind": "mirror", "steps": 2},
                                                         {"kind": "engaged", "mirror_every": 2}]}],
-                torch__workers=workers, data__augment="imagenet", train__lr_schedule="cosine",
+                torch__workers=2, data__augment="imagenet", train__lr_schedule="cosine",
                 train__warmup_epochs=0.5)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     run(raw, whole)
@@ -133,7 +134,8 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(folder: Path, t
 
 def _killed_and_resumed(args: list[str], whole: Path, killed: Path, label: str, at_least: int) -> None:
     assert main([*args, "--out", str(whole)]) == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The same number of threads as this process: float reductions, and so the results, depend on it.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "neurocircuit", *args, "--out", str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     path = checkpoint(killed, label)
@@ -153,6 +155,7 @@ def _killed_and_resumed(args: list[str], whole: Path, killed: Path, label: str, 
     _same_results(whole, killed, label)
 
 
+@pytest.mark.slow
 def test_the_imagenet_simulation_runs_on_cpu_and_resumes_exactly(tmp_path: Path) -> None:
     """The shipped ImageNet simulation itself, on synthetic images: stopped mid-epoch and resumed, it ends where an
     uninterrupted run ends (weights, B, metrics)."""
@@ -169,6 +172,7 @@ def test_the_imagenet_simulation_runs_on_cpu_and_resumes_exactly(tmp_path: Path)
     _same_results(whole, parts, "kp")
 
 
+@pytest.mark.slow
 def test_killed_mlp_simulation_resumes_to_the_same_result(tmp_path: Path) -> None:
     args = ["run", "default", "--arm", "kp", "--quiet", "--no-figures", "--set", "seeds=[0]",
             "--set", "train.epochs=6", "--set", "torch.checkpoint_every=5"]
@@ -328,9 +332,9 @@ def test_synthetic_and_fashion_mnist_proxy_data(tmp_path: Path, monkeypatch: pyt
 @pytest.mark.slow
 def test_prenatal_phase_on_a_converted_network_aligns_the_readout_only_with_a_fixed_noise_set() -> None:
     """The deep path runs the same PrenatalPhase record: a fixed, memorised noise set lowers the readout's W-B angle;
-    fresh noise (the control) does not (measured: 89.6 -> 66.4 deg fixed, -> 101.6 deg fresh)."""
+    fresh noise (the control) does not (measured: 89.6 -> 64.4 deg fixed, -> 98.0 deg fresh)."""
     def prenatal(dataset_size: int | None) -> tuple[float, float]:
-        phase = {"kind": "prenatal", "samples": 640, "batch_size": 32, "learning_rate": 0.1, "record_every": 1000}
+        phase = {"kind": "prenatal", "samples": 384, "batch_size": 32, "learning_rate": 0.2, "record_every": 1000}
         if dataset_size is not None:
             phase["dataset_size"] = dataset_size
         raw = {"model": "resnet18", "arms": [{"rule": "fa", "phases": [phase]}], "torch": {"device": "cpu"},
