@@ -18,6 +18,7 @@ maps a step to its own duration.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +34,8 @@ NOISE_KINDS = ("gaussian", "uniform")
 
 def _positive(value: Any, where: str, *, allow_zero: bool = False) -> None:
     expect(value, (int, float), where)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{where} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{where} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -220,8 +220,10 @@ def test_parameters_need_units_and_sane_values(tmp_path, capsys) -> None:
         RateParameters(tau="-2 ms")
     with pytest.raises(ConfigError, match=r"brian2\.settle .* must be shorter"):
         RateParameters(settle="50 ms", presentation="40 ms")
-    with pytest.raises(ConfigError, match="cannot read"):
-        RateParameters(tau="__import__('os')")
+    for code in ("__import__('os')", "().__class__.__base__.__subclasses__().__len__() * ms", "5 * ms + 1"):
+        with pytest.raises(ConfigError, match="cannot read"):  # read as number x units, never evaluated
+            RateParameters(tau=code)
+    assert RateParameters(tau="3 ms", eta_w="0.02 / ms").eta_w == 20 * Hz
     with pytest.raises(ConfigError, match="spiking variant for delays"):
         circuit = small_circuit("fa")
         RateCircuit(circuit, initial_weights(circuit, 0), RateParameters(delay="1 ms"),

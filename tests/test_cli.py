@@ -81,6 +81,11 @@ BAD = {
     "unknown device": (["default", "--set", "torch.device=tpu9", "--set", "train.epochs=0"], "unknown device 'tpu9'"),
     "no cuda here": (["default", "--set", "torch.device=cuda"], "CUDA is not available here"),
     "mirror without bound": (["default", "--set", "mirror.decay=0.0"], "needs a bound"),
+    "nan mirror noise": (["default", "--set", "mirror.noise_std=nan"], "must be a finite number > 0"),
+    "nan learning rate": (["default", "--set", "optimizer.lr=nan"], "optimizer.lr must be a finite number"),
+    "zero batch": (["default", "--set", "train.batch_size=0"], "train.batch_size must be a finite number > 0"),
+    "brian2 code in a unit": (["brian2_weight_mirror", "--set",
+                               'brian2.tau="().__class__.__base__.__subclasses__().__len__() * ms"'], "cannot read"),
     "unknown phase": (["default", "--set", 'phases=[{kind="dream"}]'], "'kind' must be one of"),
 }
 

@@ -28,25 +28,41 @@ LOSSES = ("mse", "cross_entropy")
 
 _UNIT_NAMES = {name: value for name, value in vars(brian2.units).items()
                if isinstance(value, (Quantity, brian2.Unit))}
-_SAFE = re.compile(r"^[\s0-9eE+\-*/.()a-zA-Z_]+$")
+# "<number> [*] <unit> [(*|/) <unit>[^n | **n]] ...", e.g. "5 ms", "5*ms", "0.02 / ms", "1e-3 * second", "3 mV/ms".
+_NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*")
+_FACTOR = re.compile(r"\s*([*/]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(?:\*\*|\^)\s*([+-]?\d+))?\s*")
+
+
+def _read_quantity(text: str) -> Quantity | None:
+    """A quantity from a number and a product/quotient of unit names — read, never evaluated; None if it is not one."""
+    match = _NUMBER.match(text)
+    if match is None:
+        return None
+    value: Any = float(match.group(1))
+    position, first = match.end(), True
+    while position < len(text):
+        factor = _FACTOR.match(text, position)
+        if factor is None or factor.end() == position:
+            return None
+        op, name, power = factor.groups()
+        if name not in _UNIT_NAMES or (op == "" and not first):  # units after the first need * or /
+            return None
+        unit = _UNIT_NAMES[name] ** int(power) if power else _UNIT_NAMES[name]
+        value = value / unit if op == "/" else value * unit
+        position, first = factor.end(), False
+    return value if isinstance(value, Quantity) else Quantity(value)
 
 
 def parse_quantity(value: Any, *, dimension: Quantity, where: str) -> Quantity:
     """A Brian2 quantity from ``"5 ms"``, ``"5*ms"``, ``"0.02 / ms"`` or an already-built Quantity, checked to have
-    the dimensions of ``dimension``."""
+    the dimensions of ``dimension``. Strings are parsed (a number times unit names), never evaluated."""
     if isinstance(value, Quantity):
         quantity = value
     elif isinstance(value, str):
-        text = value.strip()
-        text = re.sub(r"^([0-9.eE+\-]+)\s+([a-zA-Z])", r"\1*\2", text)  # "5 ms" -> "5*ms"
-        if not _SAFE.match(text):
-            raise ConfigError(f"{where}: cannot read {value!r} as a quantity (write e.g. '5 ms' or '20 Hz')")
-        try:
-            quantity = eval(text, {"__builtins__": {}}, _UNIT_NAMES)  # noqa: S307 - names restricted to units
-        except Exception:
-            raise ConfigError(f"{where}: cannot read {value!r} as a quantity (write e.g. '5 ms' or '20 Hz')") from None
-        if not isinstance(quantity, Quantity):
-            quantity = Quantity(quantity)
+        quantity = _read_quantity(value.strip())
+        if quantity is None:
+            raise ConfigError(f"{where}: cannot read {value!r} as a quantity (write a number and units, e.g. '5 ms', "
+                              "'20 Hz', '0.02 / ms')")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not brian2.get_dimensions(dimension).is_dimensionless:
             raise ConfigError(f"{where}: missing units: got {value!r}, expected a quantity like "
@@ -163,7 +179,7 @@ class RateParameters:
                 raise ConfigError(f"brian2.{name} ({getattr(self, name)}) must be >= brian2.dt ({self.dt}) for a "
                                   "stable Euler step")
         expect(self.noise_sigma, (int, float), "brian2.noise_sigma")
-        if self.noise_sigma <= 0:
+        if not math.isfinite(self.noise_sigma) or self.noise_sigma <= 0:
             raise ConfigError(f"brian2.noise_sigma must be > 0, got {self.noise_sigma!r}")
         for name in ("p_forward", "p_feedback"):
             expect(getattr(self, name), (int, float), f"brian2.{name}")
