@@ -26,6 +26,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}): TOML files are UTF-8") from None
 
 
 def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:

@@ -115,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     from .backends import run_simulation
     from .plotting import save_figures
-    from .results import write_netcdf
+    from .results import prepare_output, write_netcdf
     from .simulation import load_simulation
 
     arms = list(args.arm or [])
@@ -127,7 +127,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
                           arms if (args.arm or args.only is not None) else None)
     if args.out.exists() and not args.out.is_dir():
         raise NeurocircuitError(f"--out {str(args.out)!r} exists and is not a folder")
+    if (args.out / "results.nc").exists() and not args.resume:
+        raise NeurocircuitError(f"{args.out / 'results.nc'} exists: pass --resume to continue (or reuse) that run, "
+                                "or choose another --out")
     rank0 = int(os.environ.get("RANK", "0")) == 0
+    if rank0:
+        prepare_output(args.out)
     if rank0:
         print(f"running {sim.name!r} on {sim.backend}: model {sim.model}, arms {', '.join(sim.labels)}, "
               f"seeds {list(sim.seeds)}", flush=True)
@@ -159,10 +164,15 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 def _cmd_plot(args: argparse.Namespace) -> None:
     from .plotting import plot_over, save_figure
-    from .results import read_results
+    from .results import prepare_output, read_results
 
     if not args.results.is_file():
         raise NeurocircuitError(f"results file not found: {args.results}")
+    if args.y is not None and args.y == args.x:
+        raise NeurocircuitError(f"--x and --y are both {args.x!r}: a heat map needs two different dimensions")
+    if args.out.is_dir():
+        raise NeurocircuitError(f"--out {str(args.out)!r} is a folder: give the PNG file to write")
+    prepare_output(args.out.parent)
     ds = read_results(args.results)
     fig = plot_over(ds, args.var, args.x, args.y, dict(item.partition("=")[::2] for item in args.sel))
     print(f"wrote {save_figure(fig, args.out)}")

@@ -18,7 +18,9 @@ from typing import Any
 
 import xarray as xr
 
-__all__ = ["atomic_path", "write_netcdf", "write_atomic", "read_results", "attach_config"]
+from .errors import ConfigError, DataError
+
+__all__ = ["atomic_path", "write_netcdf", "write_atomic", "read_results", "attach_config", "prepare_output"]
 
 
 @contextmanager
@@ -31,6 +33,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); the result gets the mode any new file gets here (the umask's).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -52,9 +58,29 @@ def write_atomic(path: str | Path, writer: Callable[[Path], Any]) -> Path:
 
 
 def read_results(path: str | Path) -> xr.Dataset:
-    """Open a results file fully into memory (the file is closed afterwards)."""
-    with xr.open_dataset(path) as ds:
-        return ds.load()
+    """Open a results file fully into memory (the file is closed afterwards); a file that is not netCDF is a
+    :class:`~neurocircuit.errors.DataError` naming it."""
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise DataError(f"{path}: not a readable netCDF results file ({type(exc).__name__})") from None
+
+
+def prepare_output(folder: str | Path, what: str = "--out") -> Path:
+    """Create ``folder`` (and its parents) and check that files can be written there — before any work is done, so a
+    bad output location costs seconds, never results."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{what} {str(folder)!r}: cannot write there ({reason})") from None
+    return folder
 
 
 def attach_config(ds: xr.Dataset, config: dict[str, Any], **attrs: Any) -> xr.Dataset:

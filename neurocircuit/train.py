@@ -527,10 +527,15 @@ class Trainer:
     def load_checkpoint(self) -> None:
         path = self.checkpoint_path
         assert path is not None
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("version") != _CHECKPOINT_VERSION:
-            raise ConfigError(f"{path}: checkpoint version {state.get('version')!r} is not {_CHECKPOINT_VERSION} "
-                              "(written by another neurocircuit version: start a new --out)")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # truncated, empty, garbage, or a pickle that is not plain tensors and data
+            raise ConfigError(f"--resume: {path} is not a readable neurocircuit checkpoint ({type(exc).__name__}); "
+                              "move it away to start that run afresh") from None
+        if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
+            version = state.get("version") if isinstance(state, dict) else None
+            raise ConfigError(f"{path}: checkpoint version {version!r} is not {_CHECKPOINT_VERSION} "
+                              "(not written by this neurocircuit version: start a new --out)")
         changed = _config_differences(state["config"], self.config)
         if changed or state["seed"] != self.seed:
             raise ConfigError(f"--resume: {path} was written with different settings: "
