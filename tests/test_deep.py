@@ -54,7 +54,7 @@ def small(root: Path, **changes: object) -> dict:
            "data": {"name": "imagefolder", "root": str(root), "image_size": 16, "val_resize": 18},
            "optimizer": {"name": "sgd", "lr_per_256": 2.0, "momentum": 0.9, "weight_decay": 1e-3},
            "train": {"epochs": 2, "batch_size": 4, "alignment_samples": 8},
-           "torch": {"workers": 0, "checkpoint_every": 2, "log_every": 1, "device": "cpu", "amp": "off"}}
+           "torch": {"workers": 0, "checkpoint_every": 0, "log_every": 1, "device": "cpu", "amp": "off"}}
     for key, value in changes.items():
         set_key(raw, key.replace("__", "."), value)
     return raw
@@ -120,7 +120,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(folder: Path, t
     rule = "wm"
     raw = small(folder, arms=[{"rule": rule, "phases": [{"kind": "mirror", "steps": 2},
                                                         {"kind": "engaged", "mirror_every": 2}]}],
-                torch__workers=2, data__augment="imagenet", train__lr_schedule="cosine",
+                torch__workers=2, torch__checkpoint_every=2, data__augment="imagenet", train__lr_schedule="cosine",
                 train__warmup_epochs=0.5)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     run(raw, whole)
