@@ -39,6 +39,8 @@ def _is_path(name: str) -> bool:
 
 
 def _resolve(name: str | Path, package: str, what: str) -> Path:
+    if not isinstance(name, (str, Path)):
+        raise TypeError(f"{what} must be a name or a path, got {type(name).__name__} {name!r}")
     if isinstance(name, Path) or _is_path(name):
         path = Path(name)
         if not path.is_file():

@@ -71,12 +71,16 @@ def read_results(path: str | Path) -> xr.Dataset:
 
 def prepare_output(folder: str | Path, what: str = "--out") -> Path:
     """Create ``folder`` (and its parents) and check that files can be written there — before any work is done, so a
-    bad output location costs seconds, never results."""
+    bad output location costs seconds, never results. Temp files a killed run left (``.<name>.*.tmp`` from
+    :func:`atomic_path`, in the folder and two levels below) are removed."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
+        for pattern in (".*.tmp", "*/.*.tmp", "*/*/.*.tmp"):
+            for stale in folder.glob(pattern):
+                stale.unlink(missing_ok=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"{what} {str(folder)!r}: cannot write there ({reason})") from None

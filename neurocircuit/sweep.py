@@ -289,6 +289,46 @@ def _run_point(task: dict[str, Any]) -> dict[str, Any]:
 def _worker_init() -> None:
     for key, value in _SINGLE_THREAD_ENV.items():
         os.environ[key] = value
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGKILL when the process that forked it dies (kill -9 of a sweep
+    leaves no orphans holding memory). Elsewhere a no-op; the pool's own shutdown covers normal exits."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+#: Upper bound on local worker processes, whatever --workers asks (each holds a copy of torch and the data).
+MAX_WORKERS = 64
+
+
+def _set_aside_corrupt(folder: Path, pid: str) -> bool:
+    """True if ``points/<pid>.nc`` is readable; a file that is not (truncated by a kill, say) is renamed to
+    ``<pid>.nc.corrupt`` so the point is recomputed."""
+    from .results import read_results
+
+    path = folder / f"{pid}.nc"
+    if not path.exists():
+        return False
+    try:
+        read_results(path)
+        return True
+    except NeurocircuitError:
+        path.replace(folder / f"{pid}.nc.corrupt")
+        print(f"neurocircuit: sweep point file {path} was unreadable: moved to {path.name}.corrupt, recomputing",
+              file=sys.stderr)
+        return False
 
 
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask: str | Any | None = None,
@@ -306,12 +346,14 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
     tables = _point_tables(sweep)
+    if isinstance(dask, str):
+        _check_reachable(dask)  # before anything is written
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sweep.json", lambda p: p.write_text(json.dumps(sweep.to_dict(), indent=2, default=str)))
     points = sweep.points()
     todo = [{"id": pid, "raw": raw, "where": where} for pid, (raw, where) in tables.items()
-            if not (folder / f"{pid}.nc").exists()]
+            if not _set_aside_corrupt(folder, pid)]
     bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=sweep.name, unit="point",
                disable=None if progress is None else not progress)
 
@@ -332,10 +374,13 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     try:
         if dask is not None:
             _run_dask(todo, dask, finish)
-        elif (workers or os.cpu_count() or 1) <= 1:
-            _run_serial(todo, finish)
         else:
-            _run_local(todo, workers or os.cpu_count() or 1, finish)
+            # No more processes than pending points, nor than MAX_WORKERS.
+            count = min(workers or os.cpu_count() or 1, len(todo), MAX_WORKERS)
+            if count <= 1:
+                _run_serial(todo, finish)
+            else:
+                _run_local(todo, count, finish)
     finally:
         bar.close()
     ds = merge_points(sweep, folder)
@@ -375,6 +420,8 @@ def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dic
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover - an install without the extra
         raise ConfigError("--dask needs dask.distributed: pip install 'neurocircuit[sweep]'") from None
+    if not isinstance(dask, Client):
+        _check_reachable(str(dask))
     try:
         # Not the process-wide default client: xarray would then take distributed locks for every file this
         # process writes, and a failed connection would stay registered.
@@ -388,6 +435,21 @@ def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dic
     finally:
         if not isinstance(dask, Client):
             client.close()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to the scheduler first: an unreachable address is one error line at once (a dask Client that
+    fails to connect retries for its whole timeout and complains again from its destructor)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--dask {address!r}: expected an address like tcp://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"--dask {address!r}: cannot reach the dask scheduler ({exc.strerror or exc})") from None
 
 
 def merge_points(sweep: Sweep, folder: str | Path) -> Any:

@@ -50,6 +50,8 @@ class ConversionReport:
         return "\n".join(lines)
 
 
+# Normalisation layers have per-channel gains, not synapses: they learn as they are, not reported.
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 # Weighted layers convert() does not handle; they are reported as skipped.
 _OTHER_WEIGHTED = (nn.Linear, nn.Conv2d, nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
                    nn.ConvTranspose3d)
@@ -99,6 +101,9 @@ def convert(module: nn.Module, rule: str | FeedbackRule = "fa", *,
     ConversionReport
         The converted layers with their rules, and modules with weights that were skipped.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"convert(module, ...): module must be a torch nn.Module, got {type(module).__name__} "
+                        f"{module!r} (for a torchvision model by name use neurocircuit.get_model(name, rule=...))")
     if isinstance(module, (nn.Linear, nn.Conv2d)):
         raise TypeError(f"convert() swaps layers inside a module; wrap the {type(module).__name__} in "
                         "nn.Sequential, or build a FeedbackLinear/FeedbackConv2d directly")
@@ -115,6 +120,10 @@ def convert(module: nn.Module, rule: str | FeedbackRule = "fa", *,
         if not plain:
             if isinstance(child, _OTHER_WEIGHTED):
                 report.skipped.append((name, f"{type(child).__name__} is not a plain Linear/Conv2d"))
+            elif any(p.requires_grad for p in child.parameters(recurse=False)) and not isinstance(child, _NORMS):
+                # LSTM, GRU, MultiheadAttention, embeddings, ...: they keep learning by backprop (weight transport)
+                report.skipped.append((name, f"{type(child).__name__} has weights convert() cannot give feedback "
+                                             "synapses; it keeps backprop"))
             continue
         chosen = default
         for pattern, r in resolved.items():

@@ -133,6 +133,9 @@ def _input_grad(layer: FeedbackLayer, x: Tensor, grad_out: Tensor, matrix: Tenso
 def alignment(model: nn.Module, inputs: Tensor | None = None, targets: Tensor | None = None,
               loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> xr.Dataset:
     """:func:`weight_alignment`, plus :func:`gradient_alignment` when a batch is given."""
+    if not feedback_layers(model):
+        raise ValueError(f"alignment(model): {type(model).__name__} has no feedback layers; convert it first "
+                         "(neurocircuit.nn.convert) or build it with neurocircuit.get_model")
     ds = weight_alignment(model)
     if inputs is not None and targets is not None:
         ds = ds.merge(gradient_alignment(model, inputs, targets, loss_fn), compat="override", join="exact")
