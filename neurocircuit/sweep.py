@@ -445,7 +445,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"--dask {address!r}: expected an address like tcp://HOST:PORT")
+        raise ConfigError(f"--dask {address!r}: cannot reach the dask scheduler (expected an address like "
+                          "tcp://HOST:PORT)")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
