@@ -122,3 +122,18 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     write_netcdf(ds, target)
     xr.testing.assert_identical(read_results(target), ds)
     assert [p.name for p in tmp_path.iterdir()] == ["results.nc"]
+
+
+def test_a_nan_at_the_last_step_of_an_epoch_is_named_in_that_epoch():
+    from neurocircuit.train import ResumableSampler
+
+    train, test, _ = load_digits()
+    x, y = train.tensors
+    x = x.clone()
+    half = (len(x) + 1) // 2  # two steps per epoch
+    second_batch = ResumableSampler(len(x), seed=0).permutation(0)[half:]
+    x.view(len(x), -1)[int(second_batch[0]), 0] = float("nan")  # only step 2, the last of epoch 1, sees it
+    model = nc.get_model("mlp_digits", rule="bp", seed=0)
+    with pytest.raises(FloatingPointError, match=r"at step 2 \(epoch 1\)"):
+        fit(model, TensorDataset(x, y), test, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=3,
+            batch_size=half, progress=False)

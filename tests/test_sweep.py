@@ -112,6 +112,44 @@ def test_killed_sweep_reruns_only_the_missing_points(tmp_path: Path) -> None:
     assert all(f"{pid}.nc" not in finished for pid in ran)
     assert {p.name: p.stat().st_mtime_ns for p in points.glob("*.nc") if p.name in finished} == finished
     assert ds.sizes["optimizer.lr"] == 4 and np.isfinite(ds["test_accuracy"]).all()
+    # A point file truncated by a kill is set aside and recomputed, the others are kept.
+    victim = next(iter(finished))
+    (points / victim).write_bytes((points / victim).read_bytes()[:100])
+    ran.clear()
+    run_sweep(sweep, tmp_path, workers=1, progress=False, on_point=lambda pid, status: ran.append(pid))
+    assert ran == [victim[:-3]] and (points / f"{victim}.corrupt").exists()
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux-only")
+def test_sweep_workers_die_with_a_killed_sweep_and_are_capped(tmp_path: Path, monkeypatch) -> None:
+    args = ["sweep", "default", "--set", "train.epochs=200", "--set", 'arms=["fa"]', "--set", "seeds=[0]",
+            "--set", "optimizer.lr=0.01,0.02", "--out", str(tmp_path), "--workers", "1000", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "neurocircuit", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_children(proc.pid)) < 2:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(workers) == 2  # --workers 1000 for 2 points: 2 processes
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "the sweep's workers outlived it"
 
 
 def test_bad_axes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
