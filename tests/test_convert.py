@@ -99,3 +99,21 @@ def test_bad_conversions():
         convert(nn.Linear(2, 2), "fa")
     report = convert(nn.Sequential(nn.Conv1d(2, 2, 1), nn.Linear(2, 2)), "fa")
     assert report.skipped[0][0] == "0" and len(report) == 1
+
+
+def test_the_api_names_wrong_arguments_and_lists_what_it_cannot_convert():
+    import neurocircuit as nc
+    from neurocircuit.nn import alignment
+
+    with pytest.raises(TypeError, match="model must be a name or a path, got int 5"):
+        nc.load_model(5)
+    with pytest.raises(TypeError, match="module must be a torch nn.Module, got str 'resnet18'"):
+        convert("resnet18", "fa")
+    with pytest.raises(ValueError, match="has no feedback layers; convert it first"):
+        alignment(nn.Sequential(nn.Linear(3, 2)))
+    model = nn.ModuleDict({"rnn": nn.LSTM(4, 5), "gru": nn.GRU(4, 5), "attn": nn.MultiheadAttention(8, 2),
+                           "norm": nn.LayerNorm(5), "head": nn.Linear(5, 3)})
+    report = convert(model, "fa", seed=0)
+    skipped = dict(report.skipped)
+    assert {"rnn", "gru", "attn"} <= set(skipped) and "norm" not in skipped and "keeps backprop" in skipped["rnn"]
+    assert [layer.name for layer in report.layers] == ["head"] and "attn.out_proj" in skipped
