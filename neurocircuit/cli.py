@@ -33,6 +33,8 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--only", metavar="LABELS", help="run only these arms (comma-separated labels)")
     run.add_argument("--resume", action="store_true",
                      help="continue an interrupted run from the checkpoints in OUT/runs/")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the results and checkpoints already in OUT (default: refuse to)")
     run.add_argument("--no-figures", action="store_true", help="write results.nc only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     shortcuts = run.add_argument_group("shortcuts for --set")
@@ -127,12 +129,20 @@ def _cmd_run(args: argparse.Namespace) -> None:
                           arms if (args.arm or args.only is not None) else None)
     if args.out.exists() and not args.out.is_dir():
         raise NeurocircuitError(f"--out {str(args.out)!r} exists and is not a folder")
-    if (args.out / "results.nc").exists() and not args.resume:
-        raise NeurocircuitError(f"{args.out / 'results.nc'} exists: pass --resume to continue (or reuse) that run, "
-                                "or choose another --out")
+    if args.resume and args.overwrite:
+        raise NeurocircuitError("--resume continues what is in --out and --overwrite replaces it: choose one")
+    existing = [p for p in (args.out / "results.nc", args.out / "runs") if p.exists()]
+    if existing and not (args.resume or args.overwrite):
+        raise NeurocircuitError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to replace "
+                                "it, or choose another --out")
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0:
         prepare_output(args.out)
+        if args.overwrite:
+            import shutil
+
+            (args.out / "results.nc").unlink(missing_ok=True)
+            shutil.rmtree(args.out / "runs", ignore_errors=True)
     if rank0:
         print(f"running {sim.name!r} on {sim.backend}: model {sim.model}, arms {', '.join(sim.labels)}, "
               f"seeds {list(sim.seeds)}", flush=True)

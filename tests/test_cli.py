@@ -185,3 +185,16 @@ def test_results_get_the_umask_mode_not_the_temp_files(tmp_path):
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o644 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_overwrite_replaces_and_stale_temp_files_are_removed(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", "default", "--arm", "bp", "--set", "seeds=[0]", "--set", "train.epochs=1", "--quiet",
+            "--no-figures", "--out", str(out)]
+    assert main(args) == 0
+    stale = out / "runs" / "bp-seed0" / ".checkpoint.pt.x1y2z3.tmp"  # what a killed run leaves
+    stale.write_bytes(b"partial")
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--resume"]) == 2
+    assert main([*args, "--overwrite"]) == 0
+    assert not stale.exists() and (out / "runs" / "bp-seed0" / "checkpoint.pt").exists()
