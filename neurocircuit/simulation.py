@@ -94,7 +94,7 @@ class TrainSettings:
         ``"epoch"`` or a number of steps: when test loss/accuracy and the alignment metrics are recorded (also
         before the first step and after the last).
     alignment_samples
-        Test samples used for the gradient angle (0: no gradient angle).
+        Test samples used for the gradient angle (at least 1).
     lr_schedule, warmup_epochs, lr_step_epochs, lr_gamma
         ``constant``, ``cosine`` (to 0 over the phase) or ``step`` (x ``lr_gamma`` every ``lr_step_epochs``), after a
         linear warm-up of ``warmup_epochs``; applied per optimizer step.
@@ -126,7 +126,7 @@ class TrainSettings:
         _number(self.epochs, f"{w}.epochs", strict=False, integer=True)
         for key in ("batch_size", "lr_step_epochs"):
             _number(getattr(self, key), f"{w}.{key}", integer=True)
-        _number(self.alignment_samples, f"{w}.alignment_samples", strict=False, integer=True)
+        _number(self.alignment_samples, f"{w}.alignment_samples", integer=True)
         for key in ("steps_per_epoch", "val_batches"):
             if getattr(self, key) is not None:
                 _number(getattr(self, key), f"{w}.{key}", integer=True)

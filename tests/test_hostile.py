@@ -79,6 +79,7 @@ RUN = {
     "negative epochs": ([SIM, *S("train.epochs=-1")], "train.epochs must be"),
     "float epochs": ([SIM, *S("train.epochs=1.5")], "train.epochs: expected int"),
     "negative alignment samples": ([SIM, *S("train.alignment_samples=-1")], "alignment_samples must be"),
+    "zero alignment samples": ([SIM, *S("train.alignment_samples=0")], "alignment_samples must be"),
     "zero record_every": ([SIM, *S("train.record_every=0")], "record_every"),
     "unknown schedule": ([SIM, *S("train.lr_schedule=zigzag")], "lr_schedule must be one of"),
     "loss as a list": ([SIM, *S('train.loss=["x"]')], "unknown loss"),
@@ -131,6 +132,7 @@ RUN = {
     # output locations and checkpoints
     "out under a file": ([SIM, *S("train.epochs=0"), "--out", "{tmp}/afile/sub"], "cannot write there"),
     "out is a file": ([SIM, "--out", "{tmp}/afile"], "exists and is not a folder"),
+    "out in /proc": ([SIM, "--out", "/proc/neurocircuit-out"], "cannot write there"),
     "results exist": ([SIM, "--out", "{tmp}/done"], "pass --resume"),
 }
 for _name in ("garbage", "empty", "truncated", "pickle"):
@@ -151,6 +153,9 @@ OTHER = {
     "sweep unreachable dask": (["sweep", SIM, "--set", "optimizer.lr=0.1,0.2", "--dask", "tcp://127.0.0.1:1",
                                 "--out", "{tmp}/s"], "cannot reach the dask scheduler"),
     "train = run": (["train", SIM, *S("arms=[]"), "--out", "{tmp}/t"], "arms is empty"),
+    "train out under a file": (["train", SIM, "--out", "{tmp}/afile/sub"], "cannot write there"),
+    "plot out under a file": (["plot", "{tmp}/results.txt", "--var", "x", "--x", "step", "--out", "{tmp}/afile/p.png"],
+                              "cannot write there"),
 }
 
 
