@@ -12,7 +12,7 @@ To add a backend: subclass :class:`Backend`, fill in ``name``, ``honours`` and :
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -90,10 +90,12 @@ class Backend:
         return None
 
     def run_arm(self, sim: Any, arm: Any, seed: int, data: Any, *, out: Path | None = None, resume: bool = False,
-                progress: bool | None = None, stop_after_steps: int | None = None) -> xr.Dataset:
+                progress: bool | None = None, stop_after_steps: int | None = None,
+                on_record: Callable[[str, dict[str, Any]], None] | None = None) -> xr.Dataset:
         """Run one arm with one seed; results without the ``arm``/``seed`` dims. ``out``: the run's own folder
         (checkpoints, partial results), ``resume``: continue what is there; ``stop_after_steps``: stop as a signal
-        would after that many training steps (backends with checkpoints)."""
+        would after that many training steps (backends with checkpoints); ``on_record(label, record)``: called with
+        each record as it is taken (backends that record while they run)."""
         raise NotImplementedError
 
     def attrs(self, sim: Any) -> dict[str, Any]:
@@ -140,7 +142,8 @@ def run_dir(out: Path, label: str, seed: int) -> Path:
 
 
 def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = False,
-                   progress: bool | None = None, stop_after_steps: int | None = None) -> xr.Dataset:
+                   progress: bool | None = None, stop_after_steps: int | None = None,
+                   on_record: Callable[[str, dict[str, Any]], None] | None = None) -> xr.Dataset:
     """Run every arm of ``sim`` for every seed on its backend and return the results.
 
     Dims: ``arm`` (labels; coordinate ``rule``), ``seed``, plus the backend's own (``step``, ``layer``, phase
@@ -157,7 +160,7 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
         for seed in sim.seeds:
             folder = None if out is None else run_dir(Path(out), arm.label, seed)
             ds = backend.run_arm(sim, arm, seed, data, out=folder, resume=resume, progress=progress,
-                                 stop_after_steps=stop_after_steps)
+                                 stop_after_steps=stop_after_steps, on_record=on_record)
             arms.append(ds.expand_dims(arm=[arm.label], seed=[seed]))
     results = xr.merge(arms, compat="no_conflicts", join="outer", combine_attrs="override")
     results = results.reindex(arm=sim.labels, seed=list(sim.seeds))

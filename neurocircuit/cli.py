@@ -146,7 +146,15 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if rank0:
         print(f"running {sim.name!r} on {sim.backend}: model {sim.model}, arms {', '.join(sim.labels)}, "
               f"seeds {list(sim.seeds)}", flush=True)
-    ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None)
+    def log(label: str, record: dict) -> None:  # one line per record where no progress bar is drawn (log files)
+        angles = [a for a in record["weight_angle"] if a == a]
+        print(f"{label}  step {record['step']:>7}  epoch {record['epoch']:6.2f}  train loss {record['train_loss']:.4f}"
+              f"  test acc {100 * record['test_accuracy']:6.2f} %  max angle {max(angles, default=float('nan')):6.2f}"
+              f" deg  lr {record['lr']:.3g}  {record['images_per_second']:8.1f} img/s", flush=True)
+
+    quiet_log = args.quiet or sys.stdout.isatty()
+    ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None,
+                        on_record=None if quiet_log else log)
     if not rank0:
         return
     path = write_netcdf(ds, args.out / "results.nc")

@@ -92,8 +92,8 @@ class TorchBackend(Backend):
         return train, test, info, tuple(ood)
 
     def run_arm(self, sim: Simulation, arm: Any, seed: int, data: Any, *, out: Path | None = None,
-                resume: bool = False, progress: bool | None = None, stop_after_steps: int | None = None
-                ) -> xr.Dataset:
+                resume: bool = False, progress: bool | None = None, stop_after_steps: int | None = None,
+                on_record: Any = None) -> xr.Dataset:
         import torch
 
         from .registry import get_model, is_torchvision_model
@@ -119,6 +119,7 @@ class TorchBackend(Backend):
                               label=f"{arm.label} seed {seed}", progress=progress,
                               config={**sim.to_dict(), "arm": arm.label})
             trainer.ood_datasets = ood
+            trainer.on_record = on_record
             ds = trainer.run(resume=resume, stop_after_steps=stop_after_steps)
         ds.attrs["finished"] = 1
         if out is not None and trainer.ctx.rank == 0:

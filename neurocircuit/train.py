@@ -867,6 +867,8 @@ class Trainer:
             "effective_dim": effective["effective_dim"].values.tolist(),
         })
         self.sums = {**self._zero_sums(), "total_seconds": self.sums.get("total_seconds", 0.0) + self.sums["seconds"]}
+        if self.on_record is not None and self.ctx.rank == 0:
+            self.on_record(self.label, {**self.records[-1], "epoch": self.step / self.steps_per_epoch})
 
     def results(self) -> xr.Dataset:
         """The records so far in the package's results convention (dims ``step``, ``layer``, phase steps)."""
@@ -899,6 +901,8 @@ class Trainer:
 
     #: Transformed test sets evaluated at the end, as ``(name, dataset)`` (set by the backend).
     ood_datasets: tuple[tuple[str, Dataset], ...] = ()
+    #: Called on rank 0 with ``(label, record)`` after every record (e.g. the CLI's log lines).
+    on_record: Callable[[str, dict[str, Any]], None] | None = None
 
     def _ood(self) -> xr.Dataset:
         names = [name for name, _ in self.ood_datasets]

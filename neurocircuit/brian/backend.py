@@ -99,7 +99,8 @@ class BrianBackend(Backend):
                 (test.tensors[0].numpy().reshape(len(test), -1).astype(float), test.tensors[1].numpy()))
 
     def run_arm(self, sim: Any, arm: Any, seed: int, data: Any, *, out: Path | None = None, resume: bool = False,
-                progress: bool | None = None, stop_after_steps: int | None = None) -> xr.Dataset:
+                progress: bool | None = None, stop_after_steps: int | None = None, on_record: Any = None
+                ) -> xr.Dataset:
         """One arm and seed as one Brian2 network (no checkpoints: a run is one ``Network.run``)."""
         if stop_after_steps is not None:
             raise ConfigError("the brian2 backend runs a network in one piece: it cannot stop after N steps")
