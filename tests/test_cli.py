@@ -12,9 +12,9 @@ from neurocircuit.cli import main
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("default")
-    # The default simulation, one seed and 5 of its 30 epochs (the README's table is the full run).
+    # The default simulation, one seed and 3 of its 30 epochs (the README's table is the full run).
     proc = subprocess.run([sys.executable, "-m", "neurocircuit", "run", "--out", str(out), "--quiet",
-                           "--set", "seeds=[0]", "--set", "train.epochs=5"],
+                           "--set", "seeds=[0]", "--set", "train.epochs=3"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return out, proc.stdout
@@ -29,11 +29,11 @@ def test_default_run_writes_results_and_figures(default_run):
         assert ds.attrs["backend"] == "torch" and "config" in ds.attrs
         assert ds["weight_angle"].attrs["units"] == "degree" and ds["seconds_per_step"].attrs["units"] == "s"
         final = ds.isel(step=-1)
-        # Kolen-Pollack aligns B with W (5 epochs: readout 12.1 deg, hidden 37.8 deg, both falling from 90);
-        # feedback alignment's hidden layer stays at ~90 deg and its readout far from KP's (46.8 deg).
+        # Kolen-Pollack aligns B with W (3 epochs: readout 15.5 deg, hidden 47.1 deg, both falling from 90);
+        # feedback alignment's hidden layer stays at ~90 deg and its readout far from KP's (53.3 deg).
         kp, fa = final["weight_angle"].sel(arm="kp"), final["weight_angle"].sel(arm="fa")
-        assert float(kp.sel(layer="W2").max()) < 16.0 and float(kp.max()) < 45.0
-        assert float(fa.sel(layer="W2").min()) > 35.0 and float(fa.sel(layer="W1").min()) > 80.0
+        assert float(kp.sel(layer="W2").max()) < 20.0 and float(kp.max()) < 55.0
+        assert float(fa.sel(layer="W2").min()) > 45.0 and float(fa.sel(layer="W1").min()) > 80.0
         assert float(final["weight_angle"].sel(arm="bp").max()) < 1e-3
         assert float(final["test_accuracy"].min()) > 0.9
     for fig in ("learning_curves.png", "weight_angle.png", "gradient_angle.png"):
