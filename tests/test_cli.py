@@ -48,63 +48,7 @@ def test_list_shows_models_rules_and_simulations(capsys):
         assert name in out
 
 
-def _bad_files(tmp_path):
-    (tmp_path / "malformed.toml").write_text('model = "mlp_digits"\narms = ["bp"\n')
-    (tmp_path / "mistyped.toml").write_text('model = "mlp_digits"\narms = ["bp"]\n[train]\nepoch = 3\n')
-    (tmp_path / "badmodel.toml").write_text(
-        'name = "bad"\n[[populations]]\nname = "x"\nshape = [1, 8, 8]\n[[populations]]\nname = "y"\n'
-        'shape = [4, 5, 5]\n[[projections]]\nsource = "x"\ntarget = "y"\nkind = "conv2d"\nkernel_size = 3\n')
-    (tmp_path / "badshape.toml").write_text(f'model = "{tmp_path / "badmodel.toml"}"\narms = ["bp"]\n')
-    (tmp_path / "olddeep.toml").write_text('kind = "deep"\n[train]\nmodel = "resnet18"\n[arms.kp]\nrule = "kp"\n')
-    (tmp_path / "mismatch.toml").write_text('model = "mlp_784_500_10"\narms = ["bp"]\n[train]\nepochs = 1\n')
-
-
-BAD = {
-    "unknown rule": (["default", "--set", 'arms=["bp", "nope"]'], "unknown rule 'nope'"),
-    "old rules key": (["default", "--set", 'rules=["bp"]'], "'rules' is now 'arms'"),
-    "old deep format": (["{tmp}/olddeep.toml"], "old deep format"),
-    "not honoured": (["brian2_weight_mirror", "--set", "phases.0.noise_std=0.5"],
-                     "phases.0.noise_std is not honoured by the brian2 backend"),
-    "unknown backend": (["default", "--set", "backend=nest"], "unknown backend 'nest'"),
-    "unknown model": (["default", "--set", "model=nope"], "unknown model 'nope'"),
-    "unknown simulation": (["nope"], "unknown simulation 'nope'"),
-    "unknown dataset": (["default", "--set", "data.name=cifar"], "unknown dataset 'cifar'"),
-    "unknown option": (["default", "--set", "optimizer.momentun=0.9"], "no setting 'momentun'"),
-    "malformed toml": (["{tmp}/malformed.toml"], "malformed TOML"),
-    "mistyped key": (["{tmp}/mistyped.toml"], "unknown key 'epoch'"),
-    "shapes do not chain": (["{tmp}/badshape.toml"], "gives shape (4, 6, 6)"),
-    "data does not fit model": (["{tmp}/mismatch.toml"], "expects (784,)"),
-    "missing file": (["{tmp}/absent.toml"], "not found"),
-    "bad --set": (["default", "--set", "train.epochs"], "key=value"),
-    "unknown arm": (["default", "--only", "kp,zz"], "no arm 'zz'"),
-    "no arm": (["default", "--only", ","], "names no arm"),
-    "unknown device": (["default", "--set", "torch.device=tpu9", "--set", "train.epochs=0"], "unknown device 'tpu9'"),
-    "no cuda here": (["default", "--set", "torch.device=cuda"], "CUDA is not available here"),
-    "mirror without bound": (["default", "--set", "mirror.decay=0.0"], "needs a bound"),
-    "nan mirror noise": (["default", "--set", "mirror.noise_std=nan"], "must be a finite number > 0"),
-    "nan learning rate": (["default", "--set", "optimizer.lr=nan"], "optimizer.lr must be a finite number"),
-    "zero batch": (["default", "--set", "train.batch_size=0"], "train.batch_size must be a finite number > 0"),
-    "brian2 code in a unit": (["brian2_weight_mirror", "--set",
-                               'brian2.tau="().__class__.__base__.__subclasses__().__len__() * ms"'], "cannot read"),
-    "unknown phase": (["default", "--set", 'phases=[{kind="dream"}]'], "'kind' must be one of"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_line_and_exit_code_2(case, tmp_path, capsys):
-    if case == "no cuda here":
-        import torch
-
-        if torch.cuda.is_available():
-            pytest.skip("this machine has a CUDA device")
-    _bad_files(tmp_path)
-    args, message = BAD[case]
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    assert main(["run", *args, "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("neurocircuit: error:")
-    assert message in err
-    assert not (tmp_path / "out" / "results.nc").exists()
+# The one-line errors of `run`, `train`, `sweep` and `plot` on hostile input: tests/test_hostile.py.
 
 
 def test_console_script_error_has_no_traceback(tmp_path):

@@ -93,6 +93,7 @@ RUN = {
     "nan lr_per_256": ([SIM, *S('optimizer={name = "sgd", lr_per_256 = nan}')], "lr_per_256 must be a finite"),
     "lr and lr_per_256": ([SIM, *S("optimizer.lr_per_256=0.1")], "not both"),
     "unknown device": ([SIM, *S("torch.device=tpu9")], "unknown device 'tpu9'"),
+    "no cuda here": ([SIM, *S("torch.device=cuda")], "CUDA is not available here"),
     "unknown amp": ([SIM, *S("torch.amp=fp8")], "torch.amp: unknown value"),
     "negative workers": ([SIM, *S("torch.workers=-1")], "torch.workers must be"),
     "negative checkpoint_every": ([SIM, *S("torch.checkpoint_every=-5")], "checkpoint_every must be"),
@@ -173,6 +174,11 @@ def _check(args: list[str], message: str, tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("case", list(RUN))
 def test_run_refuses_hostile_input_in_one_line(case, tmp_path, capsys):
+    if case == "no cuda here":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA device")
     args, message = RUN[case]
     if "--out" not in args:
         args = [*args, "--out", "{tmp}/out"]
