@@ -128,6 +128,12 @@ class TorchBackend(Backend):
             write_netcdf(ds, out / RESULTS_NAME)
         return ds
 
+    def finish(self, results: xr.Dataset) -> xr.Dataset:
+        from .train import release_process_group
+
+        release_process_group()  # every arm and seed ran in the one torchrun process group
+        return results
+
     def attrs(self, sim: Simulation) -> dict[str, Any]:
         from .train import TIME_STEP_CONVENTION
 

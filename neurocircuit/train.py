@@ -58,7 +58,7 @@ from .simulation import TorchSettings, TrainSettings
 
 __all__ = ["LOSSES", "TIME_STEP_CONVENTION", "make_optimizer", "lr_factor", "Trainer", "TrainingInterrupted",
            "DistContext", "ResumableSampler", "ShardSampler", "fit", "run_mirror_phase", "run_prenatal_phase",
-           "resolve_device", "CHECKPOINT_NAME", "RESULTS_NAME"]
+           "resolve_device", "release_process_group", "CHECKPOINT_NAME", "RESULTS_NAME"]
 
 TIME_STEP_CONVENTION = ("torch backend: one step = one optimizer update on one minibatch, the rate network "
                         "at steady state within the step; epoch = one pass over the training set")
@@ -134,7 +134,7 @@ def lr_factor(train: TrainSettings, *, epochs: int, steps_per_epoch: int) -> Cal
 # ----------------------------------------------------------------------------------------- processes, data
 @dataclass(frozen=True)
 class DistContext:
-    """This process's place in the job, and whether the trainer opened the process group (and so closes it)."""
+    """This process's place in the job, and whether the trainer opened the process group."""
 
     rank: int = 0
     world_size: int = 1
@@ -162,6 +162,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+_OWN_GROUP: list[bool] = [False]  # whether this module opened the process group (and so closes it)
+
+
+def release_process_group() -> None:
+    """Close the process group the trainer opened under ``torchrun`` (one group serves every arm and seed of a
+    simulation; a group the caller opened is left alone)."""
+    if _OWN_GROUP[0] and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWN_GROUP[0] = False
+
+
 def _init_distributed(device: torch.device) -> DistContext:
     """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -173,6 +184,7 @@ def _init_distributed(device: torch.device) -> DistContext:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    _OWN_GROUP[0] = True
     return DistContext(dist.get_rank(), world, local, owns_group=True)
 
 
@@ -450,7 +462,9 @@ class Trainer:
         self.epochs = 0 if engaged is None else (train.epochs if engaged.epochs is None else engaged.epochs)
         self.every = self.steps_per_epoch if train.record_every == "epoch" else int(train.record_every)
         if isinstance(optimizer, torch.optim.Optimizer):
-            self.optimizer_spec: tuple[str, dict[str, Any]] = (type(optimizer).__name__, {})
+            # A prenatal phase then gets the same class with the same learning rate (and momentum, if any).
+            self.optimizer_spec: tuple[str, dict[str, Any]] = (type(optimizer).__name__, {
+                k: v for k, v in optimizer.defaults.items() if k in ("lr", "momentum")})
             self.optimizer = optimizer
         else:
             self.optimizer_spec = optimizer_settings(optimizer, train.batch_size * self.ctx.world_size)
@@ -639,8 +653,6 @@ class Trainer:
             return results
         finally:
             self.feedback_optimizer.remove()
-            if self.ctx.owns_group:
-                dist.destroy_process_group()
 
     def _other_phase(self, phase: MirrorPhase | PrenatalPhase) -> None:
         """A mirror or prenatal phase, identical on every rank (same seeds); run whole, then kept on disk."""
@@ -648,9 +660,6 @@ class Trainer:
             ds = run_mirror_phase(self.model, phase, generator=self.mirror_generator)
         else:
             name, settings = self.optimizer_spec
-            if not settings and name not in _OPTIMIZERS:  # a built optimizer was given: the same class
-                settings = {k: v for k, v in self.optimizer.defaults.items() if k in ("lr", "momentum")}
-                name = type(self.optimizer).__name__
             if phase.learning_rate is not None:
                 settings = {**settings, "lr": phase.learning_rate}
             optimizer = make_optimizer(self.model.parameters(), name, **settings)
