@@ -313,9 +313,8 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     optimizer = dict(expect(raw.get("optimizer", {"name": "sgd", "lr": 0.01}), dict, f"{where}: optimizer"))
     optimizer.setdefault("name", "sgd")
     expect(optimizer["name"], str, f"{where}: optimizer.name")
-    train = _record(TrainSettings, raw.get("train", {}), f"{where}: train",
-                    tuples=("ood_transforms",))
-    torch_settings = _record(TorchSettings, raw.get("torch", {}), f"{where}: torch")
+    train = _record(TrainSettings, raw.get("train", {}), where, "train", tuples=("ood_transforms",))
+    torch_settings = _record(TorchSettings, raw.get("torch", {}), where, "torch")
     sim = Simulation(expect(raw.get("name", Path(source).stem), str, f"{where}: name"), model, arms, tuple(seeds),
                      backend, data, optimizer, train, schedule, mirror, torch_settings,
                      dict(expect(raw.get(backend, {}), dict, f"{where}: {backend}")) if backend in TOP_KEYS else {},
@@ -326,8 +325,10 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     return sim
 
 
-def _record(cls: type, table: Any, where: str, tuples: tuple[str, ...] = ()) -> Any:
-    """A settings record from a TOML table: unknown keys and bad values are errors naming ``where``."""
+def _record(cls: type, table: Any, source: str, section: str, tuples: tuple[str, ...] = ()) -> Any:
+    """A settings record from the ``[section]`` table of ``source``: unknown keys and bad values are errors naming
+    both (the records' own checks name ``section.key``)."""
+    where = f"{source}: {section}"
     expect(table, dict, where)
     check_keys(table, [f.name for f in dataclasses.fields(cls)], where)
     values = dict(table)
@@ -337,7 +338,7 @@ def _record(cls: type, table: Any, where: str, tuples: tuple[str, ...] = ()) -> 
     try:
         return cls(**values)
     except ConfigError as exc:
-        raise ConfigError(f"{where.rpartition(':')[0] or where}: {exc}") from None
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------- --set
@@ -363,8 +364,8 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
         if isinstance(node, list):
             if not _is_int(part) or not -len(node) <= int(part) < len(node):
                 raise ConfigError(f"--set {key!r}: {here!r} is not an index of a list of {len(node)}")
-            if isinstance(node[int(part)], str) and parts[i + 1] != "":
-                node[int(part)] = {"rule": node[int(part)]}  # arms.0.label on a plain rule name
+            if isinstance(node[int(part)], str):
+                node[int(part)] = {"rule": node[int(part)]}  # arms.0.label on an arm given as a rule name
             node = node[int(part)]
         elif isinstance(node, dict):
             node = node.setdefault(part, {})

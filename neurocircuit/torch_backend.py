@@ -97,7 +97,7 @@ class TorchBackend(Backend):
         import torch
 
         from .registry import get_model, is_torchvision_model
-        from .train import RESULTS_NAME, Trainer
+        from .train import Trainer
 
         train_set, test_set, info, ood = data
         if not is_torchvision_model(sim.model):
@@ -120,13 +120,7 @@ class TorchBackend(Backend):
                               config={**sim.to_dict(), "arm": arm.label})
             trainer.ood_datasets = ood
             trainer.on_record = on_record
-            ds = trainer.run(resume=resume, stop_after_steps=stop_after_steps)
-        ds.attrs["finished"] = 1
-        if out is not None and trainer.ctx.rank == 0:
-            from .results import write_netcdf
-
-            write_netcdf(ds, out / RESULTS_NAME)
-        return ds
+            return trainer.run(resume=resume, stop_after_steps=stop_after_steps)
 
     def finish(self, results: xr.Dataset) -> xr.Dataset:
         from .train import release_process_group

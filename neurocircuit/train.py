@@ -134,12 +134,11 @@ def lr_factor(train: TrainSettings, *, epochs: int, steps_per_epoch: int) -> Cal
 # ----------------------------------------------------------------------------------------- processes, data
 @dataclass(frozen=True)
 class DistContext:
-    """This process's place in the job, and whether the trainer opened the process group."""
+    """This process's place in the job."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    owns_group: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -180,12 +179,12 @@ def _init_distributed(device: torch.device) -> DistContext:
         return DistContext()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), local, owns_group=False)
+        return DistContext(dist.get_rank(), dist.get_world_size(), local)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     _OWN_GROUP[0] = True
-    return DistContext(dist.get_rank(), world, local, owns_group=True)
+    return DistContext(dist.get_rank(), world, local)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -429,9 +428,9 @@ class Trainer:
                  mirror: MirrorSettings | None = None, seed: int = 0, out: str | Path | None = None,
                  label: str = "run", progress: bool | None = None, config: Mapping[str, Any] | None = None) -> None:
         torch_settings = torch_settings or TorchSettings()
-        self.train, self.settings, self.mirror = train, torch_settings, mirror or MirrorSettings()
-        self.schedule = schedule or Schedule((EngagedPhase(),))
-        schedule = self.schedule
+        schedule = schedule or Schedule((EngagedPhase(),))
+        self.train, self.settings, self.schedule = train, torch_settings, schedule
+        self.mirror = mirror or MirrorSettings()
         self.seed, self.label, self.progress = seed, label, progress
         self.out = None if out is None else Path(out)
         self.config = dict(config or {})
@@ -453,9 +452,8 @@ class Trainer:
         full, rest = divmod(per_rank, train.batch_size)
         self.steps_per_epoch = full + (1 if rest and not train.drop_last else 0)
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"the training set ({len(train_set)} samples) has less than one batch of "
-                              f"{train.batch_size} per process ({self.ctx.world_size} processes) and "
-                              "train.drop_last is true")
+            raise ConfigError(f"the training set ({len(train_set)} samples) gives no batch of {train.batch_size} "
+                              f"per process ({self.ctx.world_size} processes, drop_last = {train.drop_last})")
         if train.steps_per_epoch is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, train.steps_per_epoch)
         engaged = schedule.engaged
@@ -485,7 +483,9 @@ class Trainer:
         self.phase_index = self.epoch = self.batch = self.step = 0
         self.last_lr = self.scheduler.get_last_lr()[0]  # the lr of the last step taken (what records report)
         self.records: list[dict[str, Any]] = []
-        self.sums = self._zero_sums()
+        self.sums = self._zero_sums()  # since the last record
+        self.train_seconds = 0.0  # up to the last record
+        self.probe: tuple[Tensor, Tensor] | None = None
         self.pending: list[tuple[int, Tensor]] = []
         self.phase_results: dict[str, xr.Dataset] = {}
         self.last_checkpoint_step: int | None = None
@@ -516,7 +516,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "rng": ranks_rng,
             "mirror_generator": self.mirror_generator.get_state(),
             "prenatal_generator": self.prenatal_generator.get_state(), "sums": dict(self.sums),
-            "last_lr": self.last_lr,
+            "train_seconds": self.train_seconds, "last_lr": self.last_lr,
             "records": self.records,
         }
 
@@ -571,6 +571,7 @@ class Trainer:
         self.phase_index, self.finished = state["phase_index"], state["finished"]
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.sums, self.records, self.last_lr = dict(state["sums"]), list(state["records"]), state["last_lr"]
+        self.train_seconds = state["train_seconds"]
         for phase in self.schedule.phases[: self.phase_index]:
             if not isinstance(phase, EngagedPhase):
                 self.phase_results[phase.name] = read_results(self._phase_file(phase.name))
@@ -671,9 +672,8 @@ class Trainer:
             write_netcdf(ds, self._phase_file(phase.name))
 
     def _progress_enabled(self) -> bool | None:
-        if self.ctx.rank != 0:
-            return False
-        return self.progress
+        """Bars on rank 0 only; None: on a terminal."""
+        return False if self.ctx.rank != 0 else self.progress
 
     def _engaged(self, phase: EngagedPhase, flag: _StopFlag, stop_after: int | None) -> None:
         forward: nn.Module = self.model
@@ -724,9 +724,10 @@ class Trainer:
         self.model.train()
         self.sampler.set_position(self.epoch, self.batch * self.train.batch_size)
         loader = self._loader(self.train_set, self.sampler, batch_size=self.train.batch_size, train=True)
+        progress = self._progress_enabled()
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch, leave=False, unit="step",
                    desc=f"{self.label} epoch {self.epoch + 1}/{self.epochs}",
-                   disable=(self.ctx.rank != 0) or (None if self.progress is None else not self.progress))
+                   disable=None if progress is None else not progress)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
         count, started = 0, time.perf_counter()
@@ -869,13 +870,14 @@ class Trainer:
             "train_loss": loss / count if count else nan,
             "train_accuracy": correct / count if count and self.classification else nan,
             "images_per_second": count / self.sums["seconds"] if count and self.sums["seconds"] else nan,
-            "seconds": self.sums["seconds"], **test, "replica_spread": self._replica_spread(),
+            **test, "replica_spread": self._replica_spread(),
             "weight_angle": align["weight_angle"].values.tolist(), "norm_ratio": align["norm_ratio"].values.tolist(),
             "gradient_angle": (align["gradient_angle"].values.tolist() if "gradient_angle" in align
                                else [nan] * len(self.layers)),
             "effective_dim": effective["effective_dim"].values.tolist(),
         })
-        self.sums = {**self._zero_sums(), "total_seconds": self.sums.get("total_seconds", 0.0) + self.sums["seconds"]}
+        self.train_seconds += self.sums["seconds"]
+        self.sums = self._zero_sums()
         if self.on_record is not None and self.ctx.rank == 0:
             self.on_record(self.label, {**self.records[-1], "epoch": self.step / self.steps_per_epoch})
 
@@ -895,7 +897,7 @@ class Trainer:
                 "step": ("step", steps, {"long_name": "optimizer steps done"}),
                 "epoch": ("step", np.array(steps) / self.steps_per_epoch, {"units": "epoch"}),
                 "layer": layer_names})
-            total = self.sums.get("total_seconds", 0.0) + self.sums["seconds"]
+            total = self.train_seconds + self.sums["seconds"]
             ds["seconds_per_step"] = xr.DataArray(total / max(self.step, 1), attrs={
                 "units": "s", "long_name": "wall time of a training step with its mirroring and data loading"})
             ds["images_per_second"].attrs["long_name"] = "training throughput, all processes"
