@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["NeurocircuitError", "ConfigError", "ShapeError", "UnknownNameError", "DataError"]
+__all__ = ["NeurocircuitError", "ConfigError", "ShapeError", "UnknownNameError", "DataError",
+           "NoAlignmentWarning"]
 
 
 class NeurocircuitError(Exception):
@@ -26,3 +27,7 @@ class UnknownNameError(NeurocircuitError, KeyError):
 
 class DataError(NeurocircuitError, OSError):
     """A data set is missing or unreadable."""
+
+
+class NoAlignmentWarning(UserWarning):
+    """A setting switches a rule's alignment force off (e.g. Kolen-Pollack without decay): B will not follow W."""

@@ -146,8 +146,8 @@ class PrenatalPhase:
         Number of noise samples presented (steps = samples / batch_size).
     dataset_size
         Number of distinct noise patterns, each with its fixed random label, presented in shuffled passes —
-        the network memorises them, and this is what aligns W with B. None draws a fresh pattern and label for
-        every sample (a control: nothing to learn, no alignment).
+        the network memorises them, and this is what aligns W with B. ``"fresh"`` (None in Python) draws a fresh
+        pattern and label for every sample (Cheon et al.'s description; here a control, see docs/phases.md).
     inputs
         ``noise``: N(0, noise_std^2) in the data's input shape; ``zeros``: no input (the labels-only control).
     labels
@@ -155,17 +155,22 @@ class PrenatalPhase:
         i.e. no label signal (the noise-only control).
     learning_rate
         Overrides the optimizer's learning rate for this phase (None: the same).
+    keep
+        ``all``: the network leaves the phase as trained. ``norms``: the norm-matched control — every weight and
+        bias tensor returns to its value before the phase, rescaled to the norm the phase gave it, so the run
+        starts with the noise phase's scale (the warm start) but without its alignment.
     """
 
     name: str = "prenatal"
     samples: int = 192000
-    dataset_size: int | None = 6400
+    dataset_size: int | str | None = 6400
     batch_size: int = 64
     noise_std: float = 1.0
     inputs: str = "noise"
     labels: str = "random"
     learning_rate: float | None = None
     record_every: int = 25
+    keep: str = "all"
     kind: str = field(default="prenatal", init=False)
 
     def __post_init__(self) -> None:
@@ -173,7 +178,12 @@ class PrenatalPhase:
         for key in ("samples", "batch_size", "record_every"):
             expect(getattr(self, key), int, f"{w}: {key}")
             _positive(getattr(self, key), f"{w}: {key}")
+        if self.dataset_size == "fresh":
+            object.__setattr__(self, "dataset_size", None)
         if self.dataset_size is not None:
+            if isinstance(self.dataset_size, str):
+                raise ConfigError(f"{w}: dataset_size must be a number of patterns or \"fresh\", "
+                                  f"got {self.dataset_size!r}")
             expect(self.dataset_size, int, f"{w}: dataset_size")
             _positive(self.dataset_size, f"{w}: dataset_size")
         _positive(self.noise_std, f"{w}: noise_std")
@@ -183,6 +193,8 @@ class PrenatalPhase:
             raise ConfigError(f"{w}: labels must be 'random' or 'uniform', got {self.labels!r}")
         if self.learning_rate is not None:
             _positive(self.learning_rate, f"{w}: learning_rate")
+        if self.keep not in ("all", "norms"):
+            raise ConfigError(f"{w}: keep must be 'all' or 'norms', got {self.keep!r}")
 
     @property
     def steps(self) -> int:

@@ -330,8 +330,10 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
 
     No :class:`FeedbackOptimizer` is attached, so even ``kp`` layers keep their B. With ``phase.dataset_size`` the
     noise is a fixed set of patterns, each with its fixed label, in shuffled passes (what aligns W with B);
-    without it every sample is fresh (the control). Returns ``<name>_loss``, ``<name>_weight_angle``,
-    ``<name>_norm_ratio`` and ``<name>_gradient_angle`` (on a fixed batch of the noise) over ``<name>_step``.
+    without it every sample is fresh (the control). With ``phase.keep = "norms"`` the parameters leave the phase
+    in their initial directions with the norms the phase gave them (the norm-matched control). Returns
+    ``<name>_loss``, ``<name>_weight_angle``, ``<name>_norm_ratio``, ``<name>_weight_norm`` and
+    ``<name>_gradient_angle`` (on a fixed batch of the noise) over ``<name>_step``.
     """
     device = next(model.parameters()).device
     model.train()
@@ -355,6 +357,7 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
         return alignment(model, *probe, loss_fn=F.cross_entropy)
 
     records = [(0, {"loss": math.nan}, measure())]
+    before = {name: t.detach().clone() for name, t in model.named_parameters()} if phase.keep == "norms" else {}
     order = torch.empty(0, dtype=torch.int64)
     bar = tqdm(total=phase.steps, disable=None if progress is None else not progress, desc=phase.name, leave=False)
     try:
@@ -381,13 +384,25 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
                 window.clear()
     finally:
         bar.close()
+    if before:
+        _restore_directions(model, before)
     return _phase_dataset(phase.name, records)
+
+
+@torch.no_grad()
+def _restore_directions(model: nn.Module, before: dict[str, Tensor]) -> None:
+    """The norm-matched control: every parameter back to its direction in ``before``, keeping its current norm."""
+    for name, param in model.named_parameters():
+        old = before[name]
+        norm, old_norm = param.norm(), old.norm()
+        param.copy_(old * (norm / old_norm) if old_norm > 0 else param)
 
 
 # ------------------------------------------------------------------------------------------------ trainer
 _PER_LAYER = {
     "weight_angle": {"units": "degree", "long_name": "angle between B and W^T"},
     "norm_ratio": {"units": "1", "long_name": "||B|| / ||W||"},
+    "weight_norm": {"units": "1", "long_name": "||W|| (Frobenius)"},
     "gradient_angle": {"units": "degree", "long_name": "angle between error sent through B and through W^T"},
     "effective_dim": {"units": "1", "long_name": "participation ratio of W's singular values"},
 }
@@ -872,6 +887,7 @@ class Trainer:
             "images_per_second": count / self.sums["seconds"] if count and self.sums["seconds"] else nan,
             **test, "replica_spread": self._replica_spread(),
             "weight_angle": align["weight_angle"].values.tolist(), "norm_ratio": align["norm_ratio"].values.tolist(),
+            "weight_norm": align["weight_norm"].values.tolist(),
             "gradient_angle": (align["gradient_angle"].values.tolist() if "gradient_angle" in align
                                else [nan] * len(self.layers)),
             "effective_dim": effective["effective_dim"].values.tolist(),
@@ -891,7 +907,9 @@ class Trainer:
             data: dict[str, Any] = {k: ("step", np.array([r[k] for r in recs], dtype=float), {"units": u})
                                     for k, u in _SCALARS.items()}
             for key, attrs in _PER_LAYER.items():
-                data[key] = (("step", "layer"), np.array([r[key] for r in recs], dtype=float).reshape(
+                # .get: records from a checkpoint written before a metric existed
+                data[key] = (("step", "layer"), np.array([r.get(key, [math.nan] * len(layer_names)) for r in recs],
+                                                         dtype=float).reshape(
                     len(recs), len(layer_names)), dict(attrs))
             ds = xr.Dataset(data, coords={
                 "step": ("step", steps, {"long_name": "optimizer steps done"}),

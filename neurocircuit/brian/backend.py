@@ -83,6 +83,9 @@ class BrianBackend(Backend):
                     if rule not in SPIKING_RULES:
                         raise ConfigError(f"{sim.source}: arm {arm.label!r}: rule {rule!r} is not implemented by the "
                                           f"spiking variant (it implements: {', '.join(SPIKING_RULES)})")
+            if variant == "spiking" and brian_parameters(sim)[1].twin:
+                raise ConfigError(f"{sim.source}: brian2.twin runs the rate circuit's torch twin; the spiking "
+                                  "variant has none")
             if any(isinstance(p, EngagedPhase) for p in phases) and "data" not in sim.raw:
                 raise ConfigError(f"{sim.source}: arm {arm.label!r} has an engaged phase but there is no [data] table")
 
@@ -125,6 +128,8 @@ class BrianBackend(Backend):
             net.run()
             _check_finite(net, arm.label, seed)
             ds = net.results() if variant == "spiking" else rate_results(net)
+        if params.twin:
+            ds = ds.merge(_twin_results(circuit, params, protocol, seed, ds))
         # Phase labels become variables, so arms with different schedules merge (missing times get "").
         return ds.reset_coords([c for c in ("weight_phase", "phase", "layer_rule") if c in ds.coords])
 
@@ -170,6 +175,19 @@ def initial_weights(circuit: Circuit, seed: int) -> dict[str, tuple[np.ndarray, 
         out[proj.name] = (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy(),
                           layer.current_feedback().detach().numpy().copy())
     return out
+
+
+def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed: int, ds: xr.Dataset) -> xr.Dataset:
+    """The torch twin's accuracy and loss on the circuit's test blocks and its final B-W angles."""
+    from .twin import run_twin
+
+    twin = run_twin(circuit, initial_weights(circuit, seed), params, protocol, seed=seed)
+    out = xr.Dataset({"twin_weight_angle": ("layer", [twin.weight_angle[n] for n in ds["layer"].values],
+                                            {"units": "degree", "long_name": "torch twin: angle between B and W^T"})})
+    if "test_accuracy" in ds:
+        out["twin_test_accuracy"] = ("step", twin.test_accuracy, {"units": "1", "long_name": "torch twin"})
+        out["twin_test_loss"] = ("step", twin.test_loss, {"units": "1", "long_name": "torch twin"})
+    return out.assign_coords(layer=ds["layer"].values)
 
 
 def _check_finite(net: Any, label: str, seed: int) -> None:

@@ -7,7 +7,8 @@ forward      tau_l dy/dt = -y + (1 - m) phi(u) + m n          u = sum_i W_ji y_i
 spontaneous  d n/dt = -n / tau_n + sigma sqrt(2 / tau_n) xi                   (Ornstein-Uhlenbeck, std sigma)
 feedback     tau_fb d delta/dt = -delta + (1 - m) err + m u_syn      (in the mirror phase delta copies its forward
              err = phi'(u) sum_j B_jk delta_j   (hidden)                partner's synaptic drive u_syn = W y_below)
-             err = phi'(u) (target - y)  or  target - y   (top; mse / cross_entropy)
+             err = phi'(u) (target - y)  or  phi'(u) (target - softmax(y))   (top; mse / cross_entropy, the
+             softmax's normaliser z = sum_k exp(y_k) summed by one extra unit)
 W synapses   dW/dt = a_w(t) s(t) (eta_w delta_post y_pre - lambda_w W)
 B synapses   fa: fixed;  kp: dB/dt = a_b(t) s(t) (eta_w delta_pre y_post - lambda_w B) (the transposed W rule);
              wm: dB/dt = m (eta_mirror delta_pre y_post - lambda_mirror B);  bp: B starts as W and follows W's
@@ -25,16 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import brian2
 import numpy as np
-from brian2 import Network, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var, ms, second
+from brian2 import Hz, Network, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var, ms, second
 
 from ..circuit import Circuit
-from ..errors import ConfigError
+from ..errors import ConfigError, NoAlignmentWarning
 from .parameters import RateParameters
 from .protocol import Protocol
 
@@ -211,6 +213,10 @@ class RateCircuit(BrianCircuit):
                 raise ConfigError(f"projection {name!r}: rule {rule!r} is not available in the Brian2 backend "
                                   f"(available: {', '.join(BRIAN_RULES)}; sign-symmetry needs sign transport)")
         self.weight_transport = any(SYNAPSE_RULES[r].transported for r in self.rules.values())
+        if "kp" in self.rules.values() and params.lambda_w == 0 * Hz and protocol.learn_b.any():
+            # The decay is KP's only alignment force: without it W - B^T keeps its initial size for good.
+            warnings.warn("kp feedback synapses with brian2.lambda_w = 0 Hz: W - B^T never shrinks, so B never "
+                          "aligns with W (set brian2.lambda_w > 0)", NoAlignmentWarning, stacklevel=2)
         self._rng = np.random.default_rng(params.seed)
         brian2.seed(params.seed)
         p = params
@@ -224,6 +230,7 @@ class RateCircuit(BrianCircuit):
                for key in ("mirror", "learn_w", "learn_b", "stimulus", "target")},
         }
         self.plastic_w = bool(protocol.learn_w.any())  # else W stays a constant (no per-step ODE)
+        self.normaliser: list[Any] = []  # the softmax's summing unit (cross_entropy only)
         self.layers = self._populations()
         self.forward_synapses: dict[str, Synapses] = {}
         self.feedback_synapses: dict[str, list[Synapses]] = {}
@@ -232,6 +239,7 @@ class RateCircuit(BrianCircuit):
             self._project(proj.name, proj.source, proj.target, weights[proj.name])
         self._monitors()
         self.network = Network(*[g for layer in self.layers.values() for g in (layer.forward, layer.error)],
+                               *self.normaliser,
                                *self.forward_synapses.values(),
                                *[s for group in self.feedback_synapses.values() for s in group],
                                *self.monitors.values())
@@ -258,12 +266,16 @@ class RateCircuit(BrianCircuit):
             if index == 0:
                 err, drive = "e_in", "0"
             elif top:
-                gate = "" if p.loss == "cross_entropy" else f"({PHI_PRIME[pop.activation]}) * "
-                err, drive = f"{gate}(target(t, i) - y_fwd)", "u_syn_fwd"
+                # -dL/du: phi'(u) (target - y) for mse; phi'(u) (target - softmax(y)) for cross-entropy on the
+                # outputs y, the softmax read from a normaliser unit that sums exp(y) over the population.
+                predicted = "exp(y_fwd) / z_norm" if p.loss == "cross_entropy" else "y_fwd"
+                err, drive = f"({PHI_PRIME[pop.activation]}) * (target(t, i) - {predicted})", "u_syn_fwd"
             else:
                 err, drive = f"({PHI_PRIME[pop.activation]}) * e_in", "u_syn_fwd"
             eqs = f"d delta/dt = (-delta + (1 - mirror(t)) * err + mirror(t) * ({drive})) / tau_fb : 1\n"
             eqs += f"err = {err} : 1\ny_fwd : 1 (linked)\n"
+            if top and p.loss == "cross_entropy":
+                eqs += "z_norm : 1 (linked)\n"
             if index > 0:
                 eqs += "u_syn_fwd : 1 (linked)\nbias_fwd : 1 (linked)\nu = u_syn_fwd + bias_fwd : 1\n"
             if not top:
@@ -271,6 +283,8 @@ class RateCircuit(BrianCircuit):
             error = NeuronGroup(pop.size, eqs, method="euler", dt=p.dt, namespace=self.namespace,
                                 name=f"{pop.name}_error")
             error.y_fwd = linked_var(forward, "y")
+            if top and p.loss == "cross_entropy":
+                self.normaliser = self._softmax_normaliser(forward, error)
             if index > 0:
                 error.u_syn_fwd = linked_var(forward, "u_syn")
                 error.bias_fwd = linked_var(forward, "bias")
@@ -278,6 +292,15 @@ class RateCircuit(BrianCircuit):
                     forward.delta = linked_var(error, "delta")
             layers[pop.name] = _Layer(pop.name, pop.size, pop.activation, forward, error)
         return layers
+
+    def _softmax_normaliser(self, output: NeuronGroup, error: NeuronGroup) -> list[Any]:
+        """One unit z = sum_k exp(y_k) over the output population, read by every output error unit."""
+        norm = NeuronGroup(1, "z : 1", dt=self.params.dt, name=f"{output.name}_normaliser")
+        summed = Synapses(output, norm, "z_post = exp(y_pre) : 1 (summed)", dt=self.params.dt,
+                          name=f"{output.name}_normaliser_input")
+        summed.connect(i=np.arange(len(output)), j=0)
+        error.z_norm = linked_var(norm, "z", index=np.zeros(len(error), dtype=int))
+        return [norm, summed]
 
     def _project(self, name: str, source: str, target: str, wbb: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         p, rule = self.params, self.rules[name]

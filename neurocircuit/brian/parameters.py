@@ -116,13 +116,18 @@ class RateParameters:
     dale
         Dale's law for the feedback pathway: separate excitatory (B >= 0) and inhibitory (B <= 0) feedback synapses.
     loss
-        ``mse``: the top error is phi'(u)(target - y); ``cross_entropy``: target - y (sigmoid outputs with binary
-        cross-entropy, or identity outputs).
+        ``mse``: the top error is phi'(u)(target - y), -dL/du of L = ||target - y||^2 / 2; ``cross_entropy``:
+        phi'(u)(target - softmax(y)), -dL/du of the softmax cross-entropy of the outputs y (the torch backend's
+        loss), with the softmax's normaliser sum_k exp(y_k) computed by one summing unit.
     record_dt, record_neurons, record_every, record_weights
         Activity is recorded every ``record_dt`` for the first ``record_neurons`` units of each population;
         the B-W angles every ``record_every`` steps, and with ``record_weights`` the W and B snapshots themselves.
     target, device
         Code generation target of the runtime device (numpy or cython), or ``cpp_standalone``.
+    twin
+        Also run the circuit's torch twin (:mod:`neurocircuit.brian.twin`: the same protocol, initial weights and
+        sample order as per-sample SGD steps of the torch rule layers); results get ``twin_test_accuracy``,
+        ``twin_test_loss`` and ``twin_weight_angle``.
     seed
         Seed of Brian2's random numbers (noise, sparse connections).
     """
@@ -136,7 +141,7 @@ class RateParameters:
     noise_sigma: float = 1.0
     noise_tau: Quantity = field(default_factory=lambda: 2 * ms)
     eta_w: Quantity = field(default_factory=lambda: 10 * Hz)
-    lambda_w: Quantity = field(default_factory=lambda: 0 * Hz)
+    lambda_w: Quantity = field(default_factory=lambda: 0.1 * Hz)
     eta_mirror: Quantity = field(default_factory=lambda: 20 * Hz)
     lambda_mirror: Quantity = field(default_factory=lambda: 20 * Hz)
     p_forward: float = 1.0
@@ -150,6 +155,7 @@ class RateParameters:
     record_weights: bool = True
     target: str = "numpy"
     device: str = "runtime"
+    twin: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -187,6 +193,7 @@ class RateParameters:
                 raise ConfigError(f"brian2.{name} must be in (0, 1], got {getattr(self, name)!r}")
         expect(self.dale, bool, "brian2.dale")
         expect(self.record_weights, bool, "brian2.record_weights")
+        expect(self.twin, bool, "brian2.twin")
         for name, allowed in (("loss", LOSSES), ("target", TARGETS), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"brian2.{name}: unknown value {getattr(self, name)!r} (use {', '.join(allowed)})")

@@ -92,11 +92,18 @@ def _accuracy(net: Any) -> xr.Dataset | None:
         labels = protocol.labels[start:end]
         targets = protocol.target[start:end]
         acc.append(float((outputs.argmax(1) == labels).mean()))
-        loss.append(float(0.5 * ((targets - outputs) ** 2).sum(1).mean()))
+        if net.params.loss == "cross_entropy":
+            shifted = outputs - outputs.max(1, keepdims=True)
+            log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+            loss.append(float(-(targets * log_p).sum(1).mean()))
+        else:
+            loss.append(float(0.5 * ((targets - outputs) ** 2).sum(1).mean()))
         steps.append(int(protocol.learn_b[:start].sum()))
         epochs.append(epoch)
     return xr.Dataset({"test_accuracy": ("step", acc, {"units": "1"}),
-                       "test_loss": ("step", loss, {"units": "1", "long_name": "0.5 ||target - y||^2"})},
+                       "test_loss": ("step", loss, {"units": "1", "long_name": (
+                           "cross-entropy of softmax(y)" if net.params.loss == "cross_entropy"
+                           else "0.5 ||target - y||^2")})},
                       coords={"step": ("step", steps, {"long_name": "training presentations done"}),
                               "epoch": ("step", epochs, {"units": "epoch"})})
 

@@ -14,11 +14,13 @@ the twin runs from the optimizer's step post-hook.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..errors import NoAlignmentWarning
 from .layers import FeedbackLayer
 
 __all__ = ["FeedbackOptimizer", "attach_feedback_learning"]
@@ -49,6 +51,10 @@ class FeedbackOptimizer:
         if missing:
             raise ValueError(f"Kolen-Pollack layers whose weight the optimizer does not hold: {missing}")
         self.layers = [layer for pairs in self._pairs for _, layer in pairs]
+        if any(pairs and not group.get("weight_decay") for group, pairs in zip(optimizer.param_groups, self._pairs)):
+            # The shared decay is KP's only alignment force: without it W - B keeps its initial size for good.
+            warnings.warn("Kolen-Pollack layers with optimizer weight_decay = 0: W - B never shrinks, so B never "
+                          "aligns with W (set optimizer.weight_decay > 0)", NoAlignmentWarning, stacklevel=2)
         self.twin = _make_twin(type(optimizer), twin_groups) if self.layers else None
         self._handle = optimizer.register_step_post_hook(self._after_step) if hook and self.layers else None
 

@@ -52,17 +52,20 @@ def _layer_coords(layers: list[tuple[str, FeedbackLayer]]) -> dict[str, tuple[st
 
 @torch.no_grad()
 def weight_alignment(model: nn.Module) -> xr.Dataset:
-    """Angle between B and W (i.e. between the paper's B and W^T) and the norm ratio ||B|| / ||W||, per layer."""
+    """Angle between B and W (i.e. between the paper's B and W^T), the norm ratio ||B|| / ||W|| and ||W|| (Frobenius),
+    per layer."""
     layers = feedback_layers(model)
-    angles, ratios = [], []
+    angles, ratios, norms = [], [], []
     for _, m in layers:
         b, w = m.current_feedback(), m.weight
         angles.append(angle_degrees(b, w))
-        ratios.append((b.double().norm() / w.double().norm()).item() if w.norm() > 0 else math.nan)
+        norms.append(w.double().norm().item())
+        ratios.append(b.double().norm().item() / norms[-1] if norms[-1] > 0 else math.nan)
     return xr.Dataset(
         {
             "weight_angle": ("layer", np.array(angles), {"units": "degree", "long_name": "angle between B and W^T"}),
             "norm_ratio": ("layer", np.array(ratios), {"units": "1", "long_name": "||B|| / ||W||"}),
+            "weight_norm": ("layer", np.array(norms), {"units": "1", "long_name": "||W|| (Frobenius)"}),
         },
         coords=_layer_coords(layers),
     )

@@ -1,0 +1,127 @@
+"""The torch twin of a rate circuit: the algorithm the circuit implements, run step by step in discrete time.
+
+The Brian2 rate circuit learns in continuous time: each presentation window of length T settles for ``settle``,
+then its synapses integrate dW/dt = eta_w delta_post y_pre - lambda_w W over the learning window
+T_learn = presentation - settle. Once the circuit has settled, delta and y are the torch network's -dL/du and
+activity (the parity tests), so one window is one SGD step of the torch backend's rule layers on that one sample
+with
+
+    lr = eta_w T_learn,     weight_decay = lambda_w / eta_w      (so lr * weight_decay = lambda_w T_learn),
+
+kp's B getting the same update (:class:`~neurocircuit.nn.FeedbackOptimizer`, only where the protocol's
+``learn_b`` is on), biases fixed (the circuit has no bias plasticity). What differs is second order: the circuit's
+W moves *during* the window, so delta shrinks as the sample is learnt (relative size ~ eta_w T_learn ||y_pre||^2 / 2
+per window), and the state has not fully settled (the residual of a cascade of low-pass stages). ``substeps`` > 1
+splits each window into that many smaller SGD steps with the forward and backward pass recomputed — the Euler
+discretisation of the circuit's within-window gradient flow — which removes the first of the two.
+
+The mirror phase is a statistical twin only: each window is one :func:`~neurocircuit.nn.mirror.mirror_update`
+with learning rate eta_mirror T and decay lambda_mirror T on Gaussian noise of std ``noise_sigma``, with as many
+samples as the window holds correlation times (T / (2 noise_tau)); its noise is not the circuit's noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from brian2 import second
+from torch.nn import functional as F
+
+from ..circuit import Circuit
+from ..nn.build import build_network
+from ..nn.feedback_optim import FeedbackOptimizer
+from ..nn.layers import FeedbackLayer
+from ..nn.metrics import angle_degrees
+from ..nn.mirror import mirror_update
+from ..phases import MirrorSettings
+from .parameters import RateParameters
+from .protocol import Protocol
+
+__all__ = ["TwinRun", "run_twin", "twin_learning_rate"]
+
+
+@dataclass
+class TwinRun:
+    """What the twin ends with: W and B per projection (W's layout), and per test block its accuracy and loss."""
+
+    weights: dict[str, tuple[np.ndarray, np.ndarray]]
+    test_accuracy: list[float]
+    test_loss: list[float]
+    weight_angle: dict[str, float]
+
+
+def twin_learning_rate(params: RateParameters) -> tuple[float, float]:
+    """(lr, weight_decay) of the per-sample SGD step that one presentation window of the circuit performs."""
+    window = float((params.presentation - params.settle) / second)
+    eta, decay = float(params.eta_w * second), float(params.lambda_w * second)
+    return eta * window, (decay / eta if eta > 0 else 0.0)
+
+
+def _loss(output: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "cross_entropy":
+        return F.cross_entropy(output, target)  # target: one-hot rows or a distribution
+    return 0.5 * (target - output).pow(2).sum()
+
+
+def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+             params: RateParameters, protocol: Protocol, *, substeps: int = 1, seed: int = 0) -> TwinRun:
+    """Run ``protocol`` on the torch network of ``circuit`` starting from ``weights`` (W, b, B per projection,
+    float64), one presentation window per step. See the module docstring for the correspondence."""
+    if substeps < 1:
+        raise ValueError(f"substeps must be >= 1, got {substeps!r}")
+    net = build_network(circuit, seed=seed).double()
+    layers: dict[str, FeedbackLayer] = {}
+    with torch.no_grad():
+        for name, (w, b, fb) in weights.items():
+            layer = getattr(net, name)
+            layer.weight.copy_(torch.from_numpy(np.asarray(w, dtype=float)))
+            layer.bias.copy_(torch.from_numpy(np.asarray(b, dtype=float)))
+            layer.bias.requires_grad_(False)  # the circuit's biases are constants
+            if layer.rule.stores_feedback:
+                layer.feedback_weight.copy_(torch.from_numpy(np.asarray(fb, dtype=float)))
+            layers[name] = layer
+    lr, weight_decay = twin_learning_rate(params)
+    optimizer = torch.optim.SGD([m.weight for m in layers.values()], lr=lr / substeps,
+                                weight_decay=weight_decay)
+    kp = FeedbackOptimizer(net, optimizer, hook=False)
+    window = float(params.presentation / second)
+    mirror = MirrorSettings(noise_std=float(params.noise_sigma),
+                            learning_rate=float(params.eta_mirror * second) * window,
+                            decay=min(1.0, float(params.lambda_mirror * second) * window),
+                            batch_size=max(1, round(window / (2 * float(params.noise_tau / second)))))
+    mirrored = [m for m in layers.values() if m.rule.name == "wm"]
+    generator = torch.Generator().manual_seed(seed)
+    stimulus = torch.from_numpy(np.asarray(protocol.stimulus, dtype=float))
+    target = torch.from_numpy(np.asarray(protocol.target, dtype=float))
+    outputs = np.zeros_like(protocol.target, dtype=float)
+    for k in range(protocol.steps):
+        x, t = stimulus[k:k + 1], target[k:k + 1]
+        if protocol.mirror[k]:
+            for layer in mirrored:
+                mirror_update(layer, mirror, generator=generator)
+        elif protocol.learn_w[k]:
+            for _ in range(substeps):
+                optimizer.zero_grad(set_to_none=True)
+                _loss(net(x), t, params.loss).backward()
+                optimizer.step()
+                if protocol.learn_b[k]:
+                    kp.step()
+        if protocol.labels[k] >= 0:
+            with torch.no_grad():
+                outputs[k] = net(x)[0].numpy()
+    accuracy, losses = [], []
+    for start, end, _ in protocol.test_blocks:
+        out, labels = outputs[start:end], protocol.labels[start:end]
+        accuracy.append(float((out.argmax(1) == labels).mean()))
+        logits = torch.from_numpy(out)
+        losses.append(float(F.cross_entropy(logits, torch.from_numpy(labels)) if params.loss == "cross_entropy"
+                            else 0.5 * (torch.from_numpy(protocol.target[start:end]) - logits).pow(2).sum(1).mean()))
+    final = {name: (m.weight.detach().numpy().copy(), m.current_feedback().detach().numpy().copy())
+             for name, m in layers.items()}
+    angles = {name: angle_degrees(torch.from_numpy(b), torch.from_numpy(w)) if np.any(b) else math.nan
+              for name, (w, b) in final.items()}
+    return TwinRun(final, accuracy, losses, angles)
