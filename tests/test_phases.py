@@ -108,6 +108,34 @@ def test_prenatal_without_a_fixed_noise_set_does_not_align():
     assert float(ds["prenatal_weight_angle"].sel(layer="W2")[-1]) > 80
 
 
+def test_norm_matched_control_keeps_the_norms_but_not_the_alignment():
+    """keep = "norms": every parameter back to its initial direction with the norm the noise phase gave it."""
+    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    twin = nc.get_model("mlp_digits", rule="fa", seed=0)
+    phase = dict(samples=64 * 300, dataset_size=640, record_every=300)
+    for net, keep in ((model, "norms"), (twin, "all")):
+        ds = run_prenatal_phase(net, PrenatalPhase(**phase, keep=keep), input_shape=(64,), n_classes=10,
+                                optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9),
+                                generator=torch.Generator().manual_seed(0), progress=False)
+        assert float(ds["prenatal_weight_angle"].sel(layer="W2")[-1]) < 70  # the phase itself aligned W2
+    trained = dict(twin.named_parameters())
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.norm(), trained[name].norm())
+        cosine = torch.nn.functional.cosine_similarity(param.flatten(), initial[name].flatten(), dim=0)
+        torch.testing.assert_close(cosine, torch.tensor(1.0), atol=1e-6, rtol=0)
+    assert float(nc.nn.metrics.weight_alignment(model)["weight_angle"].sel(layer="W2")) > 80
+    assert model.W2.weight.norm() > 1.5 * initial["W2.weight"].norm()  # the warm start's scale is kept
+
+
+def test_prenatal_fresh_noise_is_spelled_fresh():
+    assert parse_schedule([{"kind": "prenatal", "dataset_size": "fresh"}]).phases[0].dataset_size is None
+    with pytest.raises(nc.ConfigError, match="dataset_size must be a number of patterns or \"fresh\""):
+        parse_schedule([{"kind": "prenatal", "dataset_size": "new"}])
+    with pytest.raises(nc.ConfigError, match="keep must be"):
+        parse_schedule([{"kind": "prenatal", "keep": "weights"}])
+
+
 def test_prenatal_keeps_kp_feedback_fixed_too():
     model = nc.get_model("mlp_digits", rule="kp", seed=0)
     b = model.W2.feedback_weight.clone()

@@ -169,3 +169,15 @@ def test_skipped_optimizer_steps_skip_B_too():
     scaler.step(opt)
     scaler.update()
     assert torch.equal(layer.feedback_weight, B0)
+
+
+def test_kp_without_weight_decay_warns_that_it_cannot_align(recwarn):
+    from neurocircuit.errors import NoAlignmentWarning
+
+    layer = FeedbackLinear(6, 4, rule="kp")
+    with pytest.warns(NoAlignmentWarning, match="weight_decay = 0"):
+        attach_feedback_learning(layer, torch.optim.SGD(layer.parameters(), lr=0.1))
+    attach_feedback_learning(layer, torch.optim.SGD(layer.parameters(), lr=0.1, weight_decay=1e-3))
+    fa = FeedbackLinear(6, 4, rule="fa")  # no KP layer, nothing to warn about
+    attach_feedback_learning(fa, torch.optim.SGD(fa.parameters(), lr=0.1))
+    assert not [w for w in recwarn if issubclass(w.category, NoAlignmentWarning)]

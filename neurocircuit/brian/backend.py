@@ -182,12 +182,18 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
     from .twin import run_twin
 
     twin = run_twin(circuit, initial_weights(circuit, seed), params, protocol, seed=seed)
-    out = xr.Dataset({"twin_weight_angle": ("layer", [twin.weight_angle[n] for n in ds["layer"].values],
-                                            {"units": "degree", "long_name": "torch twin: angle between B and W^T"})})
+    layers = list(ds["layer"].values)
+    # Learning phases only: "<engaged>_test" blocks change nothing, "end" is the protocol's closing blank window.
+    phases = [name for name in twin.phase_angles if name != "end" and not name.endswith("_test")]
+    out = xr.Dataset(
+        {"twin_weight_angle": (("twin_phase", "layer"), [[twin.phase_angles[p][n] for n in layers] for p in phases],
+                               {"units": "degree", "long_name": "torch twin: angle between B and W^T at the end "
+                                                                "of each phase"})},
+        coords={"twin_phase": phases})
     if "test_accuracy" in ds:
         out["twin_test_accuracy"] = ("step", twin.test_accuracy, {"units": "1", "long_name": "torch twin"})
         out["twin_test_loss"] = ("step", twin.test_loss, {"units": "1", "long_name": "torch twin"})
-    return out.assign_coords(layer=ds["layer"].values)
+    return out.assign_coords(layer=layers)
 
 
 def _check_finite(net: Any, label: str, seed: int) -> None:

@@ -46,12 +46,18 @@ __all__ = ["TwinRun", "run_twin", "twin_learning_rate"]
 
 @dataclass
 class TwinRun:
-    """What the twin ends with: W and B per projection (W's layout), and per test block its accuracy and loss."""
+    """What the twin ends with: W and B per projection (W's layout), per test block its accuracy and loss, and the
+    B-W angle per projection at the end of every phase (keyed by the protocol's phase names, in order)."""
 
     weights: dict[str, tuple[np.ndarray, np.ndarray]]
     test_accuracy: list[float]
     test_loss: list[float]
-    weight_angle: dict[str, float]
+    phase_angles: dict[str, dict[str, float]]
+
+    @property
+    def weight_angle(self) -> dict[str, float]:
+        """The angles at the end of the run."""
+        return list(self.phase_angles.values())[-1]
 
 
 def twin_learning_rate(params: RateParameters) -> tuple[float, float]:
@@ -98,7 +104,10 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
     stimulus = torch.from_numpy(np.asarray(protocol.stimulus, dtype=float))
     target = torch.from_numpy(np.asarray(protocol.target, dtype=float))
     outputs = np.zeros_like(protocol.target, dtype=float)
+    phase_angles: dict[str, dict[str, float]] = {}
     for k in range(protocol.steps):
+        if k and protocol.phase[k] != protocol.phase[k - 1]:
+            phase_angles[str(protocol.phase[k - 1])] = _angles(layers)
         x, t = stimulus[k:k + 1], target[k:k + 1]
         if protocol.mirror[k]:
             for layer in mirrored:
@@ -122,6 +131,13 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
                             else 0.5 * (torch.from_numpy(protocol.target[start:end]) - logits).pow(2).sum(1).mean()))
     final = {name: (m.weight.detach().numpy().copy(), m.current_feedback().detach().numpy().copy())
              for name, m in layers.items()}
-    angles = {name: angle_degrees(torch.from_numpy(b), torch.from_numpy(w)) if np.any(b) else math.nan
-              for name, (w, b) in final.items()}
-    return TwinRun(final, accuracy, losses, angles)
+    phase_angles[str(protocol.phase[-1])] = _angles(layers)
+    return TwinRun(final, accuracy, losses, phase_angles)
+
+
+def _angles(layers: Mapping[str, FeedbackLayer]) -> dict[str, float]:
+    out = {}
+    for name, m in layers.items():
+        b = m.current_feedback().detach()
+        out[name] = angle_degrees(b, m.weight.detach()) if bool(b.any()) else math.nan
+    return out
