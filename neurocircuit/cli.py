@@ -234,8 +234,8 @@ def summary_table(ds: xr.Dataset) -> str:
 def _brian_summary_table(ds: xr.Dataset) -> str:
     layers = [str(v) for v in ds["layer"].values]
     head = f"{'arm':<12} " + " ".join(f"{'angle ' + n + ' (deg)':>20}" for n in layers)
-    has_acc = "test_accuracy" in ds
-    lines = [head + (f" {'test acc (%)':>15}" if has_acc else "")]
+    has_acc, has_twin = "test_accuracy" in ds, "twin_test_accuracy" in ds
+    lines = [head + (f" {'test acc (%)':>15}" if has_acc else "") + (f" {'torch twin (%)':>15}" if has_twin else "")]
     for arm in ds["arm"].values:
         # arms may end at different times: the last snapshot each arm has
         r = ds["weight_angle"].sel(arm=arm).dropna("weight_time", how="all").isel(weight_time=-1)
@@ -244,6 +244,9 @@ def _brian_summary_table(ds: xr.Dataset) -> str:
         if has_acc:
             acc = 100 * ds["test_accuracy"].sel(arm=arm).dropna("step", how="all").isel(step=-1)
             line += f" {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f}"
+        if has_twin:
+            twin = 100 * ds["twin_test_accuracy"].sel(arm=arm).dropna("step", how="all").isel(step=-1)
+            line += f" {float(twin.mean()):8.2f} ± {float(twin.std()):4.2f}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -170,14 +170,26 @@ TWIN = dict(dt=0.1 * ms, tau=1 * ms, tau_feedback=1 * ms, presentation=20 * ms, 
             lambda_w=0.05 * Hz, noise_tau=1 * ms, record_dt=10 * ms, record_neurons=2, record_every=1000)
 
 
+def _circuit_and_twin(circuit, weights, params):
+    """One epoch of 20 samples through the circuit and through its torch twin: (circuit's W, B per projection), twin."""
+    from neurocircuit.brian.twin import run_twin
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 12)) * 0.5, rng.integers(0, 6, 20)
+    protocol = build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x[:4], y[:4]))
+    with brian_device(params):
+        net = RateCircuit(circuit, weights, params, protocol)
+        net.run()
+        end = {n: net.matrices(n) for n in net.forward_synapses}
+    return end, run_twin(circuit, weights, params, protocol)
+
+
 @pytest.mark.parametrize("rule,loss", [("fa", "mse"), ("kp", "cross_entropy"), ("wm", "cross_entropy")])
 def test_circuit_learns_like_its_torch_twin(rule: str, loss: str) -> None:
     # W (and kp's B) after 20 presentations of the circuit equal 20 per-sample SGD steps of the torch rule layers
     # with lr = eta_w T_learn and weight decay lambda_w / eta_w, same initial weights, same order. rtol 2 %: the
     # twin's step ignores that the circuit's W moves during its window (relative size eta_w T_learn ||y||^2 / 2,
     # ~0.6 % here) and the Euler lag of the state behind W (measured: 0.4-0.7 %).
-    from neurocircuit.brian.twin import run_twin
-
     circuit = small_circuit(rule)
     weights = initial_weights(circuit, 0)
     params = RateParameters(**TWIN, loss=loss)
@@ -188,14 +200,7 @@ def test_circuit_learns_like_its_torch_twin(rule: str, loss: str) -> None:
             net.run()
             weights = {n: (w, b, net.matrices(n)[1]) for n, (w, b, _) in weights.items()}
         assert angle(weights["W2"][2], weights["W2"][0]) < 30
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(20, 12)) * 0.5, rng.integers(0, 6, 20)
-    protocol = build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x[:4], y[:4]))
-    with brian_device(params):
-        net = RateCircuit(circuit, weights, params, protocol)
-        net.run()
-        circuit_end = {n: net.matrices(n) for n in net.forward_synapses}
-    twin = run_twin(circuit, weights, params, protocol)
+    circuit_end, twin = _circuit_and_twin(circuit, weights, params)
     for name, (w0, _, b0) in weights.items():
         (w_circuit, b_circuit), (w_twin, b_twin) = circuit_end[name], twin.weights[name]
         step = np.linalg.norm(w_twin - w0)
@@ -210,19 +215,11 @@ def test_circuit_learns_like_its_torch_twin(rule: str, loss: str) -> None:
 
 def test_twin_needs_settled_windows_to_agree() -> None:
     # The control: windows too short to settle (1 ms after a switch, tau = 1 ms) break the correspondence.
-    from neurocircuit.brian.twin import run_twin
-
     circuit = small_circuit("fa")
     weights = initial_weights(circuit, 0)
     params = RateParameters(**{**TWIN, "presentation": 6 * ms, "settle": 1 * ms})
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(20, 12)) * 0.5, rng.integers(0, 6, 20)
-    protocol = build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x[:4], y[:4]))
-    with brian_device(params):
-        net = RateCircuit(circuit, weights, params, protocol)
-        net.run()
-        w_circuit = net.matrices("W1")[0]
-    w0, w_twin = weights["W1"][0], run_twin(circuit, weights, params, protocol).weights["W1"][0]
+    circuit_end, twin = _circuit_and_twin(circuit, weights, params)
+    w0, w_circuit, w_twin = weights["W1"][0], circuit_end["W1"][0], twin.weights["W1"][0]
     assert np.linalg.norm((w_circuit - w0) - (w_twin - w0)) > 0.1 * np.linalg.norm(w_twin - w0)
 
 
