@@ -32,6 +32,7 @@ from brian2 import second
 from torch.nn import functional as F
 
 from ..circuit import Circuit
+from ..errors import ConfigError
 from ..nn.build import build_network
 from ..nn.feedback_optim import FeedbackOptimizer
 from ..nn.layers import FeedbackLayer
@@ -95,11 +96,13 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
                                 weight_decay=weight_decay)
     kp = FeedbackOptimizer(net, optimizer, hook=False)
     window = float(params.presentation / second)
+    mirrored = [m for m in layers.values() if m.rule.name == "wm"]
+    if mirrored and protocol.mirror.any() and float(params.lambda_mirror) == 0:
+        raise ConfigError("brian2.twin: the torch twin's mirror needs a bound, brian2.lambda_mirror > 0")
     mirror = MirrorSettings(noise_std=float(params.noise_sigma),
                             learning_rate=float(params.eta_mirror * second) * window,
                             decay=min(1.0, float(params.lambda_mirror * second) * window),
                             batch_size=max(1, round(window / (2 * float(params.noise_tau / second)))))
-    mirrored = [m for m in layers.values() if m.rule.name == "wm"]
     generator = torch.Generator().manual_seed(seed)
     stimulus = torch.from_numpy(np.asarray(protocol.stimulus, dtype=float))
     target = torch.from_numpy(np.asarray(protocol.target, dtype=float))
