@@ -197,7 +197,9 @@ def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
         figures["learning_curves.png"] = plot_learning_curves(ds)
     for var in ds.data_vars:
         per_layer = var in ("weight_angle", "gradient_angle", "effective_dim")
-        if (per_layer or var.endswith(("_weight_angle", "_gradient_angle"))) and "layer" in ds[var].dims:
+        over_time = "twin_phase" not in ds[var].dims  # the torch twin's end-of-phase angles are a table
+        if (per_layer or var.endswith(("_weight_angle", "_gradient_angle"))) and "layer" in ds[var].dims \
+                and over_time:
             figures[f"{var}.png"] = plot_alignment(ds, var)
     if any(str(v).endswith("_y") and "time" in ds[v].dims for v in ds.data_vars):
         figures["activity.png"] = plot_activity(ds)

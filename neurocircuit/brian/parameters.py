@@ -106,7 +106,8 @@ class RateParameters:
     eta_w, lambda_w
         Learning rate (per second) and decay rate of the forward synapses: dW/dt = eta_w delta_post y_pre - lambda_w W.
         ``kp`` feedback synapses follow the transposed rule with the same rates, so W - B^T decays as
-        exp(-lambda_w t_learning).
+        exp(-lambda_w t_learning): the decay is KP's only alignment force (``kp`` with 0 Hz warns). The default
+        0.1 Hz is a weight decay of lambda_w / eta_w per unit of learning rate (0.01 at the default eta_w).
     eta_mirror, lambda_mirror
         The ``wm`` feedback synapses in the mirror phase: dB/dt = eta_mirror delta_pre delta_post - lambda_mirror B.
     p_forward, p_feedback
