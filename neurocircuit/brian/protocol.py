@@ -60,7 +60,7 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
             n = phase.samples
             part = _blank(n, n_in, n_out, phase.name)
             # A fixed set of noise patterns with fixed random labels, presented in shuffled passes (the mapping is
-            # memorised, which is what aligns W with B), or fresh patterns at every step (dataset_size = "fresh", i.e. None).
+            # memorised, which is what aligns W with B), or fresh patterns at every step (dataset_size "fresh": None).
             pool = phase.dataset_size or n
             patterns = rng.normal(0.0, phase.noise_std, (pool, n_in)) if phase.inputs == "noise" \
                 else np.zeros((pool, n_in))
