@@ -355,3 +355,39 @@ def test_cli_runs_a_brian2_simulation_and_writes_results(tmp_path, capsys) -> No
     assert abs(angle(b, w) - float(ds["weight_angle"].isel(arm=0, seed=0, weight_time=-1).sel(layer="W2"))) < 1e-3
     assert (out / "weight_angle.png").exists() and (out / "activity.png").exists()
     assert "angle W1" in capsys.readouterr().out
+
+
+def test_cuda_standalone_is_refused_in_one_line_without_brian2cuda_or_nvcc(monkeypatch) -> None:
+    import importlib.util
+
+    from neurocircuit.brian import network
+
+    params = RateParameters(**FAST, device="cuda_standalone")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "brian2cuda" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match="needs brian2cuda, which is not installed"), brian_device(params):
+        pass
+    # brian2cuda importable, but no CUDA compiler on this machine
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "brian2cuda" else real_find_spec(name, *a))
+    monkeypatch.setattr(network.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    with pytest.raises(ConfigError, match="needs the CUDA compiler nvcc"), brian_device(params):
+        pass
+    import brian2
+
+    assert brian2.get_device().__class__.__name__ == "RuntimeDevice"  # nothing was switched
+
+
+def test_cli_refuses_cuda_standalone_before_running(monkeypatch, capsys) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "brian2cuda" else real_find_spec(name, *a))
+    code = main(["run", "brian2_weight_mirror", "--out", "/nonexistent/never-written", "--set",
+                 "brian2.device=cuda_standalone"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs brian2cuda" in err and len(err.strip().splitlines()) == 1

@@ -66,7 +66,11 @@ class BrianBackend(Backend):
         return set(SYNAPSE_RULES)
 
     def prepare(self, sim: Any) -> None:
-        variant, _, spiking_params = brian_parameters(sim)
+        variant, rate_params, spiking_params = brian_parameters(sim)
+        if rate_params.device == "cuda_standalone":
+            from .network import check_cuda_device
+
+            check_cuda_device()  # before anything runs
         for arm in sim.arms:
             circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides)
             for proj in circuit.projections:

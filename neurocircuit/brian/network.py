@@ -25,6 +25,9 @@ dB = eta x (W x)^T, with the noise injected per layer, independently.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -41,7 +44,7 @@ from .parameters import RateParameters
 from .protocol import Protocol
 
 __all__ = ["PHI", "PHI_PRIME", "SynapseRule", "SYNAPSE_RULES", "BRIAN_RULES", "BrianCircuit",
-           "RateCircuit", "brian_device", "connection_mask",
+           "RateCircuit", "brian_device", "check_cuda_device", "connection_mask",
            "standard_monitors"]
 
 #: phi(u) and phi'(u) as Brian2 expressions.
@@ -87,19 +90,34 @@ _SETTLED = "int(t - presentation * floor(t / presentation + 1e-9) >= settle)"
 def brian_device(params: RateParameters, directory: str | None = None) -> Iterator[None]:
     """Select the Brian2 device/target of ``params`` for the objects built inside, and restore runtime after."""
     previous_target = brian2.prefs.codegen.target
-    if params.device == "cpp_standalone":
+    standalone = params.device != "runtime"
+    if standalone:
+        if params.device == "cuda_standalone":
+            check_cuda_device()
+            import brian2cuda  # noqa: F401  (registers the cuda_standalone device)
         folder = directory or tempfile.mkdtemp(prefix="neurocircuit_standalone_")
-        brian2.set_device("cpp_standalone", directory=folder, build_on_run=True)
+        brian2.set_device(params.device, directory=folder, build_on_run=True)
     else:
         brian2.prefs.codegen.target = params.target
     try:
         yield
     finally:
-        if params.device == "cpp_standalone":
+        if standalone:
             brian2.device.reinit()
             brian2.device.activate()
             brian2.set_device("runtime")
         brian2.prefs.codegen.target = previous_target
+
+
+def check_cuda_device() -> None:
+    """Refuse ``device = "cuda_standalone"`` in one line where brian2cuda or the CUDA compiler is missing."""
+    if importlib.util.find_spec("brian2cuda") is None:
+        raise ConfigError('brian2.device = "cuda_standalone" needs brian2cuda, which is not installed '
+                          '(pip install "neurocircuit[cuda]")')
+    cuda_home = os.environ.get("CUDA_PATH") or os.environ.get("CUDA_HOME")
+    if shutil.which("nvcc") is None and not (cuda_home and os.access(os.path.join(cuda_home, "bin", "nvcc"), os.X_OK)):
+        raise ConfigError('brian2.device = "cuda_standalone" needs the CUDA compiler nvcc, found neither on PATH nor '
+                          "in $CUDA_PATH/bin (a machine with an NVIDIA GPU and the CUDA toolkit)")
 
 
 def connection_mask(shape: tuple[int, int], p: float, rng: np.random.Generator) -> np.ndarray:

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 __all__ = ["RateParameters", "SpikingParameters", "parse_quantity", "parameters_from_dict", "TARGETS", "DEVICES"]
 
 TARGETS = ("numpy", "cython")
-DEVICES = ("runtime", "cpp_standalone")
+DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 LOSSES = ("mse", "cross_entropy")
 
 _UNIT_NAMES = {name: value for name, value in vars(brian2.units).items()
@@ -124,7 +124,9 @@ class RateParameters:
         Activity is recorded every ``record_dt`` for the first ``record_neurons`` units of each population;
         the B-W angles every ``record_every`` steps, and with ``record_weights`` the W and B snapshots themselves.
     target, device
-        Code generation target of the runtime device (numpy or cython), or ``cpp_standalone``.
+        Code generation target of the runtime device (numpy or cython), or a standalone device: ``cpp_standalone``
+        (C++ on the CPU) or ``cuda_standalone`` (brian2cuda on an NVIDIA GPU: ``pip install "neurocircuit[cuda]"``
+        and the CUDA compiler ``nvcc``; refused with a one-line error where either is missing).
     twin
         Also run the circuit's torch twin (:mod:`neurocircuit.brian.twin`: the same protocol, initial weights and
         sample order as per-sample SGD steps of the torch rule layers); results get ``twin_test_accuracy``,
