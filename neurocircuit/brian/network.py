@@ -338,7 +338,9 @@ class RateCircuit(BrianCircuit):
         forward = Synapses(pre.forward, post.forward, w_eq + f"settled = {_SETTLED} : 1\n"
                            "u_syn_post = w * y_pre : 1 (summed)", method="euler", dt=p.dt,
                            namespace=self.namespace, name=f"{name}_W")
-        j, i = np.nonzero(w_mask)  # post j, pre i
+        # Pre-major order (all targets of one input, then the next): consecutive synapses add into different
+        # targets of the summed u_syn, so the adds do not wait on each other (post-major order ran 3x slower).
+        i, j = np.nonzero(w_mask.T)  # pre i, post j
         forward.connect(i=i, j=j)
         forward.w = weight[j, i]
         self.forward_synapses[name] = forward
