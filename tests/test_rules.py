@@ -1,5 +1,6 @@
 """Rules: registry, sign-symmetry construction, Kolen-Pollack's exact decay of W - B."""
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -59,6 +60,25 @@ def test_usf_is_uniform_magnitude_with_norm_of_W():
 def test_brsf_draws_fresh_magnitudes_each_step():
     layer = FeedbackLinear(30, 10, rule="brsf")
     assert not torch.equal(layer.current_feedback().abs(), layer.current_feedback().abs())
+
+
+def test_brsf_magnitudes_are_uniform_and_follow_torch_seed():
+    from neurocircuit.nn.rules import uniform_like
+
+    layer = FeedbackLinear(400, 300, rule="brsf")
+    torch.manual_seed(5)
+    first = layer.current_feedback()
+    torch.manual_seed(5)
+    torch.testing.assert_close(layer.current_feedback(), first, rtol=0, atol=0)  # torch's seed fixes the draw
+    u = first.abs() / (math.sqrt(3.0) * layer.weight.detach().pow(2).mean().sqrt())
+    assert float(u.max()) < 1 and float(u.min()) >= 0
+    # U(0, 1): mean 1/2, variance 1/12, flat deciles (120k samples: 5 sigma bounds)
+    assert abs(float(u.mean()) - 0.5) < 5 * math.sqrt(1 / 12 / u.numel())
+    assert abs(float(u.var()) - 1 / 12) < 5e-3
+    counts = torch.histc(u, bins=10, min=0, max=1)
+    assert float((counts / u.numel() - 0.1).abs().max()) < 5 * math.sqrt(0.09 / u.numel())
+    for dtype in (torch.float32, torch.float64):
+        assert uniform_like(torch.zeros(3, 4, dtype=dtype)).dtype == dtype
 
 
 def test_frsf_keeps_its_magnitudes_while_W_and_its_signs_change():

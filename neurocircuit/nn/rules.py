@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,6 +35,7 @@ __all__ = [
     "FeedbackAlignment",
     "UniformSignFeedback",
     "BatchRandomSignFeedback",
+    "uniform_like",
     "FixedRandomSignFeedback",
     "KolenPollack",
     "WeightMirror",
@@ -55,6 +57,9 @@ def random_feedback(weight: Tensor, *, gain: float = 1.0, generator: torch.Gener
     bound = gain / math.sqrt(max(fan_in, 1))
     b = torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound
     return b.to(device=weight.device, dtype=weight.dtype)
+
+
+_NUMPY_FLOAT = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _rms(weight: Tensor) -> Tensor:
@@ -210,7 +215,23 @@ class BatchRandomSignFeedback(FeedbackRule):
 
     def feedback(self, layer: torch.nn.Module) -> Tensor:
         w = layer.weight.detach()
-        return torch.copysign(torch.rand_like(w), w).mul_(math.sqrt(3.0) * _rms(w))
+        magnitude = uniform_like(w).mul_(math.sqrt(3.0) * _rms(w))
+        return torch.copysign(magnitude, w, out=magnitude)  # in place: one pass less over the weights
+
+
+def uniform_like(weight: Tensor) -> Tensor:
+    """U[0, 1) of ``weight``'s shape, dtype and device, drawn from torch's random state.
+
+    On the CPU, torch's generator is serial (~8 ns a number: ~90 ms for ResNet-18's 11.7M weights, the whole of
+    brsf's cost per step); numpy's SFC64 makes the same float32 uniforms ~3x faster. Its seed is one draw from
+    torch's generator, so ``torch.manual_seed`` and checkpointed RNG states still fix every draw. Elsewhere (CUDA's
+    parallel Philox is fast) this is ``torch.rand_like``.
+    """
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
+        return torch.rand_like(weight)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    values = np.random.Generator(np.random.SFC64(seed)).random(weight.shape, dtype=_NUMPY_FLOAT[weight.dtype])
+    return torch.from_numpy(values)
 
 
 @register_rule
