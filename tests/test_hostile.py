@@ -130,6 +130,8 @@ RUN = {
     "brian2 twin not a flag": ([BRIAN, *S("brian2.twin=yes")], "brian2.twin"),
     "brian2 twin of spiking": (["brian2_weight_mirror_spiking", *S("brian2.twin=true")],
                                "the spiking variant has none"),
+    "brian2 twin of a sparse circuit": (["brian2_learning", *S("brian2.p_feedback=0.5")],
+                                        "brian2.twin needs dense connections"),
     "brian2 unknown loss": ([BRIAN, *S("brian2.loss=hinge")], "brian2.loss: unknown value 'hinge'"),
     "fresh noise misspelt": ([SIM, *S('arms=[{rule="fa", phases=[{kind="prenatal", dataset_size="new"}, '
                                       '{kind="engaged"}]}]')], 'dataset_size must be a number of patterns or "fresh"'),

@@ -71,6 +71,10 @@ class BrianBackend(Backend):
             from .network import check_cuda_device
 
             check_cuda_device()  # before anything runs
+        if rate_params.twin:
+            from .twin import check_twin_parameters
+
+            check_twin_parameters(rate_params)
         for arm in sim.arms:
             circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides)
             for proj in circuit.projections:

@@ -42,7 +42,7 @@ from ..phases import MirrorSettings
 from .parameters import RateParameters
 from .protocol import Protocol
 
-__all__ = ["TwinRun", "run_twin", "twin_learning_rate"]
+__all__ = ["TwinRun", "check_twin_parameters", "run_twin", "twin_learning_rate"]
 
 
 @dataclass
@@ -59,6 +59,14 @@ class TwinRun:
     def weight_angle(self) -> dict[str, float]:
         """The angles at the end of the run."""
         return list(self.phase_angles.values())[-1]
+
+
+def check_twin_parameters(params: RateParameters) -> None:
+    """Refuse circuits the twin cannot mirror: its layers are dense matrices without sign constraints."""
+    if params.p_forward < 1 or params.p_feedback < 1 or params.dale:
+        raise ConfigError("brian2.twin needs dense connections without Dale's law (p_forward = p_feedback = 1, "
+                          f"dale = false); got p_forward = {params.p_forward}, p_feedback = {params.p_feedback}, "
+                          f"dale = {str(params.dale).lower()}")
 
 
 def twin_learning_rate(params: RateParameters) -> tuple[float, float]:
@@ -80,6 +88,7 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
     float64), one presentation window per step. See the module docstring for the correspondence."""
     if substeps < 1:
         raise ValueError(f"substeps must be >= 1, got {substeps!r}")
+    check_twin_parameters(params)
     net = build_network(circuit, seed=seed).double()
     layers: dict[str, FeedbackLayer] = {}
     with torch.no_grad():
