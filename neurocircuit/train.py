@@ -34,7 +34,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ import torch.distributed as dist
 import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
@@ -267,6 +267,36 @@ class _Indexed(Dataset):
         return self.base[item] if self.takes_seed else self.base[item[0]]
 
 
+def _in_memory_tensors(dataset: Dataset) -> tuple[Tensor, ...] | None:
+    """The tensors of a ``TensorDataset`` served as is (not through an augmenting data set), else None."""
+    if isinstance(dataset, _Indexed):
+        if dataset.takes_seed:
+            return None
+        dataset = dataset.base
+    return tuple(dataset.tensors) if isinstance(dataset, TensorDataset) else None
+
+
+class _TensorBatches:
+    """Batches ``tensors[k][indices]`` in the order a sampler yields (``(index, seed)`` pairs or indices) — what a
+    ``DataLoader`` with the default collate would give, without the per-sample Python."""
+
+    def __init__(self, tensors: tuple[Tensor, ...], sampler: Sampler, batch_size: int) -> None:
+        self.tensors, self.sampler, self.batch_size = tensors, sampler, batch_size
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        batch: list[int] = []
+        device = self.tensors[0].device
+        for item in self.sampler:
+            batch.append(int(item[0]) if isinstance(item, tuple) else int(item))
+            if len(batch) == self.batch_size:
+                index = torch.tensor(batch, device=device)
+                yield tuple(t[index] for t in self.tensors)
+                batch = []
+        if batch:
+            index = torch.tensor(batch, device=device)
+            yield tuple(t[index] for t in self.tensors)
+
+
 class _StopFlag:
     """Turns SIGINT/SIGTERM into a request the loop honours between steps (after saving a checkpoint).
     A second SIGINT interrupts at once."""
@@ -452,6 +482,7 @@ class Trainer:
         self.device = resolve_device(torch_settings.device)
         self.ctx = _init_distributed(self.device)
         self.train_set, self.test_set = _Indexed(train_set), test_set
+        self._device_tensors: dict[int, tuple[Tensor, ...]] = {}  # in-memory data sets, moved to the device once
         self.input_shape, self.n_classes = tuple(input_shape), n_classes
         self.loss_fn = LOSSES[train.loss]
         self.classification = train.loss == "cross_entropy"
@@ -716,8 +747,17 @@ class Trainer:
         x, y = next(iter(DataLoader(self.test_set, batch_size=self.train.alignment_samples)))
         return x.to(self.device), y.to(self.device)
 
-    def _loader(self, dataset: Dataset, sampler: Sampler, *, batch_size: int, train: bool = False) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: Sampler, *, batch_size: int, train: bool = False
+                ) -> Iterable[tuple[Tensor, Tensor]]:
         workers = self.settings.workers
+        tensors = _in_memory_tensors(dataset)
+        if tensors is not None and not workers:
+            # In-memory data without augmentation: index the tensors (held on the device) batch by batch instead
+            # of fetching and collating sample by sample — the same batches, in the same order.
+            key = id(tensors[0])
+            if key not in self._device_tensors:
+                self._device_tensors[key] = tuple(t.to(self.device) for t in tensors)
+            return _TensorBatches(self._device_tensors[key], sampler, batch_size)
         # A training loader draws its workers' base seed from its own generator, not from the global RNG that the
         # rules use (the order and augmentation come from the sampler's seeds).
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,

@@ -137,3 +137,25 @@ def test_a_nan_at_the_last_step_of_an_epoch_is_named_in_that_epoch():
     with pytest.raises(FloatingPointError, match=r"at step 2 \(epoch 1\)"):
         fit(model, TensorDataset(x, y), test, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=3,
             batch_size=half, progress=False)
+
+
+def test_in_memory_batches_are_the_data_loaders_batches():
+    """The trainer indexes in-memory tensors batch by batch: the same batches, in the same order, as a DataLoader
+    over the same sampler (a shuffled, part-way resumed epoch, and a last partial batch)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from neurocircuit.train import ResumableSampler, _in_memory_tensors, _Indexed, _TensorBatches
+
+    data = TensorDataset(torch.randn(53, 3, 4), torch.randint(0, 5, (53,)))
+    sampler = ResumableSampler(53, seed=3)
+    sampler.set_position(2, 14)
+    expected = list(DataLoader(_Indexed(data), batch_size=8, sampler=sampler))
+    got = list(_TensorBatches(_in_memory_tensors(_Indexed(data)), sampler, 8))
+    assert len(got) == len(expected) == 5 and len(got[-1][1]) == 53 - 14 - 32
+    for (x, y), (gx, gy) in zip(expected, got):
+        assert torch.equal(x, gx) and torch.equal(y, gy)
+
+    class Augmenting(TensorDataset):
+        takes_seed = True
+
+    assert _in_memory_tensors(_Indexed(Augmenting(*data.tensors))) is None  # augmentation keeps the loader
