@@ -72,6 +72,9 @@ class BrianBackend(Backend):
 
             check_cuda_device()  # before anything runs
         if rate_params.twin:
+            if variant == "spiking":
+                raise ConfigError(f"{sim.source}: brian2.twin runs the rate circuit's torch twin; the spiking "
+                                  "variant has none")
             from .twin import check_twin_parameters
 
             check_twin_parameters(rate_params)
@@ -91,9 +94,6 @@ class BrianBackend(Backend):
                     if rule not in SPIKING_RULES:
                         raise ConfigError(f"{sim.source}: arm {arm.label!r}: rule {rule!r} is not implemented by the "
                                           f"spiking variant (it implements: {', '.join(SPIKING_RULES)})")
-            if variant == "spiking" and brian_parameters(sim)[1].twin:
-                raise ConfigError(f"{sim.source}: brian2.twin runs the rate circuit's torch twin; the spiking "
-                                  "variant has none")
             if any(isinstance(p, EngagedPhase) for p in phases) and "data" not in sim.raw:
                 raise ConfigError(f"{sim.source}: arm {arm.label!r} has an engaged phase but there is no [data] table")
 

@@ -12,7 +12,7 @@ from brian2 import second
 
 from ..nn.metrics import angle_degrees
 
-__all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels"]
+__all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels", "readout_scores"]
 
 
 def phase_labels(times: np.ndarray, phase: np.ndarray, presentation: float) -> np.ndarray:
@@ -81,6 +81,17 @@ def activity_dataset(net: Any, transform: Callable[[Any], np.ndarray] = np.asarr
     return xr.Dataset(data, coords=coords)
 
 
+def readout_scores(outputs: np.ndarray, labels: np.ndarray, targets: np.ndarray, loss: str) -> tuple[float, float]:
+    """(accuracy, mean loss) of a test block's outputs (samples x units): the loss the circuit learns with —
+    ``cross_entropy`` of softmax(y), or ``mse`` 0.5 ||target - y||^2."""
+    accuracy = float((outputs.argmax(1) == labels).mean())
+    if loss == "cross_entropy":
+        shifted = outputs - outputs.max(1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        return accuracy, float(-(targets * log_p).sum(1).mean())
+    return accuracy, float(0.5 * ((targets - outputs) ** 2).sum(1).mean())
+
+
 def _accuracy(net: Any) -> xr.Dataset | None:
     protocol = net.protocol
     if "readout" not in net.monitors or not protocol.test_blocks:
@@ -91,13 +102,9 @@ def _accuracy(net: Any) -> xr.Dataset | None:
         outputs = readout[start + 1:end + 1]  # the state at the end of each test window
         labels = protocol.labels[start:end]
         targets = protocol.target[start:end]
-        acc.append(float((outputs.argmax(1) == labels).mean()))
-        if net.params.loss == "cross_entropy":
-            shifted = outputs - outputs.max(1, keepdims=True)
-            log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-            loss.append(float(-(targets * log_p).sum(1).mean()))
-        else:
-            loss.append(float(0.5 * ((targets - outputs) ** 2).sum(1).mean()))
+        accuracy, block_loss = readout_scores(outputs, labels, targets, net.params.loss)
+        acc.append(accuracy)
+        loss.append(block_loss)
         steps.append(int(protocol.learn_b[:start].sum()))
         epochs.append(epoch)
     return xr.Dataset({"test_accuracy": ("step", acc, {"units": "1"}),

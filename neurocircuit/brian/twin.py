@@ -11,9 +11,7 @@ with
 kp's B getting the same update (:class:`~neurocircuit.nn.FeedbackOptimizer`, only where the protocol's
 ``learn_b`` is on), biases fixed (the circuit has no bias plasticity). What differs is second order: the circuit's
 W moves *during* the window, so delta shrinks as the sample is learnt (relative size ~ eta_w T_learn ||y_pre||^2 / 2
-per window), and the state has not fully settled (the residual of a cascade of low-pass stages). ``substeps`` > 1
-splits each window into that many smaller SGD steps with the forward and backward pass recomputed — the Euler
-discretisation of the circuit's within-window gradient flow — which removes the first of the two.
+per window), and the state has not fully settled (the residual of a cascade of low-pass stages).
 
 The mirror phase is a statistical twin only: each window is one :func:`~neurocircuit.nn.mirror.mirror_update`
 with learning rate eta_mirror T and decay lambda_mirror T on Gaussian noise of std ``noise_sigma``, with as many
@@ -41,6 +39,7 @@ from ..nn.mirror import mirror_update
 from ..phases import MirrorSettings
 from .parameters import RateParameters
 from .protocol import Protocol
+from .record import readout_scores
 
 __all__ = ["TwinRun", "check_twin_parameters", "run_twin", "twin_learning_rate"]
 
@@ -54,11 +53,6 @@ class TwinRun:
     test_accuracy: list[float]
     test_loss: list[float]
     phase_angles: dict[str, dict[str, float]]
-
-    @property
-    def weight_angle(self) -> dict[str, float]:
-        """The angles at the end of the run."""
-        return list(self.phase_angles.values())[-1]
 
 
 def check_twin_parameters(params: RateParameters) -> None:
@@ -83,11 +77,9 @@ def _loss(output: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor
 
 
 def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-             params: RateParameters, protocol: Protocol, *, substeps: int = 1, seed: int = 0) -> TwinRun:
+             params: RateParameters, protocol: Protocol, *, seed: int = 0) -> TwinRun:
     """Run ``protocol`` on the torch network of ``circuit`` starting from ``weights`` (W, b, B per projection,
     float64), one presentation window per step. See the module docstring for the correspondence."""
-    if substeps < 1:
-        raise ValueError(f"substeps must be >= 1, got {substeps!r}")
     check_twin_parameters(params)
     net = build_network(circuit, seed=seed).double()
     layers: dict[str, FeedbackLayer] = {}
@@ -101,8 +93,7 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
                 layer.feedback_weight.copy_(torch.from_numpy(np.asarray(fb, dtype=float)))
             layers[name] = layer
     lr, weight_decay = twin_learning_rate(params)
-    optimizer = torch.optim.SGD([m.weight for m in layers.values()], lr=lr / substeps,
-                                weight_decay=weight_decay)
+    optimizer = torch.optim.SGD([m.weight for m in layers.values()], lr=lr, weight_decay=weight_decay)
     kp = FeedbackOptimizer(net, optimizer, hook=False)
     window = float(params.presentation / second)
     mirrored = [m for m in layers.values() if m.rule.name == "wm"]
@@ -125,26 +116,20 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
             for layer in mirrored:
                 mirror_update(layer, mirror, generator=generator)
         elif protocol.learn_w[k]:
-            for _ in range(substeps):
-                optimizer.zero_grad(set_to_none=True)
-                _loss(net(x), t, params.loss).backward()
-                optimizer.step()
-                if protocol.learn_b[k]:
-                    kp.step()
+            optimizer.zero_grad(set_to_none=True)
+            _loss(net(x), t, params.loss).backward()
+            optimizer.step()
+            if protocol.learn_b[k]:
+                kp.step()
         if protocol.labels[k] >= 0:
             with torch.no_grad():
                 outputs[k] = net(x)[0].numpy()
-    accuracy, losses = [], []
-    for start, end, _ in protocol.test_blocks:
-        out, labels = outputs[start:end], protocol.labels[start:end]
-        accuracy.append(float((out.argmax(1) == labels).mean()))
-        logits = torch.from_numpy(out)
-        losses.append(float(F.cross_entropy(logits, torch.from_numpy(labels)) if params.loss == "cross_entropy"
-                            else 0.5 * (torch.from_numpy(protocol.target[start:end]) - logits).pow(2).sum(1).mean()))
+    scores = [readout_scores(outputs[start:end], protocol.labels[start:end], protocol.target[start:end], params.loss)
+              for start, end, _ in protocol.test_blocks]
     final = {name: (m.weight.detach().numpy().copy(), m.current_feedback().detach().numpy().copy())
              for name, m in layers.items()}
     phase_angles[str(protocol.phase[-1])] = _angles(layers)
-    return TwinRun(final, accuracy, losses, phase_angles)
+    return TwinRun(final, [a for a, _ in scores], [loss for _, loss in scores], phase_angles)
 
 
 def _angles(layers: Mapping[str, FeedbackLayer]) -> dict[str, float]:
