@@ -1,6 +1,6 @@
 """Simulated seconds per wall second of the Brian2 mirror phase, against a hand-written numpy Euler loop.
 
-    python benchmarks/brian2_mirror_speed.py [--seconds 2] [--models mlp_digits,mlp_784_256_10]
+    python benchmarks/brian2_mirror_speed.py [--seconds 1 10] [--models mlp_digits,mlp_784_256_10] [--profile]
 
 For each circuit (64-100-10 and 784-256-10 by default) the same mirror phase runs on Brian2's runtime device with
 the numpy and cython targets, on ``cpp_standalone``, and as ``neurocircuit.brian.reference.mirror_loop`` (the same
@@ -16,7 +16,7 @@ import argparse
 import tempfile
 import time
 
-from brian2 import ms
+from brian2 import ms, profiling_summary
 
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol
 from neurocircuit.brian.backend import initial_weights
@@ -28,7 +28,8 @@ PARAMS = dict(dt=0.5 * ms, tau=2 * ms, tau_feedback=2 * ms, presentation=40 * ms
               eta_mirror="0.3 Hz", lambda_mirror="0.3 Hz", record_every=25, record_dt=10 * ms, record_neurons=5)
 
 
-def brian_rate(model: str, seconds: float, device: str, target: str) -> tuple[float, float]:
+def brian_rate(model: str, seconds: float, device: str, target: str, profile: bool = False
+               ) -> tuple[float, float]:
     """(simulated s / wall s of the simulation loop, seconds of code generation and compilation).
 
     Runtime device: the network's first ``run`` (10 ms) generates and compiles (or loads from the cache) every code
@@ -70,8 +71,11 @@ def brian_rate(model: str, seconds: float, device: str, target: str) -> tuple[fl
         net.run(10 * ms)  # the first build: code generation and compilation
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
-        net.run(seconds * 1000 * ms)
-        return seconds / (time.perf_counter() - t0 - spent[-1]), build
+        net.network.run(seconds * 1000 * ms, namespace={}, profile=profile)
+        rate = seconds / (time.perf_counter() - t0 - spent[-1])
+        if profile:  # where the loop's time goes, per code object (profiling adds its own overhead to the rate)
+            print(f"{model}, {target}, {seconds} s simulated:\n{profiling_summary(net.network, show=8)}", flush=True)
+        return rate, build
 
 
 def hand_rate(model: str, seconds: float) -> float:
@@ -92,6 +96,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 10.0],
                         help="simulated seconds per measurement (one row each)")
     parser.add_argument("--models", default="mlp_digits,mlp_784_256_10")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print Brian2's per-code-object profile of each cython run")
     args = parser.parse_args()
     print("mirror phase, dt 0.5 ms; simulated seconds per wall second of the simulation loop (code generation and "
           "compilation excluded, shown in seconds as 'build')")
@@ -101,7 +107,7 @@ def main() -> None:
         for seconds in args.seconds:
             hand = hand_rate(model, seconds)
             numpy_rate, numpy_build = brian_rate(model, seconds, "runtime", "numpy")
-            cython_rate, cython_build = brian_rate(model, seconds, "runtime", "cython")
+            cython_rate, cython_build = brian_rate(model, seconds, "runtime", "cython", profile=args.profile)
             standalone, standalone_build = brian_rate(model, seconds, "cpp_standalone", "numpy")
             print(f"{model:<16} {seconds:6.1f} {hand:11.3f} {numpy_rate:8.3f} {cython_rate:8.3f} {standalone:11.3f} "
                   f"{numpy_rate / hand:11.2f} {cython_rate / hand:12.2f} {standalone / hand:16.2f} "
