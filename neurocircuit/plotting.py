@@ -189,17 +189,17 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
 
 def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """Write the figures a results Dataset supports into ``out_dir``: learning_curves.png, one PNG per
-    per-layer variable (weight_angle, gradient_angle, effective_dim, <phase>_weight_angle) and
+    per-layer variable (weight_angle, gradient_angle, update_angle, effective_dim, <phase>_weight_angle) and
     ood_accuracy.png."""
     out_dir = Path(out_dir)
     figures = {}
     if "step" in ds.dims:
         figures["learning_curves.png"] = plot_learning_curves(ds)
     for var in ds.data_vars:
-        per_layer = var in ("weight_angle", "gradient_angle", "effective_dim")
+        per_layer = var in ("weight_angle", "gradient_angle", "update_angle", "effective_dim")
         over_time = "twin_phase" not in ds[var].dims  # the torch twin's end-of-phase angles are a table
-        if (per_layer or var.endswith(("_weight_angle", "_gradient_angle"))) and "layer" in ds[var].dims \
-                and over_time:
+        phase_angle = var.endswith(("_weight_angle", "_gradient_angle", "_update_angle"))
+        if (per_layer or phase_angle) and "layer" in ds[var].dims and over_time:
             figures[f"{var}.png"] = plot_alignment(ds, var)
     if any(str(v).endswith("_y") and "time" in ds[v].dims for v in ds.data_vars):
         figures["activity.png"] = plot_activity(ds)

@@ -42,6 +42,9 @@ class RuleDescription:
         B is read from W itself: the biologically implausible reference.
     sign_transport
         B needs the signs of W at every step (sign-symmetry).
+    direct
+        Hidden layers get the output error directly, each through its own fixed random matrix (direct feedback
+        alignment); only the output layer's B is a feedback projection of the usual kind.
     options
         Option names and their defaults (what a file may give in ``options``).
     """
@@ -54,6 +57,7 @@ class RuleDescription:
     learns_in_mirror: bool = False
     weight_transport: bool = False
     sign_transport: bool = False
+    direct: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -104,6 +108,10 @@ for _description in (
                     "follows W exactly", weight_transport=True),
     RuleDescription("fa", "feedback alignment: a fixed random B (Lillicrap et al. 2016)", _RANDOM,
                     options={"gain": 1.0}),
+    RuleDescription("dfa", "direct feedback alignment: the output error reaches every hidden layer through its own "
+                    "fixed random matrix (Nøkland 2016)", "from the output error population straight to each hidden "
+                    "layer's error population: fixed random matrices, drawn like W's initialisation times `gain`",
+                    direct=True, options={"gain": 1.0}),
     RuleDescription("usf", "uniform sign-symmetry: B = sign(W) * RMS(W) (or * scale)", "sign(W) times a magnitude",
                     "follows W's signs", sign_transport=True, options={"scale": None}),
     RuleDescription("brsf", "batchwise random-magnitude sign-symmetry: B = sign(W) |R|, R fresh every step",
@@ -112,8 +120,9 @@ for _description in (
                     "sign(W) times fixed random magnitudes", "follows W's signs", sign_transport=True,
                     options={"gain": 1.0}),
     RuleDescription("kp", "Kolen-Pollack: B gets W's local update and decay, so W - B decays (Akrout et al. 2019)",
-                    _RANDOM, "the transposed local update of W and the same weight decay", learns_with_optimizer=True,
-                    options={"gain": 1.0}),
+                    _RANDOM, "the transposed local update of W and the same weight decay (or its own `decay`, a "
+                    "weight decay per unit of learning rate)", learns_with_optimizer=True,
+                    options={"gain": 1.0, "decay": None}),
     RuleDescription("wm", "weight mirror: B learns W from spontaneous noise in mirror phases (Akrout et al. 2019)",
                     _RANDOM, "Hebbian, from spontaneous activity in mirror phases; fixed while engaged",
                     learns_in_mirror=True, options={"gain": 1.0}),

@@ -363,7 +363,7 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
     without it every sample is fresh (the control). With ``phase.keep = "norms"`` the parameters leave the phase
     in their initial directions with the norms the phase gave them (the norm-matched control). Returns
     ``<name>_loss``, ``<name>_weight_angle``, ``<name>_norm_ratio``, ``<name>_weight_norm`` and
-    ``<name>_gradient_angle`` (on a fixed batch of the noise) over ``<name>_step``.
+    ``<name>_gradient_angle`` and ``<name>_update_angle`` (on a fixed batch of the noise) over ``<name>_step``.
     """
     device = next(model.parameters()).device
     model.train()
@@ -434,6 +434,7 @@ _PER_LAYER = {
     "norm_ratio": {"units": "1", "long_name": "||B|| / ||W||"},
     "weight_norm": {"units": "1", "long_name": "||W|| (Frobenius)"},
     "gradient_angle": {"units": "degree", "long_name": "angle between error sent through B and through W^T"},
+    "update_angle": {"units": "degree", "long_name": "angle between the rule's and backprop's update of W"},
     "effective_dim": {"units": "1", "long_name": "participation ratio of W's singular values"},
 }
 _SCALARS = {"lr": "1", "train_loss": "1", "train_accuracy": "1", "test_loss": "1", "test_accuracy": "1",
@@ -928,8 +929,8 @@ class Trainer:
             **test, "replica_spread": self._replica_spread(),
             "weight_angle": align["weight_angle"].values.tolist(), "norm_ratio": align["norm_ratio"].values.tolist(),
             "weight_norm": align["weight_norm"].values.tolist(),
-            "gradient_angle": (align["gradient_angle"].values.tolist() if "gradient_angle" in align
-                               else [nan] * len(self.layers)),
+            **{key: (align[key].values.tolist() if key in align else [nan] * len(self.layers))
+               for key in ("gradient_angle", "update_angle")},
             "effective_dim": effective["effective_dim"].values.tolist(),
         })
         self.train_seconds += self.sums["seconds"]
@@ -1023,7 +1024,8 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
     xarray.Dataset
         Dims ``step`` and ``layer``; coordinate ``epoch``; ``train_loss``, ``train_accuracy`` (sample means since
         the previous record), ``test_loss``, ``test_accuracy``, ``test_top5``, ``lr``, ``weight_angle``,
-        ``norm_ratio``, ``gradient_angle``, ``effective_dim``, ``images_per_second`` and ``seconds_per_step``.
+        ``norm_ratio``, ``gradient_angle``, ``update_angle``, ``effective_dim``, ``images_per_second`` and
+        ``seconds_per_step``.
     """
     if mirror_every and mirror is None:
         raise ConfigError("mirror_every > 0 needs mirror settings")

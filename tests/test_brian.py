@@ -135,6 +135,35 @@ def test_kolen_pollack_difference_decays_exactly_as_exp_decay_per_euler_step() -
         np.testing.assert_allclose(w1 - b1, factor * (w0 - b0), rtol=1e-9, atol=1e-12)
 
 
+def test_kp_own_decay_fades_the_random_start_of_b_exactly_per_euler_step() -> None:
+    """kp with its own decay (a weight decay per unit of learning rate, as in torch): lambda_b = decay * eta_w. One
+    layer, so B never acts on W: two circuits differing only in B_0 end with B - B' = (1 - lambda_b dt)^n (B_0 - B'_0)
+    while W - B no longer follows Akrout's exact decay."""
+    circuit = small_circuit("kp", sizes=(12, 6)).with_rules("kp", options={"decay": 4.0})
+    weights = initial_weights(circuit, 1)
+    w0, bias, b0 = weights["W1"]
+    other = {"W1": (w0, bias, np.random.default_rng(7).normal(scale=0.3, size=b0.shape))}
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(10, 12)), rng.integers(0, 6, 10)
+    protocol = build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x[:1], y[:1]))
+    params = RateParameters(**FAST, eta_w=10 * Hz, lambda_w=2 * Hz)  # lambda_b = 4 * 10 Hz = 40 Hz
+    ends = []
+    for start in (weights, other):
+        with brian_device(params):
+            net = RateCircuit(circuit, start, params, protocol)
+            net.run()
+            ends.append(net.matrices("W1"))
+    dt, presentation, settle = 0.5e-3, 40e-3, 30e-3
+    t = np.arange(int(round(protocol.steps * presentation / dt))) * dt
+    window = np.clip(np.floor(t / presentation + 1e-9).astype(int), 0, protocol.steps - 1)
+    on = ((protocol.learn_b[window] > 0) & (t - presentation * np.floor(t / presentation + 1e-9) >= settle)).sum()
+    np.testing.assert_allclose(ends[0][1] - ends[1][1], (1 - 40.0 * dt) ** on * (b0 - other["W1"][2]),
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ends[0][0], ends[1][0], rtol=0, atol=0)  # W never saw B
+    shared = (1 - 2.0 * dt) ** on * (w0 - b0)  # what lambda_b = lambda_w would have left of W - B
+    assert np.abs((ends[0][0] - ends[0][1]) - shared).max() > 1e-3
+
+
 def test_bp_feedback_is_a_transported_copy_of_w() -> None:
     circuit = small_circuit("bp")
     rng = np.random.default_rng(2)
@@ -391,3 +420,35 @@ def test_cli_refuses_cuda_standalone_before_running(monkeypatch, capsys) -> None
                  "brian2.device=cuda_standalone"])
     err = capsys.readouterr().err
     assert code == 2 and "needs brian2cuda" in err and len(err.strip().splitlines()) == 1
+
+
+def test_dfa_error_populations_equal_the_torch_dfa_signals() -> None:
+    circuit = small_circuit("dfa", sizes=(12, 16, 10, 6))
+    net = build_network(circuit, seed=5).double()
+    weights = initial_weights(circuit, 5)
+    assert weights["W1"][2].shape == (6, 12) and weights["W2"][2].shape == (6, 16)  # D: from the output errors
+    rng = np.random.default_rng(1)
+    x, target = rng.normal(size=12), np.eye(6)[2]
+    params = RateParameters(**{**FAST, "presentation": 300 * ms, "settle": 200 * ms})
+    with brian_device(params):
+        circuit_net = RateCircuit(circuit, weights, params, probe_protocol(x, target))
+        circuit_net.run()
+        state = circuit_net.state()
+    xt = torch.tensor(x[None], requires_grad=True)
+    u1 = net.W1(xt)
+    u1.retain_grad()
+    u2 = net.W2(torch.tanh(u1))
+    u2.retain_grad()
+    u3 = net.W3(torch.tanh(u2))
+    u3.retain_grad()
+    (0.5 * ((torch.tensor(target[None]) - u3) ** 2).sum()).backward()
+    for pop, grad in (("p3", u3.grad), ("p2", u2.grad), ("p1", u1.grad), ("p0", xt.grad)):
+        np.testing.assert_allclose(state[pop]["delta"], -grad.numpy()[0], rtol=1e-3, atol=1e-9)
+    # The control: FA's first hidden error (through W3's and W2's B) is a different signal.
+    fa = build_network(small_circuit("fa", sizes=(12, 16, 10, 6)), seed=5).double()
+    h = torch.tanh(fa.W1(torch.tensor(x[None])))
+    u2_fa = fa.W2(h)
+    u2_fa.retain_grad()
+    (0.5 * ((torch.tensor(target[None]) - fa.W3(torch.tanh(u2_fa))) ** 2).sum()).backward()
+    fa_p1 = (1 - h.detach().numpy()[0] ** 2) * (fa.W2.feedback_weight.numpy().T @ -u2_fa.grad.numpy()[0])
+    assert np.abs(state["p1"]["delta"] - fa_p1).max() > 1e-3

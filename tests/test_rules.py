@@ -124,6 +124,35 @@ def test_kp_mismatch_decays_exactly_as_one_minus_lambda_to_the_t(make):
     assert d < 0.8 * d0
 
 
+def test_kp_own_decay_fades_B_s_random_start_exactly_and_leaves_W_alone():
+    """B_t = (1 - lr lambda_B)^t B_0 + (the B a zero start would have): two layers alike but for B_0 differ by exactly
+    that factor. (One layer: its gradient does not depend on its own B.) W keeps the optimizer's decay."""
+    lr, wd, own, steps = 0.05, 0.01, 0.4, 20
+    layers = [FeedbackLinear(12, 7, rule=nc.get_rule("kp", decay=own)).double() for _ in range(2)]
+    plain = FeedbackLinear(12, 7, rule="kp").double()
+    with torch.no_grad():
+        for layer in layers[1:] + [plain]:
+            layer.weight.copy_(layers[0].weight)
+            layer.bias.copy_(layers[0].bias)
+        plain.feedback_weight.copy_(layers[0].feedback_weight)
+    opts = [torch.optim.SGD(m.parameters(), lr=lr, weight_decay=wd) for m in (*layers, plain)]
+    for m, opt in zip((*layers, plain), opts):
+        attach_feedback_learning(m, opt)
+    gap0 = layers[0].feedback_weight - layers[1].feedback_weight
+    for t in range(1, steps + 1):
+        x = torch.randn(8, 12, dtype=torch.float64)
+        for m, opt in zip((*layers, plain), opts):
+            opt.zero_grad()
+            m(x).sin().sum().backward()
+            opt.step()
+        gap = layers[0].feedback_weight - layers[1].feedback_weight
+        torch.testing.assert_close(gap, (1 - lr * own) ** t * gap0, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(layers[0].weight, plain.weight, rtol=0, atol=0)  # W's decay is the optimizer's
+    assert not torch.allclose(layers[0].feedback_weight, plain.feedback_weight)
+    with pytest.raises(nc.ConfigError, match="decay must be a number >= 0"):
+        nc.get_rule("kp", decay=-1.0)
+
+
 def test_kp_without_decay_keeps_the_initial_mismatch():
     layer = FeedbackLinear(12, 7, rule="kp").double()
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)

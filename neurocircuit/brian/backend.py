@@ -53,7 +53,7 @@ class BrianBackend(Backend):
     honours = {
         "top": frozenset({"name", "description", "model", "backend", "seeds", "arms", "data", "train", "phases",
                           "brian2"}),
-        "arm": frozenset({"rule", "label", "overrides", "phases"}),
+        "arm": frozenset({"rule", "label", "overrides", "options", "phases"}),
         "train": frozenset({"epochs"}),  # an engaged phase without its own epochs
         "phase.engaged": frozenset({"name", "epochs"}),
         "phase.mirror": frozenset({"name", "steps"}),
@@ -79,7 +79,7 @@ class BrianBackend(Backend):
 
             check_twin_parameters(rate_params)
         for arm in sim.arms:
-            circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides)
+            circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
             for proj in circuit.projections:
                 if proj.kind != "dense":
                     raise ConfigError(f"{sim.source}: model {sim.model!r} has a {proj.kind} projection "
@@ -120,7 +120,7 @@ class BrianBackend(Backend):
         from .record import rate_results
 
         variant, params, spiking_params = brian_parameters(sim)
-        circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides)
+        circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
         phases = sim.schedule_for(arm).phases
         protocol = build_protocol(phases, n_in=circuit.input.size, n_out=circuit.output.size,
                                   train=data[0] if data else None, test=data[1] if data else None,
@@ -173,15 +173,25 @@ def brian_parameters(sim: Any) -> tuple[str, RateParameters, SpikingParameters]:
 
 
 def initial_weights(circuit: Circuit, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """W, b and B of every projection, drawn exactly as the torch backend draws them for ``seed``."""
+    """W, b and B of every projection, drawn exactly as the torch backend draws them for ``seed``.
+
+    For a hidden ``dfa`` projection B is its direct matrix D, of shape (output size, source size).
+    """
+    import torch
+
     from ..nn.build import build_network
+    from ..nn.direct import direct_matrix
 
     net = build_network(circuit, seed=seed).double()
     out = {}
     for proj in circuit.projections:
         layer = getattr(net, proj.name)
+        if layer.sends_direct:
+            feedback = direct_matrix(layer, circuit.output.size, (layer.weight.shape[1],), dtype=torch.float64)
+        else:
+            feedback = layer.current_feedback().detach()
         out[proj.name] = (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy(),
-                          layer.current_feedback().detach().numpy().copy())
+                          feedback.numpy().copy())
     return out
 
 

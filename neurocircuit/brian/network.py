@@ -10,9 +10,12 @@ feedback     tau_fb d delta/dt = -delta + (1 - m) err + m u_syn      (in the mir
              err = phi'(u) (target - y)  or  phi'(u) (target - softmax(y))   (top; mse / cross_entropy, the
              softmax's normaliser z = sum_k exp(y_k) summed by one extra unit)
 W synapses   dW/dt = a_w(t) s(t) (eta_w delta_post y_pre - lambda_w W)
-B synapses   fa: fixed;  kp: dB/dt = a_b(t) s(t) (eta_w delta_pre y_post - lambda_w B) (the transposed W rule);
+B synapses   fa: fixed;  kp: dB/dt = a_b(t) s(t) (eta_w delta_pre y_post - lambda_b B) (the transposed W rule;
+             lambda_b = lambda_w, or the rule's own decay times eta_w);
              wm: dB/dt = m (eta_mirror delta_pre y_post - lambda_mirror B);  bp: B starts as W and follows W's
-             rule exactly (weight transport, labelled as such).
+             rule exactly (weight transport, labelled as such);  dfa: fixed, and below the output layer the
+             synapses come straight from the *output* error population (direct feedback alignment), so a hidden
+             error unit reads err = phi'(u) sum_j D_jk delta_out_j.
 (y_post: the activity of the forward partner of the postsynaptic error unit, which that unit reads through a linked
 variable — the same locality as the kp rule.)
 
@@ -36,10 +39,11 @@ from typing import Any
 
 import brian2
 import numpy as np
-from brian2 import Hz, Network, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var, ms, second
+from brian2 import Network, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var, ms, second
 
 from ..circuit import Circuit
 from ..errors import ConfigError, NoAlignmentWarning
+from ..rules import describe_rule
 from .parameters import RateParameters
 from .protocol import Protocol
 
@@ -76,8 +80,9 @@ SYNAPSE_RULES: dict[str, SynapseRule] = {
     "bp": SynapseRule(transported=True, needs_plastic_w=True, equation=(
         "db/dt = learn_w(t) * settled * (eta_w * delta_pre * y_fwd_post - lambda_w * b) : 1 (clock-driven)")),
     "fa": SynapseRule(),
+    "dfa": SynapseRule(),  # fixed; RateCircuit connects it from the output error population (the rule is direct)
     "kp": SynapseRule(needs_plastic_w=True, equation=(
-        "db/dt = learn_b(t) * settled * (eta_w * delta_pre * y_fwd_post - lambda_w * b) : 1 (clock-driven)")),
+        "db/dt = learn_b(t) * settled * (eta_w * delta_pre * y_fwd_post - lambda_b * b) : 1 (clock-driven)")),
     "wm": SynapseRule(equation=(
         "db/dt = mirror(t) * (eta_mirror * delta_pre * y_fwd_post - lambda_mirror * b) : 1 (clock-driven)")),
 }
@@ -183,7 +188,8 @@ class BrianCircuit:
         weight = np.zeros((post.size, pre.size))
         w = w_syn.w[:] if snapshot is None else self.monitors[f"{name}_W"].w[:, snapshot]
         weight[np.asarray(w_syn.j[:]), np.asarray(w_syn.i[:])] = np.asarray(w)
-        feedback = np.zeros_like(weight)
+        # (upper error population, pre): W's shape, or (output, pre) for direct feedback (dfa)
+        feedback = np.zeros((len(self.feedback_synapses[name][0].source), pre.size))
         for k, fb in enumerate(self.feedback_synapses[name]):
             b = fb.b[:] if snapshot is None else self.monitors[f"{name}_B{k}"].b[:, snapshot]
             np.add.at(feedback, (np.asarray(fb.i[:]), np.asarray(fb.j[:])), np.asarray(b))
@@ -231,10 +237,12 @@ class RateCircuit(BrianCircuit):
                 raise ConfigError(f"projection {name!r}: rule {rule!r} is not available in the Brian2 backend "
                                   f"(available: {', '.join(BRIAN_RULES)}; sign-symmetry needs sign transport)")
         self.weight_transport = any(SYNAPSE_RULES[r].transported for r in self.rules.values())
-        if "kp" in self.rules.values() and params.lambda_w == 0 * Hz and protocol.learn_b.any():
+        kp_decays = [float(self._lambda_b(n)) for n, r in self.rules.items() if r == "kp"]
+        if 0.0 in kp_decays and protocol.learn_b.any():
             # The decay is KP's only alignment force: without it W - B^T keeps its initial size for good.
-            warnings.warn("kp feedback synapses with brian2.lambda_w = 0 Hz: W - B^T never shrinks, so B never "
-                          "aligns with W (set brian2.lambda_w > 0)", NoAlignmentWarning, stacklevel=2)
+            warnings.warn("kp feedback synapses without decay (brian2.lambda_w = 0 Hz and no kp decay option): "
+                          "W - B^T never shrinks, so B never aligns with W (set brian2.lambda_w > 0)",
+                          NoAlignmentWarning, stacklevel=2)
         self._rng = np.random.default_rng(params.seed)
         brian2.seed(params.seed)
         p = params
@@ -263,6 +271,12 @@ class RateCircuit(BrianCircuit):
                                *self.monitors.values())
 
     # ------------------------------------------------------------------------------------------ building
+    def _lambda_b(self, name: str) -> brian2.Quantity:
+        """kp's decay of B: W's lambda_w, or the rule's own ``decay`` (a weight decay per unit of learning rate,
+        as in the torch backend) times eta_w."""
+        decay = dict(self.circuit.feedback_for(name).options).get("decay")
+        return self.params.lambda_w if decay is None else float(decay) * self.params.eta_w
+
     def _populations(self) -> dict[str, _Layer]:
         circuit, p = self.circuit, self.params
         layers = {}
@@ -323,13 +337,18 @@ class RateCircuit(BrianCircuit):
     def _project(self, name: str, source: str, target: str, wbb: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         p, rule = self.params, self.rules[name]
         pre, post = self.layers[source], self.layers[target]
+        # Direct feedback (dfa below the output layer): B comes from the output error population, (n_out, pre).
+        output = self.circuit.output.name
+        upper = self.layers[output] if describe_rule(rule).direct and target != output else post
         weight, bias, feedback = (np.asarray(a, dtype=float) for a in wbb)
-        if weight.shape != (post.size, pre.size) or feedback.shape != weight.shape or bias.shape != (post.size,):
+        if weight.shape != (post.size, pre.size) or feedback.shape != (upper.size, pre.size) \
+                or bias.shape != (post.size,):
             raise ConfigError(f"projection {name!r}: weights of shapes W {weight.shape}, b {bias.shape}, "
-                              f"B {feedback.shape} do not fit {pre.size} -> {post.size}")
+                              f"B {feedback.shape} do not fit {pre.size} -> {post.size}"
+                              + (f" (B from {upper.name!r}'s errors)" if upper is not post else ""))
         w_mask = connection_mask(weight.shape, p.p_forward, self._rng)
         row = SYNAPSE_RULES[rule]
-        b_mask = w_mask if row.transported else connection_mask(weight.shape, p.p_feedback, self._rng)
+        b_mask = w_mask if row.transported else connection_mask(feedback.shape, p.p_feedback, self._rng)
         self.masks[name] = (w_mask, b_mask)
         post.forward.bias = bias
         plastic_w = self.plastic_w
@@ -348,14 +367,15 @@ class RateCircuit(BrianCircuit):
         learns = row.equation is not None and (plastic_w or not row.needs_plastic_w)
         b_eq = f"{row.equation}\n" if learns else "b : 1\n"
         initial = weight if row.transported else feedback
-        j, k = np.nonzero(b_mask)  # upper error unit j -> lower error unit k
+        j, k = np.nonzero(b_mask)  # upper (or output) error unit j -> lower error unit k
         groups = []
         signs = [("exc", "e_exc", "clip(b, 0, inf)", np.maximum), ("inh", "e_inh", "clip(b, -inf, 0)", np.minimum)] \
             if p.dale else [("", "e_in", None, None)]
         for suffix, target_var, clip, part in signs:
-            syn = Synapses(post.error, pre.error, b_eq + f"settled = {_SETTLED} : 1\n"
+            syn = Synapses(upper.error, pre.error, b_eq + f"settled = {_SETTLED} : 1\n"
                            f"{target_var}_post = b * delta_pre : 1 (summed)", method="euler", dt=p.dt,
-                           namespace=self.namespace, name=f"{name}_B{('_' + suffix) if suffix else ''}")
+                           namespace={**self.namespace, "lambda_b": self._lambda_b(name)},
+                           name=f"{name}_B{('_' + suffix) if suffix else ''}")
             syn.connect(i=j, j=k)
             values = initial[j, k]
             syn.b = part(values, 0.0) if part is not None else values

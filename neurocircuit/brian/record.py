@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,11 @@ def _angle(b: np.ndarray, w: np.ndarray) -> float:
     return angle_degrees(torch.from_numpy(b), torch.from_numpy(w))
 
 
+def _upper(key: str, values: list[np.ndarray], matrices: dict[str, list[np.ndarray]]) -> str:
+    """Dimension name of a snapshot's first axis: ``post`` (W's layout), ``output`` for direct (dfa) feedback."""
+    return "output" if key.endswith("_B") and values[0].shape != matrices[key[:-2] + "_W"][0].shape else "post"
+
+
 def alignment_over_time(net: Any) -> xr.Dataset:
     """``weight_angle`` (B vs W^T, degrees) and ``norm_ratio`` per layer at every weight snapshot and at the end."""
     names = list(net.forward_synapses)
@@ -40,15 +46,16 @@ def alignment_over_time(net: Any) -> xr.Dataset:
     for k, snap in enumerate(snapshots):
         for m, name in enumerate(names):
             w, b = net.matrices(name, snap)
-            angles[k, m] = _angle(b, w)
-            ratios[k, m] = np.linalg.norm(b) / max(np.linalg.norm(w), 1e-300)
+            direct = b.shape != w.shape  # dfa: B comes from the output population, no angle to W
+            angles[k, m] = math.nan if direct else _angle(b, w)
+            ratios[k, m] = math.nan if direct else np.linalg.norm(b) / max(np.linalg.norm(w), 1e-300)
             matrices.setdefault(f"{name}_W", []).append(w.astype(np.float32))
             matrices.setdefault(f"{name}_B", []).append(b.astype(np.float32))
     presentation = float(net.params.presentation / second)
     times_arr = np.asarray(times)
     # Weight snapshots (float32), W and B in W's layout (post x pre); missing synapses are 0.
     snapshots_vars = {
-        key: (("weight_time", f"{key[:-2]}_post", f"{key[:-2]}_pre"), np.stack(values),
+        key: (("weight_time", f"{key[:-2]}_{_upper(key, values, matrices)}", f"{key[:-2]}_pre"), np.stack(values),
               {"units": "1", "long_name": f"{'forward weights W' if key.endswith('_W') else 'feedback weights B'} "
                                           f"of {key[:-2]} (W's layout)"})
         for key, values in matrices.items()} if net.params.record_weights else {}

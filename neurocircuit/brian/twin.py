@@ -89,7 +89,7 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
             layer.weight.copy_(torch.from_numpy(np.asarray(w, dtype=float)))
             layer.bias.copy_(torch.from_numpy(np.asarray(b, dtype=float)))
             layer.bias.requires_grad_(False)  # the circuit's biases are constants
-            if layer.rule.stores_feedback:
+            if layer.rule.stores_feedback and not layer.sends_direct:  # (D: the same seed, the same draw)
                 layer.feedback_weight.copy_(torch.from_numpy(np.asarray(fb, dtype=float)))
             layers[name] = layer
     lr, weight_decay = twin_learning_rate(params)
@@ -135,6 +135,9 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
 def _angles(layers: Mapping[str, FeedbackLayer]) -> dict[str, float]:
     out = {}
     for name, m in layers.items():
+        if m.sends_direct:  # no B of W's shape to compare
+            out[name] = math.nan
+            continue
         b = m.current_feedback().detach()
         out[name] = angle_degrees(b, m.weight.detach()) if bool(b.any()) else math.nan
     return out

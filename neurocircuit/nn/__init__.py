@@ -2,6 +2,7 @@
 
 from .build import ACTIVATION_FUNCTIONS, CircuitNetwork, build_network
 from .convert import ConversionReport, ConvertedLayer, convert
+from .direct import DirectFeedbackHub, direct_layers, direct_matrix, wire_direct_feedback
 from .feedback_optim import FeedbackOptimizer, attach_feedback_learning
 from .functional import feedback_conv2d, feedback_linear
 from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear, is_feedback_layer
@@ -12,6 +13,7 @@ from .metrics import (
     feedback_layers,
     gradient_alignment,
     participation_ratio,
+    update_alignment,
     weight_alignment,
 )
 from .mirror import mirror_layers, mirror_step, mirror_update, spontaneous_noise
@@ -24,6 +26,10 @@ __all__ = [
     "ConversionReport",
     "ConvertedLayer",
     "convert",
+    "DirectFeedbackHub",
+    "direct_layers",
+    "direct_matrix",
+    "wire_direct_feedback",
     "FeedbackOptimizer",
     "attach_feedback_learning",
     "feedback_conv2d",
@@ -42,6 +48,7 @@ __all__ = [
     "angle_degrees",
     "feedback_layers",
     "gradient_alignment",
+    "update_alignment",
     "weight_alignment",
     "FeedbackRule",
     "get_rule",

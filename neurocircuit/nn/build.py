@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..circuit import Circuit, Projection
+from .direct import wire_direct_feedback
 from .layers import FeedbackConv2d, FeedbackLinear
 from .rules import get_rule
 
@@ -37,6 +38,7 @@ class CircuitNetwork(nn.Module):
         self.circuit = circuit
         for proj in circuit.projections:
             self.add_module(proj.name, self._make_layer(circuit, proj, generator))
+        wire_direct_feedback(self)  # dfa: the output population's error projects onto every hidden layer
 
     @staticmethod
     def _make_layer(circuit: Circuit, proj: Projection, generator: torch.Generator | None) -> nn.Module:

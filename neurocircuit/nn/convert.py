@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .direct import wire_direct_feedback
 from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear
 from .rules import FeedbackRule, get_rule
 
@@ -79,7 +80,8 @@ def convert(module: nn.Module, rule: str | FeedbackRule = "fa", *,
     """Replace, in place, every ``nn.Linear`` and ``nn.Conv2d`` inside ``module`` by a feedback layer.
 
     Forward weights and biases are kept (the same Parameter objects), so the forward output is unchanged.
-    Layers that are already feedback layers are converted again to the new rule, with a fresh B.
+    Layers that are already feedback layers are converted again to the new rule, with a fresh B. ``dfa`` layers
+    are wired to the last converted layer, whose error they receive (:func:`~neurocircuit.nn.wire_direct_feedback`).
 
     Parameters
     ----------
@@ -142,4 +144,5 @@ def convert(module: nn.Module, rule: str | FeedbackRule = "fa", *,
     if unused:
         names = ", ".join(c.name for c in report.layers[:8])
         raise ConfigError(f"override pattern {unused[0]!r} matches no Linear/Conv2d layer (layers: {names}, ...)")
+    wire_direct_feedback(module)  # dfa layers read the error of the last layer (the classifier)
     return report

@@ -8,6 +8,13 @@ rate eta and weight decay lambda this is exactly Akrout et al.'s rule, and W - B
 (1 - eta * lambda) per step; with momentum it shrinks at least as fast, and adaptive optimizers (Adam)
 apply the same kind of update to both.
 
+A ``kp`` rule with its own ``decay`` gives B that weight decay instead of W's (``KolenPollack(decay=...)``). With
+plain SGD, B_{t+1} = (1 - eta lambda_B) B_t - eta g_t while W_{t+1} = (1 - eta lambda) W_t - eta g_t, so B is
+B_0's random part fading as (1 - eta lambda_B)^t plus W's updates remembered over ~1 / (eta lambda_B) steps instead
+of W's ~1 / (eta lambda). A larger lambda_B erases the random start sooner (fast alignment) at the price of a B
+that weights recent updates more than W does; lambda_B = lambda is Akrout et al.'s rule, where W - B itself decays
+as (1 - eta lambda)^t.
+
 Steps that the optimizer skips (e.g. ``GradScaler`` on inf/NaN gradients) are skipped for B too, because
 the twin runs from the optimizer's step post-hook.
 """
@@ -38,23 +45,28 @@ class FeedbackOptimizer:
         self.optimizer = optimizer
         layers = {id(m.weight): m for m in model.modules()
                   if isinstance(m, FeedbackLayer) and m.rule.learns_with_optimizer}
-        self._pairs: list[list[tuple[nn.Parameter, FeedbackLayer]]] = []
+        # One twin group per (optimizer group, B's own decay): (source group index, decay or None, pairs).
+        self._groups: list[tuple[int, float | None, list[tuple[nn.Parameter, FeedbackLayer]]]] = []
         found = set()
         twin_groups = []
-        for group in optimizer.param_groups:
+        for index, group in enumerate(optimizer.param_groups):
             pairs = [(p, layers[id(p)]) for p in group["params"] if id(p) in layers]
             found.update(id(p) for p, _ in pairs)
-            self._pairs.append(pairs)
-            twin_groups.append({**_hyper(group), "params": [layer.feedback_weight for _, layer in pairs]})
+            decays = list(dict.fromkeys(_own_decay(layer) for _, layer in pairs))
+            for decay in decays:
+                chosen = [(p, layer) for p, layer in pairs if _own_decay(layer) == decay]
+                self._groups.append((index, decay, chosen))
+                twin_groups.append({**_hyper(group, decay), "params": [layer.feedback_weight for _, layer in chosen]})
         missing = [n for n, m in model.named_modules() if isinstance(m, FeedbackLayer)
                    and m.rule.learns_with_optimizer and id(m.weight) not in found]
         if missing:
             raise ValueError(f"Kolen-Pollack layers whose weight the optimizer does not hold: {missing}")
-        self.layers = [layer for pairs in self._pairs for _, layer in pairs]
-        if any(pairs and not group.get("weight_decay") for group, pairs in zip(optimizer.param_groups, self._pairs)):
-            # The shared decay is KP's only alignment force: without it W - B keeps its initial size for good.
+        self.layers = [layer for _, _, pairs in self._groups for _, layer in pairs]
+        if any(not group.get("weight_decay") for group in twin_groups):
+            # The decay is KP's only alignment force: without it B's random start never fades.
             warnings.warn("Kolen-Pollack layers with optimizer weight_decay = 0: W - B never shrinks, so B never "
-                          "aligns with W (set optimizer.weight_decay > 0)", NoAlignmentWarning, stacklevel=2)
+                          "aligns with W (set optimizer.weight_decay > 0, or the kp rule's own decay)",
+                          NoAlignmentWarning, stacklevel=2)
         self.twin = _make_twin(type(optimizer), twin_groups) if self.layers else None
         self._handle = optimizer.register_step_post_hook(self._after_step) if hook and self.layers else None
 
@@ -66,8 +78,8 @@ class FeedbackOptimizer:
         """Give every KP layer's B the update its W just received (same gradient, same settings)."""
         if self.twin is None:
             return
-        for group, twin_group, pairs in zip(self.optimizer.param_groups, self.twin.param_groups, self._pairs):
-            twin_group.update(_hyper(group))
+        for (index, decay, pairs), twin_group in zip(self._groups, self.twin.param_groups):
+            twin_group.update(_hyper(self.optimizer.param_groups[index], decay))
             for b, (w, layer) in zip(twin_group["params"], pairs):
                 if layer.feedback_weight is not b:
                     raise RuntimeError("a Kolen-Pollack layer's B was replaced (model moved with .to() after "
@@ -98,8 +110,17 @@ class FeedbackOptimizer:
 _IMPLEMENTATION_KEYS = ("params", "foreach", "fused")
 
 
-def _hyper(group: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in group.items() if k not in _IMPLEMENTATION_KEYS}
+def _hyper(group: dict[str, Any], decay: float | None = None) -> dict[str, Any]:
+    """The group's hyperparameters for B: W's, with B's own weight decay where the rule gives one."""
+    hyper = {k: v for k, v in group.items() if k not in _IMPLEMENTATION_KEYS}
+    if decay is not None:
+        hyper["weight_decay"] = decay
+    return hyper
+
+
+def _own_decay(layer: FeedbackLayer) -> float | None:
+    decay = getattr(layer.rule, "decay", None)
+    return None if decay is None else float(decay)
 
 
 def _make_twin(cls: type[torch.optim.Optimizer], groups: list[dict[str, Any]]) -> torch.optim.Optimizer:

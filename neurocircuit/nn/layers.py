@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .direct import direct_input
 from .functional import feedback_conv2d, feedback_linear
 from .rules import FeedbackRule, get_rule
 
@@ -29,6 +30,11 @@ class FeedbackLayer:
         The rule that governs B.
     feedback_weight : Tensor or None
         The buffer holding B (layout of W) for rules that store one, else None.
+    direct_seed : Tensor or None
+        For ``dfa``: the seed of the layer's direct feedback matrix (a buffer; see :mod:`neurocircuit.nn.direct`).
+    direct_hub : DirectFeedbackHub or None
+        For ``dfa`` layers and the output layer they read: the shared output error
+        (:func:`~neurocircuit.nn.wire_direct_feedback`).
     """
 
     weight: nn.Parameter
@@ -37,12 +43,32 @@ class FeedbackLayer:
     def _setup_feedback(self, rule: str | FeedbackRule, generator: torch.Generator | None) -> None:
         self.rule = get_rule(rule)
         self.register_buffer("feedback_weight", None)
+        self.register_buffer("direct_seed", None)
+        self.direct_hub = None
         self.reset_feedback(generator)
 
     def reset_feedback(self, generator: torch.Generator | None = None) -> None:
         """Draw B afresh with the rule's initialisation (a no-op for rules that store no B)."""
         b = self.rule.init_feedback(self.weight.detach(), generator)
         self.feedback_weight = b
+        if self.rule.direct:
+            self.direct_seed = torch.randint(0, 2**62, (), generator=generator)
+            self._direct_cache = None
+
+    @property
+    def sends_direct(self) -> bool:
+        """Whether this layer sends the output error down through its direct matrix (``dfa``, not the output)."""
+        return self.rule.direct and (self.direct_hub is None or self.direct_hub.output is not self)
+
+    def _with_feedback(self, x: Tensor, op: Any) -> Tensor:
+        """``op(x)``; for a hidden ``dfa`` layer with x's gradient replaced by the direct signal e @ D."""
+        if not self.rule.direct or (self.direct_hub is not None and self.direct_hub.output is self):
+            return op(x)
+        if self.direct_hub is None:
+            raise RuntimeError(f"a {type(self).__name__} with rule 'dfa' is not wired to an output layer: call "
+                               "neurocircuit.nn.wire_direct_feedback(model) on the network that holds it")
+        # x detached: the layer's own op computes no grad @ B for its input; direct_input supplies e @ D instead.
+        return direct_input(op(x.detach()), x, self) if x.requires_grad else op(x)
 
     def current_feedback(self) -> Tensor:
         """B as it carries the error down in this step (for ``bp`` this is W itself)."""
@@ -81,6 +107,9 @@ class FeedbackLinear(FeedbackLayer, nn.Linear):
         self._setup_feedback(rule, generator)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._with_feedback(x, self._linear)
+
+    def _linear(self, x: Tensor) -> Tensor:
         return feedback_linear(x, self.weight, self.bias, self.current_feedback())
 
     def plain_forward(self, x: Tensor, weight: Tensor) -> Tensor:
@@ -116,10 +145,13 @@ class FeedbackConv2d(FeedbackLayer, nn.Conv2d):
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
-        x, padding = self._pad(x)
-        out = feedback_conv2d(x, self.weight, self.bias, self.current_feedback(), self.stride, padding,
-                              self.dilation, self.groups)
+        out = self._with_feedback(x, self._conv)
         return out.squeeze(0) if unbatched else out
+
+    def _conv(self, x: Tensor) -> Tensor:
+        x, padding = self._pad(x)
+        return feedback_conv2d(x, self.weight, self.bias, self.current_feedback(), self.stride, padding,
+                               self.dilation, self.groups)
 
     def plain_forward(self, x: Tensor, weight: Tensor) -> Tensor:
         x, padding = self._pad(x)

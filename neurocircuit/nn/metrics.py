@@ -11,10 +11,12 @@ import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .direct import direct_signal
 from .layers import FeedbackLayer
+from .rules import Backprop
 
 __all__ = ["angle_degrees", "feedback_layers", "participation_ratio", "weight_alignment", "gradient_alignment",
-           "effective_dimensionality", "alignment"]
+           "update_alignment", "effective_dimensionality", "alignment"]
 
 
 def angle_degrees(a: Tensor, b: Tensor) -> float:
@@ -53,13 +55,22 @@ def _layer_coords(layers: list[tuple[str, FeedbackLayer]]) -> dict[str, tuple[st
 @torch.no_grad()
 def weight_alignment(model: nn.Module) -> xr.Dataset:
     """Angle between B and W (i.e. between the paper's B and W^T), the norm ratio ||B|| / ||W|| and ||W|| (Frobenius),
-    per layer."""
+    per layer.
+
+    A hidden ``dfa`` layer has no B of W's shape (its feedback comes from the output): its angle and ratio are NaN;
+    :func:`gradient_alignment` and :func:`update_alignment` measure its alignment.
+    """
     layers = feedback_layers(model)
     angles, ratios, norms = [], [], []
     for _, m in layers:
-        b, w = m.current_feedback(), m.weight
-        angles.append(angle_degrees(b, w))
+        w = m.weight
         norms.append(w.double().norm().item())
+        if m.sends_direct:
+            angles.append(math.nan)
+            ratios.append(math.nan)
+            continue
+        b = m.current_feedback()
+        angles.append(angle_degrees(b, w))
         ratios.append(b.double().norm().item() / norms[-1] if norms[-1] > 0 else math.nan)
     return xr.Dataset(
         {
@@ -87,8 +98,8 @@ def gradient_alignment(model: nn.Module, inputs: Tensor, targets: Tensor,
     """Angle between the error each layer sends down through B and the one W^T would send, on one batch.
 
     Both are formed from the same error arriving at the layer's output (the one the rule really
-    produced). The model runs in eval mode here, so BatchNorm statistics are not changed; parameter
-    ``.grad`` fields are not touched.
+    produced); a hidden ``dfa`` layer's error sent down is the output error through its direct matrix. The model
+    runs in eval mode here, so BatchNorm statistics are not changed; parameter ``.grad`` fields are not touched.
     """
     layers = feedback_layers(model)
     seen: dict[int, tuple[Tensor, Tensor]] = {}
@@ -116,11 +127,44 @@ def gradient_alignment(model: nn.Module, inputs: Tensor, targets: Tensor,
             angles.append(math.nan)
             continue
         x = seen[id(m)][0]
-        sent = [_input_grad(m, x, g, matrix) for matrix in (m.current_feedback(), m.weight.detach())]
-        angles.append(angle_degrees(*sent))
+        through_w = _input_grad(m, x, g, m.weight.detach())
+        sent = (direct_signal(m, x.shape, through_w.dtype) if m.sends_direct
+                else _input_grad(m, x, g, m.current_feedback()))
+        angles.append(angle_degrees(sent, through_w))
     return xr.Dataset(
         {"gradient_angle": ("layer", np.array(angles),
                             {"units": "degree", "long_name": "angle between error sent through B and through W^T"})},
+        coords=_layer_coords(layers),
+    )
+
+
+def update_alignment(model: nn.Module, inputs: Tensor, targets: Tensor,
+                     loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> xr.Dataset:
+    """Angle between each layer's weight update under its rule and under backprop, on one batch.
+
+    The rule's gradient of W against the true gradient (every layer's rule swapped for ``bp`` for the second
+    pass): the alignment that decides whether a rule descends the loss (Lillicrap et al.'s and Nøkland's
+    measure). Eval mode, as in :func:`gradient_alignment`; ``.grad`` fields are not touched.
+    """
+    layers = feedback_layers(model)
+    weights = [m.weight for _, m in layers]
+    was_training = model.training
+    model.eval()
+    rules = [m.rule for _, m in layers]
+    try:
+        with torch.enable_grad():
+            rule_grads = torch.autograd.grad(loss_fn(model(inputs), targets), weights, allow_unused=True)
+            for _, m in layers:
+                m.rule = Backprop()
+            true_grads = torch.autograd.grad(loss_fn(model(inputs), targets), weights, allow_unused=True)
+    finally:
+        for (_, m), rule in zip(layers, rules):
+            m.rule = rule
+        model.train(was_training)
+    angles = [math.nan if a is None or b is None else angle_degrees(a, b) for a, b in zip(rule_grads, true_grads)]
+    return xr.Dataset(
+        {"update_angle": ("layer", np.array(angles),
+                          {"units": "degree", "long_name": "angle between the rule's and backprop's update of W"})},
         coords=_layer_coords(layers),
     )
 
@@ -135,11 +179,13 @@ def _input_grad(layer: FeedbackLayer, x: Tensor, grad_out: Tensor, matrix: Tenso
 
 def alignment(model: nn.Module, inputs: Tensor | None = None, targets: Tensor | None = None,
               loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> xr.Dataset:
-    """:func:`weight_alignment`, plus :func:`gradient_alignment` when a batch is given."""
+    """:func:`weight_alignment`, plus :func:`gradient_alignment` and :func:`update_alignment` when a batch is
+    given."""
     if not feedback_layers(model):
         raise ValueError(f"alignment(model): {type(model).__name__} has no feedback layers; convert it first "
                          "(neurocircuit.nn.convert) or build it with neurocircuit.get_model")
     ds = weight_alignment(model)
     if inputs is not None and targets is not None:
-        ds = ds.merge(gradient_alignment(model, inputs, targets, loss_fn), compat="override", join="exact")
+        for measure in (gradient_alignment, update_alignment):
+            ds = ds.merge(measure(model, inputs, targets, loss_fn), compat="override", join="exact")
     return ds

@@ -33,6 +33,7 @@ __all__ = [
     "RandomFeedback",
     "Backprop",
     "FeedbackAlignment",
+    "DirectFeedbackAlignment",
     "UniformSignFeedback",
     "BatchRandomSignFeedback",
     "uniform_like",
@@ -81,6 +82,10 @@ class FeedbackRule:
         B changes in mirror phases of spontaneous activity (weight mirror).
     ``weight_transport``
         B is read from W itself: the biologically implausible reference.
+    ``direct``
+        Below the output layer the error comes straight from the output (direct feedback alignment): the layer's
+        input receives e @ D through a fixed random D (see :mod:`neurocircuit.nn.direct`); B serves only where
+        the layer is the output layer.
     """
 
     name: ClassVar[str] = ""
@@ -88,6 +93,7 @@ class FeedbackRule:
     learns_with_optimizer: ClassVar[bool] = False
     learns_in_mirror: ClassVar[bool] = False
     weight_transport: ClassVar[bool] = False
+    direct: ClassVar[bool] = False
 
     def init_feedback(self, weight: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
         """Initial content of the ``feedback_weight`` buffer, or None for rules that store none."""
@@ -126,13 +132,15 @@ def register_rule(cls: type[FeedbackRule]) -> type[FeedbackRule]:
         description = describe(RuleDescription(cls.name, summary, "see the torch class " + cls.__name__,
                                                learns_with_optimizer=cls.learns_with_optimizer,
                                                learns_in_mirror=cls.learns_in_mirror,
-                                               weight_transport=cls.weight_transport, options=fields))
+                                               weight_transport=cls.weight_transport, direct=cls.direct,
+                                               options=fields))
     if set(description.options) != set(fields):
         raise TypeError(f"{cls.__name__}'s fields {sorted(fields)} are not the options of rule {cls.name!r} "
                         f"{sorted(description.options)}")
     cls.learns_with_optimizer = description.learns_with_optimizer
     cls.learns_in_mirror = description.learns_in_mirror
     cls.weight_transport = description.weight_transport
+    cls.direct = description.direct
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -189,6 +197,15 @@ class FeedbackAlignment(RandomFeedback):
     """``fa``: a fixed random B (Lillicrap et al. 2016)."""
 
     name: ClassVar[str] = "fa"
+
+
+@register_rule
+@dataclass
+class DirectFeedbackAlignment(RandomFeedback):
+    """``dfa``: every layer below the output sends the output error e down as e @ D, D fixed and random (Nøkland
+    2016); the output layer sends its error through its B, as in ``fa``."""
+
+    name: ClassVar[str] = "dfa"
 
 
 @register_rule
@@ -251,10 +268,16 @@ class KolenPollack(RandomFeedback):
     """``kp``: B starts random and receives, after each optimizer step, the same update as W.
 
     Both get the same local gradient delta * y^T and the same weight decay from the same optimizer
-    settings, so W - B shrinks by (1 - lr * weight_decay) per plain SGD step (Akrout et al. 2019).
+    settings, so W - B shrinks by (1 - lr * weight_decay) per plain SGD step (Akrout et al. 2019). ``decay``
+    gives B its own weight decay instead (see :mod:`neurocircuit.nn.feedback_optim` for what that changes).
     """
 
     name: ClassVar[str] = "kp"
+    decay: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.decay is not None and not (isinstance(self.decay, (int, float)) and self.decay >= 0):
+            raise ConfigError(f"rule 'kp': decay must be a number >= 0 (B's weight decay) or None, got {self.decay!r}")
 
 
 @register_rule
