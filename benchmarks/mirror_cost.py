@@ -40,7 +40,7 @@ def main() -> None:
     y = torch.randint(0, circuit.output.size, (sim.train.batch_size,))
 
     arms = {}
-    for name, rule in (("bp", "bp"), ("fa", "fa"), (args.arm, spec.name)):
+    for name, rule in (("bp", "bp"), ("fa", "fa"), (args.arm, spec.rule)):
         model = build_network(circuit.with_rules(rule), seed=0)
         opt = make_optimizer(model.parameters(), sim.optimizer["name"], **settings)
         FeedbackOptimizer(model, opt)

@@ -153,14 +153,17 @@ def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: i
                        ) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
     """Fashion-MNIST as ``(N, 1, 28 + 2 pad, 28 + 2 pad)`` images in [0, 1], standardised if ``normalize``.
 
-    ``pad = 2`` gives the 32x32 inputs of LeNet-5. ``train_samples`` / ``test_samples`` take the first N.
-    ``channels = 3`` (with ``image_size`` and ``augment``: none or flip) gives the three-channel images an ImageNet
-    model takes (the deep-network proxy).
+    ``pad = 2`` gives the 32x32 inputs of LeNet-5; ``image_size = 32`` resizes instead (bilinear, as BioTorch's
+    benchmark does). ``train_samples`` / ``test_samples`` take the first N. ``channels = 3`` (with ``image_size``
+    and ``augment``: none or flip) gives the three-channel images an ImageNet model takes (the deep-network proxy).
     """
     if channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 or 3, got {channels!r}")
-    if channels == 1 and (image_size is not None or augment != "none"):
-        raise ConfigError("data.image_size and data.augment need data.channels = 3 (images for ImageNet models)")
+    if channels == 1 and augment != "none":
+        raise ConfigError("data.augment needs data.channels = 3 (images for ImageNet models)")
+    if channels == 1 and image_size is not None and (pad or not isinstance(image_size, int) or image_size < 1):
+        raise ConfigError(f"data.image_size must be a positive integer and excludes data.pad, got image_size = "
+                          f"{image_size!r}, pad = {pad!r}")
     files = find_fashion_mnist(root, download=download)
     sets = []
     for split, limit in (("train", train_samples), ("t10k", test_samples)):
@@ -174,8 +177,11 @@ def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: i
             x = (x - FASHION_MNIST_STATS[0]) / FASHION_MNIST_STATS[1]
         if pad:
             x = torch.nn.functional.pad(x, (pad,) * 4, value=float(x.min()))
+        if channels == 1 and image_size is not None:
+            x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
+                                                align_corners=False)
         sets.append(TensorDataset(x, torch.tensor(labels, dtype=torch.int64)))
-    side = images.shape[1] + 2 * pad
+    side = images.shape[1] + 2 * pad if channels == 3 or image_size is None else image_size
     info = DatasetInfo("fashion_mnist", (1, side, side), 10, "classification")
     if channels == 3:
         from .images import rgb_images

@@ -53,6 +53,8 @@ TOP_KEYS = ("name", "description", "model", "backend", "seeds", "arms", "data", 
             "phases", "torch", "brian2")
 ARM_KEYS = ("rule", "label", "overrides", "options", "phases")
 LR_SCHEDULES = ("constant", "cosine", "step")
+#: Initialisation schemes of the torch backend (:func:`neurocircuit.nn.initialize`).
+INIT_SCHEMES = ("default", "xavier")
 LOSS_NAMES = ("cross_entropy", "mse")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
@@ -95,9 +97,13 @@ class TrainSettings:
         before the first step and after the last).
     alignment_samples
         Test samples used for the gradient angle (at least 1).
-    lr_schedule, warmup_epochs, lr_step_epochs, lr_gamma
-        ``constant``, ``cosine`` (to 0 over the phase) or ``step`` (x ``lr_gamma`` every ``lr_step_epochs``), after a
-        linear warm-up of ``warmup_epochs``; applied per optimizer step.
+    lr_schedule, warmup_epochs, lr_step_epochs, lr_gamma, lr_milestones
+        ``constant``, ``cosine`` (to 0 over the phase) or ``step`` (x ``lr_gamma`` every ``lr_step_epochs``, or at
+        each epoch listed in ``lr_milestones``, e.g. ``[50, 75]``), after a linear warm-up of ``warmup_epochs``;
+        applied per optimizer step.
+    init
+        How W, b and B start: ``default`` (torch's layer init, B drawn like W) or ``xavier`` (Xavier-uniform W and B,
+        zero biases; BioTorch's protocol). See :func:`neurocircuit.nn.initialize`.
     ood_transforms
         Test-set transforms evaluated at the end, e.g. ``["rotate:20", "shift:3", "scale:0.8"]``.
     steps_per_epoch, val_batches
@@ -116,6 +122,8 @@ class TrainSettings:
     warmup_epochs: float = 0.0
     lr_step_epochs: int = 30
     lr_gamma: float = 0.1
+    lr_milestones: tuple[int, ...] = ()
+    init: str = "default"
     ood_transforms: tuple[str, ...] = ()
     steps_per_epoch: int | None = None
     val_batches: int | None = None
@@ -139,6 +147,16 @@ class TrainSettings:
             raise ConfigError(f"{w}.label_smoothing must be < 1, got {self.label_smoothing!r}")
         _number(self.warmup_epochs, f"{w}.warmup_epochs", strict=False)
         _number(self.lr_gamma, f"{w}.lr_gamma")
+        milestones = expect(self.lr_milestones, (list, tuple), f"{w}.lr_milestones")
+        for m in milestones:
+            _number(m, f"{w}.lr_milestones", integer=True)
+        if list(milestones) != sorted(set(milestones)):
+            raise ConfigError(f"{w}.lr_milestones must be increasing epochs, got {list(milestones)!r}")
+        if milestones and self.lr_schedule != "step":
+            raise ConfigError(f"{w}.lr_milestones needs lr_schedule = \"step\" (got {self.lr_schedule!r})")
+        object.__setattr__(self, "lr_milestones", tuple(milestones))
+        if self.init not in INIT_SCHEMES:
+            raise ConfigError(f"{w}.init: unknown initialisation {self.init!r} (known: {', '.join(INIT_SCHEMES)})")
         if self.record_every != "epoch":
             _number(self.record_every, f"{w}.record_every (or \"epoch\")", integer=True)
         expect(self.drop_last, bool, f"{w}.drop_last")

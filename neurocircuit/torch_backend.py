@@ -113,6 +113,10 @@ class TorchBackend(Backend):
         with torch.random.fork_rng(devices=[]):
             model = get_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options, seed=seed,
                               num_classes=info.n_outputs)
+            if sim.train.init != "default":
+                from .nn.init import initialize
+
+                initialize(model, sim.train.init, seed=seed)
             trainer = Trainer(model, train_set, test_set, input_shape=info.input_shape, n_classes=info.n_outputs,
                               optimizer=sim.optimizer, train=sim.train, torch_settings=sim.torch,
                               schedule=sim.schedule_for(arm), mirror=sim.mirror, seed=seed, out=out,

@@ -124,6 +124,8 @@ def lr_factor(train: TrainSettings, *, epochs: int, steps_per_epoch: int) -> Cal
             return (step + 1) / warmup
         if train.lr_schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        if train.lr_schedule == "step" and train.lr_milestones:
+            return train.lr_gamma ** sum(step >= m * steps_per_epoch for m in train.lr_milestones)
         if train.lr_schedule == "step":
             return train.lr_gamma ** (step // (train.lr_step_epochs * steps_per_epoch))
         return 1.0

@@ -5,6 +5,7 @@ from .convert import ConversionReport, ConvertedLayer, convert
 from .direct import DirectFeedbackHub, direct_layers, direct_matrix, wire_direct_feedback
 from .feedback_optim import FeedbackOptimizer, attach_feedback_learning
 from .functional import feedback_conv2d, feedback_linear
+from .init import INIT_SCHEMES, initialize
 from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear, is_feedback_layer
 from .metrics import (
     alignment,
@@ -32,6 +33,8 @@ __all__ = [
     "wire_direct_feedback",
     "FeedbackOptimizer",
     "attach_feedback_learning",
+    "INIT_SCHEMES",
+    "initialize",
     "feedback_conv2d",
     "feedback_linear",
     "FeedbackConv2d",

@@ -1,0 +1,67 @@
+"""Protocol options: Xavier initialisation, step milestones, resized Fashion-MNIST."""
+
+import math
+
+import pytest
+import torch
+
+import neurocircuit as nc
+from neurocircuit.errors import ConfigError
+from neurocircuit.nn import initialize
+from neurocircuit.simulation import TrainSettings
+from neurocircuit.train import lr_factor
+
+
+def test_xavier_initialises_w_and_b_with_their_fan_bound_and_zero_bias():
+    model = nc.get_model("lenet5", rule="fa", seed=0)
+    initialize(model, "xavier", seed=3)
+    for layer in (model.conv1, model.fc1):
+        w, b = layer.weight.detach(), layer.feedback_weight
+        receptive = w[0][0].numel() if w.dim() > 2 else 1
+        bound = math.sqrt(6 / ((w.shape[0] + w.shape[1]) * receptive))
+        for t in (w, b):
+            assert t.abs().max() <= bound and t.abs().max() > 0.95 * bound
+            assert abs(t.double().std().item() - bound / math.sqrt(3)) < 0.1 * bound
+        assert not torch.equal(w, b)  # independent draws
+        assert torch.count_nonzero(layer.bias) == 0
+    again = initialize(nc.get_model("lenet5", rule="fa", seed=1), "xavier", seed=3)
+    torch.testing.assert_close(again.conv1.weight, model.conv1.weight, rtol=0, atol=0)  # the seed fixes the draw
+    with pytest.raises(ConfigError, match="unknown initialisation 'he'"):
+        initialize(model, "he")
+
+
+def test_step_milestones_divide_the_lr_at_the_listed_epochs():
+    train = TrainSettings(lr_schedule="step", lr_milestones=[2, 3], lr_gamma=0.1)
+    factor = lr_factor(train, epochs=5, steps_per_epoch=10)
+    assert [factor(s) for s in (0, 19, 20, 29, 30, 49)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    with pytest.raises(ConfigError, match="lr_milestones must be increasing"):
+        TrainSettings(lr_schedule="step", lr_milestones=[3, 2])
+    with pytest.raises(ConfigError, match='needs lr_schedule = "step"'):
+        TrainSettings(lr_milestones=[2])
+    with pytest.raises(ConfigError, match="unknown initialisation 'glorot'"):
+        TrainSettings(init="glorot")
+
+
+def test_fashion_mnist_resized_to_32_is_not_padding(tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from neurocircuit.data import load_fashion_mnist
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("t10k", 4)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        for name, array, magic in ((f"{split}-images-idx3-ubyte", images, 0x803),
+                                   (f"{split}-labels-idx1-ubyte", labels, 0x801)):
+            header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+            with gzip.open(tmp_path / f"{name}.gz", "wb") as f:
+                f.write(header + array.tobytes())
+    resized, _, info = load_fashion_mnist(root=str(tmp_path), download=False, image_size=32)
+    padded, _, _ = load_fashion_mnist(root=str(tmp_path), download=False, pad=2)
+    assert info.input_shape == (1, 32, 32) and resized.tensors[0].shape == (6, 1, 32, 32)
+    border = resized.tensors[0][:, :, 0, :]
+    assert border.std() > 0.1 and padded.tensors[0][:, :, 0, :].std() == 0  # content reaches the edge
+    with pytest.raises(ConfigError, match="excludes data.pad"):
+        load_fashion_mnist(root=str(tmp_path), download=False, image_size=32, pad=2)
