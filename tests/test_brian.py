@@ -38,6 +38,15 @@ def probe_protocol(x: np.ndarray, target: np.ndarray) -> Protocol:
                     phase=np.array(["probe"], dtype=object), labels=np.full(1, -1))
 
 
+def settled_state(circuit, weights, x: np.ndarray, target: np.ndarray, loss: str = "mse") -> dict:
+    """y and delta of every population after one long presentation of x (plasticity has no time to matter)."""
+    params = RateParameters(**{**FAST, "presentation": 300 * ms, "settle": 200 * ms}, loss=loss)
+    with brian_device(params):
+        circuit_net = RateCircuit(circuit, weights, params, probe_protocol(x, target))
+        circuit_net.run()
+        return circuit_net.state()
+
+
 @pytest.mark.parametrize("rule,loss", [("fa", "mse"), ("kp", "mse"), ("bp", "mse"), ("wm", "cross_entropy"),
                                        ("fa", "cross_entropy")])
 def test_steady_state_equals_the_torch_forward_and_backward_pass(rule: str, loss: str) -> None:
@@ -46,11 +55,7 @@ def test_steady_state_equals_the_torch_forward_and_backward_pass(rule: str, loss
     weights = initial_weights(circuit, 3)
     rng = np.random.default_rng(0)
     x, target = rng.normal(size=64), np.eye(10)[4]
-    params = RateParameters(**{**FAST, "presentation": 300 * ms, "settle": 200 * ms}, loss=loss)
-    with brian_device(params):
-        circuit_net = RateCircuit(circuit, weights, params, probe_protocol(x, target))
-        circuit_net.run()
-        state = circuit_net.state()
+    state = settled_state(circuit, weights, x, target, loss)
     xt = torch.tensor(x[None], requires_grad=True)
     u1 = net.W1(xt)
     u1.retain_grad()
@@ -429,11 +434,7 @@ def test_dfa_error_populations_equal_the_torch_dfa_signals() -> None:
     assert weights["W1"][2].shape == (6, 12) and weights["W2"][2].shape == (6, 16)  # D: from the output errors
     rng = np.random.default_rng(1)
     x, target = rng.normal(size=12), np.eye(6)[2]
-    params = RateParameters(**{**FAST, "presentation": 300 * ms, "settle": 200 * ms})
-    with brian_device(params):
-        circuit_net = RateCircuit(circuit, weights, params, probe_protocol(x, target))
-        circuit_net.run()
-        state = circuit_net.state()
+    state = settled_state(circuit, weights, x, target)
     xt = torch.tensor(x[None], requires_grad=True)
     u1 = net.W1(xt)
     u1.retain_grad()
