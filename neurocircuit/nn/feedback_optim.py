@@ -11,9 +11,9 @@ apply the same kind of update to both.
 A ``kp`` rule with its own ``decay`` gives B that weight decay instead of W's (``KolenPollack(decay=...)``). With
 plain SGD, B_{t+1} = (1 - eta lambda_B) B_t - eta g_t while W_{t+1} = (1 - eta lambda) W_t - eta g_t, so B is
 B_0's random part fading as (1 - eta lambda_B)^t plus W's updates remembered over ~1 / (eta lambda_B) steps instead
-of W's ~1 / (eta lambda). A larger lambda_B erases the random start sooner (fast alignment) at the price of a B
-that weights recent updates more than W does; lambda_B = lambda is Akrout et al.'s rule, where W - B itself decays
-as (1 - eta lambda)^t.
+of W's ~1 / (eta lambda). A larger lambda_B erases B's random start sooner, but not W's, and B shrinks: measured on
+the 784-1000-1000-10 MLP it aligns worse and learns worse than the shared decay (README). lambda_B = lambda is
+Akrout et al.'s rule, where W - B itself decays as (1 - eta lambda)^t.
 
 Steps that the optimizer skips (e.g. ``GradScaler`` on inf/NaN gradients) are skipped for B too, because
 the twin runs from the optimizer's step post-hook.
