@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .rules import symmetric_uniform
+
 if TYPE_CHECKING:  # layers.py imports this module
     from .layers import FeedbackLayer
 
@@ -97,9 +99,7 @@ def direct_matrix(layer: FeedbackLayer, n_out: int, input_shape: tuple[int, ...]
     if cached is not None and cached[0] == key:
         return cached[1]
     generator = torch.Generator().manual_seed(seed)
-    bound = layer.rule.gain / math.sqrt(n_in)
-    d = torch.rand((n_out, n_in), generator=generator, dtype=torch.float64).mul_(2 * bound).sub_(bound)
-    d = d.to(device=device, dtype=dtype)
+    d = symmetric_uniform((n_out, n_in), layer.rule.gain / math.sqrt(n_in), generator).to(device=device, dtype=dtype)
     layer._direct_cache = (key, d)
     return d
 
@@ -149,16 +149,11 @@ def wire_direct_feedback(model: nn.Module, output: str | None = None) -> DirectF
         raise ValueError(f"wire_direct_feedback: no feedback layer named {output!r} (layers: "
                          f"{', '.join(named)})")
     out_layer = named[output] if output is not None else layers[-1][1]
-    for _, m in layers:  # unwire a previous hub, so rewiring never stacks hooks
-        old = getattr(m, "direct_hub", None)
-        if old is not None:
-            for key, hook in list(m._forward_hooks.items()):
-                if isinstance(hook, DirectFeedbackHub):
-                    del m._forward_hooks[key]
-            m.direct_hub = None
     hub = DirectFeedbackHub(out_layer)
-    out_layer.register_forward_hook(hub)
     for _, m in layers:
-        if m.rule.direct or m is out_layer:
-            m.direct_hub = hub
+        for key, hook in list(m._forward_hooks.items()):  # a previous wiring's hook: rewiring never stacks them
+            if isinstance(hook, DirectFeedbackHub):
+                del m._forward_hooks[key]
+        m.direct_hub = hub if m.rule.direct or m is out_layer else None
+    out_layer.register_forward_hook(hub)
     return hub

@@ -10,6 +10,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..simulation import INIT_SCHEMES
 from .layers import FeedbackLayer
+from .rules import symmetric_uniform
 
 __all__ = ["INIT_SCHEMES", "initialize"]
 
@@ -40,8 +41,7 @@ def initialize(model: nn.Module, scheme: str = "default", *, seed: int | None = 
         bound = _xavier_bound(module.weight)
         for tensor in (module.weight, module.feedback_weight):
             if tensor is not None:
-                draw = torch.rand(tensor.shape, generator=generator, dtype=torch.float64).mul_(2 * bound).sub_(bound)
-                tensor.copy_(draw.to(tensor.dtype))
+                tensor.copy_(symmetric_uniform(tensor.shape, bound, generator))
         if module.bias is not None:
             module.bias.zero_()
     return model

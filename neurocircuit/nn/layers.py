@@ -62,7 +62,7 @@ class FeedbackLayer:
 
     def _with_feedback(self, x: Tensor, op: Any) -> Tensor:
         """``op(x)``; for a hidden ``dfa`` layer with x's gradient replaced by the direct signal e @ D."""
-        if not self.rule.direct or (self.direct_hub is not None and self.direct_hub.output is self):
+        if not self.sends_direct:
             return op(x)
         if self.direct_hub is None:
             raise RuntimeError(f"a {type(self).__name__} with rule 'dfa' is not wired to an output layer: call "

@@ -44,9 +44,17 @@ __all__ = [
     "get_rule",
     "list_rules",
     "random_feedback",
+    "symmetric_uniform",
 ]
 
 _REGISTRY: dict[str, type[FeedbackRule]] = {}
+
+
+def symmetric_uniform(shape: tuple[int, ...] | torch.Size, bound: float,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """U(-bound, bound) of ``shape`` in float64, drawn on the CPU: a seeded generator gives the same values on every
+    device (callers move the result). Every random B, direct matrix and Xavier draw goes through here."""
+    return torch.rand(shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound
 
 
 def random_feedback(weight: Tensor, *, gain: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
@@ -55,8 +63,7 @@ def random_feedback(weight: Tensor, *, gain: float = 1.0, generator: torch.Gener
     Drawn on the CPU (so a seeded generator gives the same B on every device) and moved to W's device/dtype.
     """
     fan_in = weight[0].numel() if weight.dim() > 1 else weight.numel()
-    bound = gain / math.sqrt(max(fan_in, 1))
-    b = torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound
+    b = symmetric_uniform(weight.shape, gain / math.sqrt(max(fan_in, 1)), generator)
     return b.to(device=weight.device, dtype=weight.dtype)
 
 
