@@ -28,13 +28,33 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 AUGMENTATIONS = ("imagenet", "flip", "none")
 
 
+class NormalizeBatch:
+    """uint8 images (N, C, H, W) -> float32 scaled to [0, 1] and normalised per channel, on the batch's device: the
+    last, per-pixel steps of the image recipe, done once per batch on the GPU instead of per sample in the workers
+    (which then also ship a quarter of the bytes)."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.mean, self.std = mean, std
+
+    def __call__(self, x: Tensor) -> Tensor:
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return x.to(torch.float32).div_(255.0).sub_(mean).div_(std)
+
+
+#: The image recipe's per-pixel end (ToDtype + Normalize), applied by the trainer to whole uint8 batches.
+NORMALIZE = NormalizeBatch(IMAGENET_MEAN, IMAGENET_STD)
+
+
 class SeededDataset(Dataset):
-    """Applies ``transform`` to ``base[index]``, drawing its randomness from the seed that comes with the index."""
+    """Applies ``transform`` to ``base[index]``, drawing its randomness from the seed that comes with the index;
+    ``batch_transform`` (if any) is what the trainer applies to whole batches on the device after that."""
 
     takes_seed = True
 
-    def __init__(self, base: Dataset, transform: Callable[[Any], Tensor] | None) -> None:
-        self.base, self.transform = base, transform
+    def __init__(self, base: Dataset, transform: Callable[[Any], Tensor] | None,
+                 batch_transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        self.base, self.transform, self.batch_transform = base, transform, batch_transform
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -67,21 +87,56 @@ class SyntheticImages(Dataset):
         return torch.randn((3, self.side, self.side), generator=g), index % self.num_classes
 
 
-class _GrayToRGB(Dataset):
-    """(1, H, W) tensors resized to (3, side, side): the proxy's Fashion-MNIST for ImageNet models."""
+# splitmix64's finaliser constants as signed 64-bit integers (torch has no uint64 arithmetic)
+_MIX_1 = 0xBF58476D1CE4E5B9 - (1 << 64)
+_MIX_2 = 0x94D049BB133111EB - (1 << 64)
 
-    def __init__(self, images: Tensor, labels: Tensor, side: int) -> None:
+
+def flip_decisions(seeds: Tensor) -> Tensor:
+    """Whether each sample is flipped, from its augmentation seed: a bit of splitmix64's mix of the seed (int64
+    arithmetic, the same on every device), so one sample's flip never depends on which batch or process makes it."""
+    z = seeds.to(torch.int64)
+    z = (z ^ (z >> 30)) * _MIX_1
+    z = (z ^ (z >> 27)) * _MIX_2
+    z = z ^ (z >> 31)
+    return ((z >> 40) & 1) == 1
+
+
+class _GrayToRGB(Dataset):
+    """(1, H, W) tensors resized to (3, side, side), flipped per sample with ``flip``: the proxy's Fashion-MNIST for
+    ImageNet models. :meth:`batch_on_device` makes whole batches from tensors already on the device (index, flip,
+    three channels); ``__getitem__`` makes the same samples one at a time."""
+
+    def __init__(self, images: Tensor, labels: Tensor, side: int, *, flip: bool = False) -> None:
         from torch.nn import functional as F
 
         if images.shape[-1] != side:
             images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
-        self.images, self.labels = images.contiguous(), labels
+        self.images, self.labels, self.flip = images.contiguous(), labels, flip
+        self.tensors = (self.images, self.labels)
+        self.takes_seed = flip  # the sampler's (index, seed) pairs fix every flip
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self.images[index].expand(3, -1, -1), int(self.labels[index])
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        image = self.images[index]
+        if self.flip:
+            flipped = torch.rand(()) < 0.5 if seed is None else flip_decisions(torch.tensor([seed]))[0]
+            image = image.flip(-1) if flipped else image
+        return image.expand(3, -1, -1), int(self.labels[index])
+
+    def batch_on_device(self, tensors: tuple[Tensor, Tensor], index: Tensor, seeds: Tensor | None
+                        ) -> tuple[Tensor, Tensor]:
+        """The samples ``index`` (with their augmentation ``seeds``) of ``tensors`` (this data set's, moved to the
+        training device): the batch a DataLoader would collate from ``__getitem__``, in a few batched ops."""
+        images, labels = tensors
+        x = images[index]
+        if self.flip:
+            flipped = torch.rand(len(index), device=x.device) < 0.5 if seeds is None else flip_decisions(seeds)
+            x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
+        return x.expand(-1, 3, -1, -1), labels[index]
 
 
 def _check_augment(augment: str) -> None:
@@ -90,13 +145,14 @@ def _check_augment(augment: str) -> None:
 
 
 def _transforms(*, image_size: int, val_resize: int, augment: str) -> tuple[Callable, Callable]:
-    """Train and val transforms of PIL images (the ImageNet recipe by default)."""
+    """Train and val transforms of PIL images to uint8 tensors (the ImageNet recipe by default); scaling and
+    normalisation follow on the device (:data:`NORMALIZE`)."""
     from torchvision.transforms import v2 as T
 
     _check_augment(augment)
     if val_resize < image_size:
         raise ConfigError(f"data.val_resize ({val_resize}) must be >= data.image_size ({image_size})")
-    to_tensor = [T.PILToTensor(), T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    to_tensor = [T.PILToTensor()]  # uint8; NORMALIZE scales and normalises whole batches on the device
     if augment == "imagenet":
         train = [T.RandomResizedCrop(image_size, antialias=True), T.RandomHorizontalFlip()]
     else:
@@ -157,7 +213,7 @@ def load_imagefolder(*, root: str | None = None, image_size: int = 224, val_resi
     if train.classes != val.classes:  # type: ignore[attr-defined]
         raise DataError(f"ImageFolder data in {path}: train/ and val/ have different class folders")
     classes = len(train.classes)  # type: ignore[attr-defined]
-    return (SeededDataset(train, train_t), SeededDataset(val, val_t),
+    return (SeededDataset(train, train_t, NORMALIZE), SeededDataset(val, val_t, NORMALIZE),
             DatasetInfo("imagefolder", (3, image_size, image_size), classes, "classification"))
 
 
@@ -182,7 +238,7 @@ def load_torchvision(name: str, *, root: str | None = None, download: bool = Fal
     classes = getattr(sets[0], "classes", None)
     if classes is None:
         raise DataError(f"torchvision:{name} does not list its classes; use an ImageFolder tree")
-    return (SeededDataset(sets[0], train_t), SeededDataset(sets[1], val_t),
+    return (SeededDataset(sets[0], train_t, NORMALIZE), SeededDataset(sets[1], val_t, NORMALIZE),
             DatasetInfo(f"torchvision:{name}", (3, image_size, image_size), len(classes), "classification"))
 
 
@@ -218,6 +274,6 @@ def rgb_images(train: Any, test: Any, info: DatasetInfo, *, image_size: int, aug
     """Grey images ``(N, 1, H, W)`` as three equal channels of ``image_size`` (Fashion-MNIST for ImageNet models)."""
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
         raise ConfigError(f"data.image_size must be an int >= 1, got {image_size!r}")
-    flip = _tensor_flip(augment)
-    return (SeededDataset(_GrayToRGB(*train.tensors, image_size), flip), _GrayToRGB(*test.tensors, image_size),
+    flip = _tensor_flip(augment) is not None
+    return (_GrayToRGB(*train.tensors, image_size, flip=flip), _GrayToRGB(*test.tensors, image_size),
             DatasetInfo(info.name, (3, image_size, image_size), info.n_outputs, info.task))

@@ -177,7 +177,8 @@ class TorchSettings:
     amp
         ``auto`` = bf16 autocast on CUDA, off on CPU; ``bf16``, ``fp16`` or ``off``.
     channels_last, compile
-        Memory format (None: on CUDA only) and ``torch.compile`` of the network.
+        Memory format and ``torch.compile`` of the network (None, the default: on CUDA only, where compiling removes
+        the rule layers' per-layer Python from the step; on the CPU eager mode is as fast and starts at once).
     workers
         DataLoader worker processes per process (0: load in the training process).
     checkpoint_every, log_every
@@ -188,7 +189,7 @@ class TorchSettings:
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool | None = None
-    compile: bool = False
+    compile: bool | None = None
     workers: int = 0
     checkpoint_every: int = 1000
     log_every: int = 50
@@ -199,7 +200,8 @@ class TorchSettings:
             raise ConfigError(f"torch.amp: unknown value {self.amp!r} (use {', '.join(AMP_MODES)})")
         if self.channels_last is not None:
             expect(self.channels_last, bool, "torch.channels_last")
-        expect(self.compile, bool, "torch.compile")
+        if self.compile is not None:
+            expect(self.compile, bool, "torch.compile")
         _number(self.workers, "torch.workers", strict=False, integer=True)
         _number(self.checkpoint_every, "torch.checkpoint_every", strict=False, integer=True)
         _number(self.log_every, "torch.log_every", integer=True)

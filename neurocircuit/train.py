@@ -166,6 +166,11 @@ def resolve_device(name: str) -> torch.device:
 _OWN_GROUP: list[bool] = [False]  # whether this module opened the process group (and so closes it)
 
 
+def cuda_default(setting: bool | None, device: torch.device) -> bool:
+    """A switch that is on by default on CUDA only (``channels_last``, ``compile``): None follows the device."""
+    return setting if setting is not None else device.type == "cuda"
+
+
 def release_process_group() -> None:
     """Close the process group the trainer opened under ``torchrun`` (one group serves every arm and seed of a
     simulation; a group the caller opened is left alone)."""
@@ -269,34 +274,49 @@ class _Indexed(Dataset):
         return self.base[item] if self.takes_seed else self.base[item[0]]
 
 
-def _in_memory_tensors(dataset: Dataset) -> tuple[Tensor, ...] | None:
-    """The tensors of a ``TensorDataset`` served as is (not through an augmenting data set), else None."""
+BatchMaker = Callable[[tuple[Tensor, ...], Tensor, Tensor | None], tuple[Tensor, ...]]
+
+
+def _in_memory_tensors(dataset: Dataset) -> tuple[tuple[Tensor, ...], BatchMaker | None] | None:
+    """The tensors of an in-memory data set and, if it augments, its batched ``batch_on_device`` (else None: a
+    ``TensorDataset`` served as is); None for a data set that needs the per-sample path."""
     if isinstance(dataset, _Indexed):
-        if dataset.takes_seed:
-            return None
         dataset = dataset.base
-    return tuple(dataset.tensors) if isinstance(dataset, TensorDataset) else None
+    maker = getattr(dataset, "batch_on_device", None)
+    if maker is not None:
+        return tuple(dataset.tensors), maker  # type: ignore[attr-defined]
+    if isinstance(dataset, TensorDataset) and not getattr(dataset, "takes_seed", False):
+        return tuple(dataset.tensors), None
+    return None
 
 
 class _TensorBatches:
-    """Batches ``tensors[k][indices]`` in the order a sampler yields (``(index, seed)`` pairs or indices) — what a
-    ``DataLoader`` with the default collate would give, without the per-sample Python."""
+    """Batches ``tensors[k][indices]`` (or ``make(tensors, indices, seeds)`` for a data set that augments) in the
+    order a sampler yields (``(index, seed)`` pairs or indices) — what a ``DataLoader`` with the default collate
+    would give, without the per-sample Python."""
 
-    def __init__(self, tensors: tuple[Tensor, ...], sampler: Sampler, batch_size: int) -> None:
-        self.tensors, self.sampler, self.batch_size = tensors, sampler, batch_size
+    def __init__(self, tensors: tuple[Tensor, ...], sampler: Sampler, batch_size: int,
+                 make: BatchMaker | None = None) -> None:
+        self.tensors, self.sampler, self.batch_size, self.make = tensors, sampler, batch_size, make
+
+    def _batch(self, items: list[Any]) -> tuple[Tensor, ...]:
+        device = self.tensors[0].device
+        pairs = isinstance(items[0], tuple)
+        index = torch.tensor([int(i[0]) if pairs else int(i) for i in items], device=device)
+        if self.make is None:
+            return tuple(t[index] for t in self.tensors)
+        seeds = torch.tensor([int(i[1]) for i in items], device=device) if pairs else None
+        return self.make(self.tensors, index, seeds)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        batch: list[int] = []
-        device = self.tensors[0].device
+        batch: list[Any] = []
         for item in self.sampler:
-            batch.append(int(item[0]) if isinstance(item, tuple) else int(item))
+            batch.append(item)
             if len(batch) == self.batch_size:
-                index = torch.tensor(batch, device=device)
-                yield tuple(t[index] for t in self.tensors)
+                yield self._batch(batch)
                 batch = []
         if batch:
-            index = torch.tensor(batch, device=device)
-            yield tuple(t[index] for t in self.tensors)
+            yield self._batch(batch)
 
 
 class _StopFlag:
@@ -489,8 +509,8 @@ class Trainer:
         self.input_shape, self.n_classes = tuple(input_shape), n_classes
         self.loss_fn = LOSSES[train.loss]
         self.classification = train.loss == "cross_entropy"
-        self.channels_last = (torch_settings.channels_last if torch_settings.channels_last is not None
-                              else self.device.type == "cuda")
+        self.channels_last = cuda_default(torch_settings.channels_last, self.device)
+        self.compile = cuda_default(torch_settings.compile, self.device)
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
                               else torch.preserve_format)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None,
@@ -731,7 +751,7 @@ class Trainer:
             nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
             forward = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if self.settings.compile:
+        if self.compile:
             forward = torch.compile(forward)  # type: ignore[assignment]
         self.probe = self._probe()
         if not self.records:
@@ -748,27 +768,31 @@ class Trainer:
         if not self.train.alignment_samples:
             return None
         x, y = next(iter(DataLoader(self.test_set, batch_size=self.train.alignment_samples)))
-        return x.to(self.device), y.to(self.device)
+        return self._to_device(x, y, self.test_set)
 
     def _loader(self, dataset: Dataset, sampler: Sampler, *, batch_size: int, train: bool = False
                 ) -> Iterable[tuple[Tensor, Tensor]]:
         workers = self.settings.workers
-        tensors = _in_memory_tensors(dataset)
-        if tensors is not None and not workers:
-            # In-memory data without augmentation: index the tensors (held on the device) batch by batch instead
-            # of fetching and collating sample by sample — the same batches, in the same order.
+        in_memory = _in_memory_tensors(dataset)
+        if in_memory is not None and not workers:
+            # In-memory data: index the tensors (held on the device) batch by batch, augmenting whole batches there,
+            # instead of fetching and collating sample by sample — the same batches, in the same order.
+            tensors, make = in_memory
             key = id(tensors[0])
             if key not in self._device_tensors:
                 self._device_tensors[key] = tuple(t.to(self.device) for t in tensors)
-            return _TensorBatches(self._device_tensors[key], sampler, batch_size)
+            return _TensorBatches(self._device_tensors[key], sampler, batch_size, make)
         # A training loader draws its workers' base seed from its own generator, not from the global RNG that the
         # rules use (the order and augmentation come from the sampler's seeds).
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                           pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None,
                           generator=torch.Generator() if train else None)
 
-    def _to_device(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _to_device(self, x: Tensor, y: Tensor, dataset: Dataset) -> tuple[Tensor, Tensor]:
         x = x.to(self.device, non_blocking=True)
+        batch_transform = getattr(dataset.base if isinstance(dataset, _Indexed) else dataset, "batch_transform", None)
+        if batch_transform is not None:  # e.g. uint8 images scaled and normalised here, a batch at a time
+            x = batch_transform(x)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device, non_blocking=True)
@@ -806,7 +830,7 @@ class Trainer:
             for x, y in loader:
                 if self.batch >= self.steps_per_epoch:
                     break
-                x, y = self._to_device(x, y)
+                x, y = self._to_device(x, y, self.train_set)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                     enabled=self.amp_dtype is not None):
                     output = forward(x)
@@ -869,7 +893,7 @@ class Trainer:
         for i, (x, y) in enumerate(loader):
             if self.train.val_batches is not None and i >= self.train.val_batches:
                 break
-            x, y = self._to_device(x, y)
+            x, y = self._to_device(x, y, dataset)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 output = self.model(x)

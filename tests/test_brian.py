@@ -38,24 +38,29 @@ def probe_protocol(x: np.ndarray, target: np.ndarray) -> Protocol:
                     phase=np.array(["probe"], dtype=object), labels=np.full(1, -1))
 
 
-def settled_state(circuit, weights, x: np.ndarray, target: np.ndarray, loss: str = "mse") -> dict:
+def settled_state(circuit, weights, x: np.ndarray, target: np.ndarray, loss: str = "mse",
+                  precision: str = "double") -> dict:
     """y and delta of every population after one long presentation of x (plasticity has no time to matter)."""
-    params = RateParameters(**{**FAST, "presentation": 300 * ms, "settle": 200 * ms}, loss=loss)
+    params = RateParameters(**{**FAST, "presentation": 300 * ms, "settle": 200 * ms}, loss=loss, precision=precision)
     with brian_device(params):
         circuit_net = RateCircuit(circuit, weights, params, probe_protocol(x, target))
         circuit_net.run()
         return circuit_net.state()
 
 
-@pytest.mark.parametrize("rule,loss", [("fa", "mse"), ("kp", "mse"), ("bp", "mse"), ("wm", "cross_entropy"),
-                                       ("fa", "cross_entropy")])
-def test_steady_state_equals_the_torch_forward_and_backward_pass(rule: str, loss: str) -> None:
+@pytest.mark.parametrize("rule,loss,precision", [("fa", "mse", "double"), ("kp", "mse", "double"),
+                                                 ("bp", "mse", "double"), ("wm", "cross_entropy", "double"),
+                                                 ("fa", "cross_entropy", "double"), ("fa", "mse", "single"),
+                                                 ("wm", "cross_entropy", "single")])
+def test_steady_state_equals_the_torch_forward_and_backward_pass(rule: str, loss: str, precision: str) -> None:
     circuit = load_model("mlp_digits", rule=rule)
     net = build_network(circuit, seed=3).double()
     weights = initial_weights(circuit, 3)
     rng = np.random.default_rng(0)
     x, target = rng.normal(size=64), np.eye(10)[4]
-    state = settled_state(circuit, weights, x, target, loss)
+    state = settled_state(circuit, weights, x, target, loss, precision)
+    if precision == "single":
+        assert all(v.dtype == np.float32 for pop in state.values() for v in pop.values())
     xt = torch.tensor(x[None], requires_grad=True)
     u1 = net.W1(xt)
     u1.retain_grad()
@@ -116,19 +121,21 @@ def test_phases_switch_inside_one_network() -> None:
     assert all(changed_b[9:12]) and not any(changed_w[9:12])
 
 
-def test_kolen_pollack_difference_decays_exactly_as_exp_decay_per_euler_step() -> None:
+@pytest.mark.parametrize("plasticity_dt", [None, "2 ms"])
+def test_kolen_pollack_difference_decays_exactly_as_exp_decay_per_euler_step(plasticity_dt: str | None) -> None:
+    """W - B^T decays by (1 - lambda_w step) per plasticity step, on dt's clock or on a slower plasticity clock."""
     circuit = small_circuit("kp")
     weights = initial_weights(circuit, 1)
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(10, 12)), rng.integers(0, 6, 10)
     protocol = build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x[:1], y[:1]))
-    params = RateParameters(**FAST, eta_w=10 * Hz, lambda_w=20 * Hz)
+    params = RateParameters(**FAST, eta_w=10 * Hz, lambda_w=20 * Hz, plasticity_dt=plasticity_dt)
     with brian_device(params):
         net = RateCircuit(circuit, weights, params, protocol)
         net.run()
         end = {n: net.matrices(n) for n in ("W1", "W2")}
     # Number of Euler steps with plasticity on: learning windows x steps after settling.
-    dt, presentation, settle = 0.5e-3, 40e-3, 30e-3
+    dt, presentation, settle = (2e-3 if plasticity_dt else 0.5e-3), 40e-3, 30e-3
     t = np.arange(int(round(protocol.steps * presentation / dt))) * dt
     window = np.clip(np.floor(t / presentation + 1e-9).astype(int), 0, protocol.steps - 1)
     on = (protocol.learn_b[window] > 0) & (t - presentation * np.floor(t / presentation + 1e-9) >= settle)
@@ -334,6 +341,14 @@ def test_parameters_need_units_and_sane_values(tmp_path, capsys) -> None:
         with pytest.raises(ConfigError, match="cannot read"):  # read as number x units, never evaluated
             RateParameters(tau=code)
     assert RateParameters(tau="3 ms", eta_w="0.02 / ms").eta_w == 20 * Hz
+    assert RateParameters(plasticity_dt="2 ms").plasticity_step == 2 * ms
+    assert RateParameters().plasticity_step == RateParameters().dt
+    with pytest.raises(ConfigError, match=r"brian2\.plasticity_dt \(0\.75 ms\) must be a whole multiple of brian2\.dt"):
+        RateParameters(plasticity_dt="0.75 ms")
+    with pytest.raises(ConfigError, match=r"brian2\.plasticity_dt \(4\. ms\) must divide brian2\.settle"):
+        RateParameters(plasticity_dt="4 ms", settle="30 ms")
+    with pytest.raises(ConfigError, match=r"brian2\.precision: unknown value 'half'"):
+        RateParameters(precision="half")
     with pytest.raises(ConfigError, match="spiking variant for delays"):
         circuit = small_circuit("fa")
         RateCircuit(circuit, initial_weights(circuit, 0), RateParameters(delay="1 ms"),
@@ -358,7 +373,11 @@ def test_cpp_standalone_device_runs_the_same_network(tmp_path) -> None:
         net.run()  # generates, compiles and runs one C++ program
         w, b = net.matrices("W2")
         assert len(net.snapshot_times()) == 5  # 0, 1, 2, 3, 4 s of 4.04 s
-    assert (tmp_path / "standalone" / "main.cpp").exists() or any((tmp_path / "standalone").iterdir())
+    main_cpp = (tmp_path / "standalone" / "main.cpp").read_text()
+    # One program of two runs: the mirror windows without B's summed drive, then the last window with it.
+    mirror_part, end_part = main_cpp.split("network.run(")[:2]
+    assert "B_summed_variable" not in mirror_part.split("network.clear()")[-1]
+    assert "_run_W2_B_summed_variable_e_in_post" in end_part.split("network.clear()")[-1]
     np.testing.assert_array_equal(w, weights["W2"][0])
     assert angle(b, w) < 30
 
@@ -453,3 +472,90 @@ def test_dfa_error_populations_equal_the_torch_dfa_signals() -> None:
     (0.5 * ((torch.tensor(target[None]) - fa.W3(torch.tanh(u2_fa))) ** 2).sum()).backward()
     fa_p1 = (1 - h.detach().numpy()[0] ** 2) * (fa.W2.feedback_weight.numpy().T @ -u2_fa.grad.numpy()[0])
     assert np.abs(state["p1"]["delta"] - fa_p1).max() > 1e-3
+
+
+def test_single_precision_is_scoped_to_the_circuit_it_builds() -> None:
+    import brian2
+
+    params = RateParameters(**FAST, precision="single")
+    circuit = small_circuit("wm")
+    before = brian2.prefs.core.default_float_dtype
+    with brian_device(params):
+        net = RateCircuit(circuit, initial_weights(circuit, 0), params,
+                          build_protocol([MirrorPhase(steps=2)], n_in=12, n_out=6))
+        net.run()
+        b = np.asarray(net.feedback_synapses["W1"][0].b[:])
+        y = np.asarray(net.layers["p1"].forward.y[:])
+    assert b.dtype == y.dtype == np.float32 and np.isfinite(b).all()
+    assert brian2.prefs.core.default_float_dtype is before  # later circuits are double again
+
+
+def test_mirror_on_a_slower_plasticity_clock_steps_b_only_on_that_clock() -> None:
+    """With plasticity_dt = 4 dt, B changes once per 2 ms while the drives (and so the noise) run every 0.5 ms; the
+    circuit still mirrors."""
+    circuit = small_circuit("wm", (12, 16, 6))
+    params = RateParameters(**FAST, eta_mirror=0.5 * Hz, lambda_mirror=0.5 * Hz, plasticity_dt="2 ms",
+                            record_every=25)
+    with brian_device(params):
+        net = RateCircuit(circuit, initial_weights(circuit, 0), params,
+                          build_protocol([MirrorPhase(steps=150)], n_in=12, n_out=6))
+        feedback = net.feedback_synapses["W2"][0]
+        assert float(feedback.clock.dt / ms) == 2.0
+        assert float(net.layers["p1"].error.clock.dt / ms) == 0.5
+        net.run(1 * ms)  # two dt steps: B takes its first plasticity step at t = 0 only
+        first = np.array(feedback.b[:])
+        net.run(1 * ms)  # t = 1 ms, 1.5 ms: no plasticity step
+        np.testing.assert_array_equal(np.array(feedback.b[:]), first)
+        net.run(1 * ms)  # t = 2 ms: the second step
+        assert not np.array_equal(np.array(feedback.b[:]), first)
+        net.run(6 * 1000 * ms - 3 * ms)
+        after = [angle(*net.matrices(n)[::-1]) for n in net.forward_synapses]
+    assert all(a < 20 for a in after), after
+
+
+def test_leading_mirror_windows_skip_the_unused_feedback_drive_exactly() -> None:
+    """Error units read B's drive only through (1 - m) err, so run() switches the summed B^T delta off during the
+    protocol's leading mirror windows: every weight and state is bit-identical to a run that sums it throughout."""
+    circuit = small_circuit("wm", (12, 16, 6))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2, 12)), rng.integers(0, 6, 2)
+    params = RateParameters(**FAST, eta_mirror=0.5 * Hz, lambda_mirror=0.5 * Hz, eta_w=20 * Hz, record_every=5)
+    protocol = build_protocol([MirrorPhase(steps=6), EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y),
+                              test=(x[:1], y[:1]))
+    ends = []
+    for lead in (None, 0 * ms):
+        with brian_device(params):
+            net = RateCircuit(circuit, initial_weights(circuit, 0), params, protocol)
+            assert net.mirror_lead == 6 * params.presentation
+            if lead is not None:
+                net.mirror_lead = lead  # the control: the drive summed at every step
+            net.run(3 * params.presentation)  # inside the mirror windows
+            hidden_input = np.array(net.layers["p1"].error.e_in[:])  # a copy: [:] views the live array
+            net.run(net.duration - 3 * params.presentation)  # the rest: mirror, then training with the drive on
+            ends.append((hidden_input, {n: net.matrices(n) for n in net.forward_synapses}, net.state()))
+    (skipped_input, skipped, skipped_state), (summed_input, summed, summed_state) = ends
+    assert (skipped_input == 0).all() and (summed_input != 0).any()  # it was off, and it would have been nonzero
+    for name in skipped:
+        for a, b in zip(skipped[name], summed[name]):
+            np.testing.assert_array_equal(a, b)
+    for pop in skipped_state:
+        for key in ("y", "delta"):
+            np.testing.assert_array_equal(skipped_state[pop][key], summed_state[pop][key])
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_hand_reference_loop_mirrors_like_the_circuit(every: int) -> None:
+    """The benchmark's hand-written numpy loop (the same equations, plasticity every ``every`` steps) aligns B with W
+    as the circuit does (test_mirror_phase_aligns_every_layer_below_20_degrees), and leaves W alone."""
+    from neurocircuit.brian.reference import mirror_loop
+
+    circuit = small_circuit("wm", (12, 16, 6))
+    weights = initial_weights(circuit, 0)
+    w = [weights[n][0] for n in ("W1", "W2")]
+    b0 = [weights[n][2] for n in ("W1", "W2")]
+    before = [angle(b, wk) for b, wk in zip(b0, w)]
+    b = mirror_loop(w, b0, steps=12_000, dt=0.5e-3, tau=2e-3, tau_feedback=2e-3, noise_tau=1e-3, noise_sigma=1.0,
+                    eta=0.5, decay=0.5, plasticity_every=every)
+    after = [angle(bk, wk) for bk, wk in zip(b, w)]
+    assert all(a > 75 for a in before) and all(a < 20 for a in after), (before, after)
+    assert all(np.array_equal(wk, weights[n][0]) for wk, n in zip(w, ("W1", "W2")))

@@ -345,7 +345,7 @@ def test_prenatal_phase_on_a_converted_network_aligns_the_readout_only_with_a_fi
     assert start > 80 and fixed < start - 15 and fresh > start - 5, (start, fixed, fresh)
 
 
-@pytest.mark.parametrize("rule", ["bp", "kp", "usf"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "kp", "usf", "frsf", "wm"])
 def test_rule_layers_trace_without_graph_breaks_under_bf16_autocast(rule: str) -> None:
     from neurocircuit.nn import convert
 
@@ -356,3 +356,53 @@ def test_rule_layers_trace_without_graph_breaks_under_bf16_autocast(rule: str) -
     with torch.autocast("cpu", dtype=torch.bfloat16):
         explained = torch._dynamo.explain(model)(torch.randn(2, 3, 6, 6))
     assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+
+
+def test_compile_and_channels_last_default_to_cuda_only() -> None:
+    from neurocircuit.simulation import TorchSettings
+    from neurocircuit.train import cuda_default
+
+    settings = TorchSettings()
+    assert settings.compile is None and settings.channels_last is None
+    assert cuda_default(settings.compile, torch.device("cuda", 0)) is True
+    assert cuda_default(settings.compile, torch.device("cpu")) is False
+    assert cuda_default(False, torch.device("cuda", 0)) is False and cuda_default(True, torch.device("cpu")) is True
+    with pytest.raises(ConfigError, match="torch.compile"):
+        TorchSettings(compile="yes")
+
+
+@pytest.mark.parametrize("rule", ["fa", "kp", "dfa"])
+def test_compiled_rule_layers_give_the_eager_gradients(rule: str) -> None:
+    """torch.compile (on by default on CUDA) traces the rule layers — dfa's output hook through graph breaks — and
+    gives the same gradients as eager mode (dynamo with the aot_eager backend: the graph capture CUDA uses)."""
+    from neurocircuit.nn import convert
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
+    convert(model, rule, seed=0)
+    x, y = torch.randn(4, 3, 6, 6), torch.tensor([0, 1, 2, 3])
+    grads = []
+    torch._dynamo.reset()
+    for forward in (model, torch.compile(model, backend="aot_eager")):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(forward(x), y).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for eager, compiled in zip(*grads):
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-7)
+
+
+def test_image_folders_ship_uint8_and_are_normalised_per_batch_on_the_device(folder: Path) -> None:
+    """Workers decode, crop and flip to uint8; scaling and normalisation run once per batch where the batch is —
+    the same values as torchvision's per-sample ToDtype + Normalize."""
+    from torchvision.transforms import v2 as T
+
+    from neurocircuit.images import IMAGENET_MEAN, IMAGENET_STD, load_imagefolder
+
+    train, val, _ = load_imagefolder(root=str(folder), image_size=8, val_resize=10)
+    batch = torch.stack([val[(k, 0)][0] for k in range(4)])
+    assert batch.dtype == torch.uint8 and batch.shape == (4, 3, 8, 8)
+    per_sample = T.Compose([T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    expected = torch.stack([per_sample(image) for image in batch])
+    torch.testing.assert_close(val.batch_transform(batch), expected, rtol=1e-6, atol=1e-6)
+    assert train.batch_transform is val.batch_transform

@@ -150,7 +150,9 @@ def test_in_memory_batches_are_the_data_loaders_batches():
     sampler = ResumableSampler(53, seed=3)
     sampler.set_position(2, 14)
     expected = list(DataLoader(_Indexed(data), batch_size=8, sampler=sampler))
-    got = list(_TensorBatches(_in_memory_tensors(_Indexed(data)), sampler, 8))
+    tensors, make = _in_memory_tensors(_Indexed(data))
+    assert make is None
+    got = list(_TensorBatches(tensors, sampler, 8))
     assert len(got) == len(expected) == 5 and len(got[-1][1]) == 53 - 14 - 32
     for (x, y), (gx, gy) in zip(expected, got):
         assert torch.equal(x, gx) and torch.equal(y, gy)
@@ -159,3 +161,34 @@ def test_in_memory_batches_are_the_data_loaders_batches():
         takes_seed = True
 
     assert _in_memory_tensors(_Indexed(Augmenting(*data.tensors))) is None  # augmentation keeps the loader
+
+
+def test_proxy_images_flip_whole_batches_on_the_device_as_the_loader_would():
+    """The Fashion-MNIST proxy (grey images as three channels, flipped by seed) makes its batches on the device:
+    the same images as a DataLoader of per-sample items over the same (index, seed) pairs, part-way resumed too."""
+    from torch.utils.data import DataLoader
+
+    from neurocircuit.images import _GrayToRGB, flip_decisions
+    from neurocircuit.train import ResumableSampler, _in_memory_tensors, _Indexed, _TensorBatches
+
+    images = torch.randn(37, 1, 6, 6)
+    data = _GrayToRGB(images, torch.randint(0, 10, (37,)), 8, flip=True)
+    sampler = ResumableSampler(37, seed=5)
+    sampler.set_position(1, 10)
+    expected = list(DataLoader(_Indexed(data), batch_size=8, sampler=sampler))
+    tensors, make = _in_memory_tensors(_Indexed(data))
+    got = list(_TensorBatches(tensors, sampler, 8, make))
+    assert len(got) == len(expected) == 4
+    for (x, y), (gx, gy) in zip(expected, got):
+        assert gx.shape == x.shape and x.shape[1:] == (3, 8, 8)
+        assert torch.equal(x, gx) and torch.equal(y, gy)
+    # The flips: half of the samples, not periodic in the index, and really mirror images.
+    decisions = flip_decisions(torch.arange(10_000) * 2_654_435_761)
+    assert 0.48 < decisions.float().mean() < 0.52
+    assert 0.4 < (decisions[1:] != decisions[:-1]).float().mean() < 0.6
+    seeds = torch.tensor([int(s) for _, s in list(sampler)[:8]])
+    x, _ = make(tensors, torch.arange(8), seeds)
+    resized = data.images[:8].expand(-1, 3, -1, -1)
+    flipped = flip_decisions(seeds)
+    assert flipped.any() and (~flipped).any()
+    assert torch.equal(x[flipped], resized[flipped].flip(-1)) and torch.equal(x[~flipped], resized[~flipped])

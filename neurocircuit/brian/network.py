@@ -93,8 +93,11 @@ _SETTLED = "int(t - presentation * floor(t / presentation + 1e-9) >= settle)"
 
 @contextlib.contextmanager
 def brian_device(params: RateParameters, directory: str | None = None) -> Iterator[None]:
-    """Select the Brian2 device/target of ``params`` for the objects built inside, and restore runtime after."""
+    """Select the Brian2 device/target and float precision of ``params`` for the objects built inside, and restore
+    the runtime device, target and precision after."""
     previous_target = brian2.prefs.codegen.target
+    previous_dtype = brian2.prefs.core.default_float_dtype
+    brian2.prefs.core.default_float_dtype = np.float32 if params.precision == "single" else np.float64
     standalone = params.device != "runtime"
     if standalone:
         if params.device == "cuda_standalone":
@@ -105,13 +108,17 @@ def brian_device(params: RateParameters, directory: str | None = None) -> Iterat
     else:
         brian2.prefs.codegen.target = params.target
     try:
-        yield
+        with warnings.catch_warnings():
+            if params.precision == "single":  # Brian2 checks every float32 it sets against 1e50, which overflows
+                warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, r"brian2\.groups")
+            yield
     finally:
         if standalone:
             brian2.device.reinit()
             brian2.device.activate()
             brian2.set_device("runtime")
         brian2.prefs.codegen.target = previous_target
+        brian2.prefs.core.default_float_dtype = previous_dtype
 
 
 def check_cuda_device() -> None:
@@ -171,14 +178,40 @@ class BrianCircuit:
     feedback_synapses: dict[str, list[Synapses]]
     monitors: dict[str, Any]
     network: Network
+    #: How long the protocol opens with mirror windows, in which error units never read the feedback drive.
+    mirror_lead: brian2.Quantity = 0 * ms
 
     @property
     def duration(self) -> brian2.Quantity:
         return self.protocol.steps * self.params.presentation
 
     def run(self, duration: brian2.Quantity | None = None) -> None:
-        """Run the whole protocol (or ``duration`` of it) in one ``Network.run``."""
-        self.network.run(self.duration if duration is None else duration, namespace={})
+        """Run the whole protocol (or ``duration`` of it) in one ``Network.run`` — in two where it starts inside the
+        leading mirror windows, the first of them without the feedback drive they never read (a standalone device
+        then builds one program of both runs)."""
+        dt = self.params.dt
+        steps = int(round(float((self.duration if duration is None else duration) / dt)))
+        skip = min(max(int(round(float((self.mirror_lead - self.network.t) / dt))), 0), steps)
+        device = brian2.get_device()
+        build_on_run = getattr(device, "build_on_run", False)
+        if skip:
+            self._feedback_drive(False)
+            if build_on_run and steps > skip:
+                device.build_on_run = False  # a standalone device builds and runs the program on the second run
+            try:
+                self.network.run(skip * dt, namespace={})
+            finally:
+                if build_on_run:
+                    device.build_on_run = True
+                self._feedback_drive(True)
+        if steps > skip or not skip:
+            self.network.run((steps - skip) * dt, namespace={})
+
+    def _feedback_drive(self, on: bool) -> None:
+        for group in self.feedback_synapses.values():
+            for syn in group:
+                for updater in syn.summed_updaters.values():
+                    updater.active = on
 
     def matrices(self, name: str, snapshot: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """W and B (W's layout; missing synapses are 0) now, or at recorded ``snapshot``."""
@@ -256,6 +289,11 @@ class RateCircuit(BrianCircuit):
                for key in ("mirror", "learn_w", "learn_b", "stimulus", "target")},
         }
         self.plastic_w = bool(protocol.learn_w.any())  # else W stays a constant (no per-step ODE)
+        # Error units read B's drive only through (1 - m) err, so during the protocol's leading mirror windows it is
+        # never read: run() switches its summed B^T delta (a third of the mirror phase's time on large circuits) off
+        # there. Exact: a summed variable is recomputed from scratch at every step, so the trajectory is unchanged.
+        mirror = protocol.mirror == 1
+        self.mirror_lead = int(len(mirror) if mirror.all() else np.argmin(mirror)) * p.presentation
         self.normaliser: list[Any] = []  # the softmax's summing unit (cross_entropy only)
         self.layers = self._populations()
         self.forward_synapses: dict[str, Synapses] = {}
@@ -355,7 +393,9 @@ class RateCircuit(BrianCircuit):
         w_eq = ("dw/dt = learn_w(t) * settled * (eta_w * delta_post * y_pre - lambda_w * w) : 1 (clock-driven)\n"
                 if plastic_w else "w : 1\n")
         forward = Synapses(pre.forward, post.forward, w_eq + f"settled = {_SETTLED} : 1\n"
-                           "u_syn_post = w * y_pre : 1 (summed)", method="euler", dt=p.dt,
+                           "u_syn_post = w * y_pre : 1 (summed)", method="euler",
+                           # Brian2 sums u_syn on the target's clock (every dt); only dw/dt takes this clock
+                           dt=p.plasticity_step if plastic_w else p.dt,
                            namespace=self.namespace, name=f"{name}_W")
         # Pre-major order (all targets of one input, then the next): consecutive synapses add into different
         # targets of the summed u_syn, so the adds do not wait on each other (post-major order ran 3x slower).
@@ -373,7 +413,8 @@ class RateCircuit(BrianCircuit):
             if p.dale else [("", "e_in", None, None)]
         for suffix, target_var, clip, part in signs:
             syn = Synapses(upper.error, pre.error, b_eq + f"settled = {_SETTLED} : 1\n"
-                           f"{target_var}_post = b * delta_pre : 1 (summed)", method="euler", dt=p.dt,
+                           f"{target_var}_post = b * delta_pre : 1 (summed)", method="euler",
+                           dt=p.plasticity_step if learns else p.dt,
                            namespace={**self.namespace, "lambda_b": self._lambda_b(name)},
                            name=f"{name}_B{('_' + suffix) if suffix else ''}")
             syn.connect(i=j, j=k)

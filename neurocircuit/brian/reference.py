@@ -17,8 +17,9 @@ __all__ = ["mirror_loop"]
 
 def mirror_loop(weights: Sequence[np.ndarray], feedback: Sequence[np.ndarray], *, steps: int, dt: float, tau: float,
                 tau_feedback: float, noise_tau: float, noise_sigma: float, eta: float, decay: float,
-                seed: int = 0) -> list[np.ndarray]:
-    """Run ``steps`` Euler steps (times in seconds, rates in 1/s); returns the final B matrices (W's layout)."""
+                plasticity_every: int = 1, seed: int = 0) -> list[np.ndarray]:
+    """Run ``steps`` Euler steps (times in seconds, rates in 1/s), B's plasticity every ``plasticity_every`` of them
+    (an Euler step of that length); returns the final B matrices (W's layout)."""
     rng = np.random.default_rng(seed)
     sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
     noise = [np.zeros(n) for n in sizes]
@@ -27,18 +28,16 @@ def mirror_loop(weights: Sequence[np.ndarray], feedback: Sequence[np.ndarray], *
     b = [f.copy() for f in feedback]
     a_noise = dt / noise_tau
     s_noise = noise_sigma * math.sqrt(2 * dt / noise_tau)
-    for _ in range(steps):
+    for step in range(steps):
         for n in noise:
             n += -a_noise * n + s_noise * rng.standard_normal(n.shape)
         y[0] = noise[0].copy()
+        # No feedback drive B^T delta: error units do not read it in the mirror phase (the circuit skips it too).
         drives = [w @ y[k] for k, w in enumerate(weights)]
-        # The circuit also sums the feedback drive B^T delta every step (its error units need it outside the
-        # mirror phase); the reference pays for the same work so the comparison is fair.
-        for k, bk in enumerate(b):
-            bk.T @ delta[k + 1]
         for k in range(1, len(sizes)):
             y[k] += dt / tau * (-y[k] + noise[k])
             delta[k] += dt / tau_feedback * (-delta[k] + drives[k - 1])
-        for k, bk in enumerate(b):
-            bk += dt * (eta * np.outer(delta[k + 1], y[k]) - decay * bk)
+        if step % plasticity_every == 0:
+            for k, bk in enumerate(b):
+                bk += plasticity_every * dt * (eta * np.outer(delta[k + 1], y[k]) - decay * bk)
     return b

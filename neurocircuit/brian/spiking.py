@@ -102,7 +102,7 @@ class SpikingMirror(BrianCircuit):
                 raise ConfigError(f"projection {proj.name!r}: the spiking variant runs "
                                   f"{', '.join(SPIKING_RULES)} feedback, not {rule!r}")
             eq = SPIKING_RULES[rule]
-            fb = Synapses(post.error, pre.error, eq, method="euler", namespace=ns, dt=params.dt,
+            fb = Synapses(post.error, pre.error, eq, method="euler", namespace=ns, dt=params.plasticity_step,
                           name=f"{proj.name}_B")
             j, k = np.nonzero(b_mask)
             fb.connect(i=j, j=k)
