@@ -96,3 +96,13 @@ def test_wrong_input_shape_is_a_clear_error():
     net = nc.get_model("mlp_digits", seed=0)
     with pytest.raises(ValueError, match="does not fit circuit 'mlp_digits'"):
         net(torch.randn(2, 63))
+
+
+def test_lenet5_biotorch_differs_from_lenet5_only_in_its_linear_f6() -> None:
+    """BioTorch's le_net_mnist has no nonlinearity between its two dense layers; everything else is lenet5."""
+    ours, theirs = nc.load_model("lenet5"), nc.load_model("lenet5_biotorch")
+    assert [p.name for p in ours.populations] == [p.name for p in theirs.populations]
+    differ = {p.name for p, q in zip(ours.populations, theirs.populations) if p != q}
+    assert differ == {"f6"}
+    assert ours.population("f6").activation == "relu" and theirs.population("f6").activation == "identity"
+    assert ours.projections == theirs.projections
