@@ -34,11 +34,11 @@ class NormalizeBatch:
     (which then also ship a quarter of the bytes)."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        self.mean, self.std = mean, std
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
 
     def __call__(self, x: Tensor) -> Tensor:
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean, std = self.mean.to(x.device, non_blocking=True), self.std.to(x.device, non_blocking=True)
         return x.to(torch.float32).div_(255.0).sub_(mean).div_(std)
 
 
@@ -163,14 +163,6 @@ def _transforms(*, image_size: int, val_resize: int, augment: str) -> tuple[Call
     return T.Compose(train + to_tensor), T.Compose(val + to_tensor)
 
 
-def _tensor_flip(augment: str) -> Callable | None:
-    """Augmentation of images that are already normalised tensors of the final size."""
-    from torchvision.transforms import v2 as T
-
-    _check_augment(augment)
-    return T.RandomHorizontalFlip() if augment != "none" else None
-
-
 def _pil_loader(path: str) -> Any:
     from PIL import Image
 
@@ -274,6 +266,7 @@ def rgb_images(train: Any, test: Any, info: DatasetInfo, *, image_size: int, aug
     """Grey images ``(N, 1, H, W)`` as three equal channels of ``image_size`` (Fashion-MNIST for ImageNet models)."""
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
         raise ConfigError(f"data.image_size must be an int >= 1, got {image_size!r}")
-    flip = _tensor_flip(augment) is not None
+    _check_augment(augment)
+    flip = augment != "none"  # images already of the final size: "imagenet" and "flip" both mean a random flip
     return (_GrayToRGB(*train.tensors, image_size, flip=flip), _GrayToRGB(*test.tensors, image_size),
             DatasetInfo(info.name, (3, image_size, image_size), info.n_outputs, info.task))

@@ -204,7 +204,7 @@ class BrianCircuit:
                 if build_on_run:
                     device.build_on_run = True
                 self._feedback_drive(True)
-        if steps > skip or not skip:
+        if steps > skip or steps == 0:  # the rest, with the drive (a zero-length run still runs, as before)
             self.network.run((steps - skip) * dt, namespace={})
 
     def _feedback_drive(self, on: bool) -> None:
