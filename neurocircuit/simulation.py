@@ -101,6 +101,12 @@ class TrainSettings:
         ``constant``, ``cosine`` (to 0 over the phase) or ``step`` (x ``lr_gamma`` every ``lr_step_epochs``, or at
         each epoch listed in ``lr_milestones``, e.g. ``[50, 75]``), after a linear warm-up of ``warmup_epochs``;
         applied per optimizer step.
+    early_weight_decay, early_weight_decay_epochs
+        The optimizer's weight decay during the first ``early_weight_decay_epochs`` epochs of the engaged phase
+        (None: no early phase), then the ``[optimizer]`` value again. Kolen-Pollack's B gets it too (its twin
+        optimizer copies W's settings at every step), so W - B shrinks by (1 - lr * early_weight_decay) per plain-SGD
+        step while it lasts: a decay warm-up that erases the random starts of W and B sooner (README, KP on ResNet).
+        Applied to every parameter group, every rule alike.
     init
         How W, b and B start: ``default`` (torch's layer init, B drawn like W) or ``xavier`` (Xavier-uniform W and B,
         zero biases; BioTorch's protocol). See :func:`neurocircuit.nn.initialize`.
@@ -123,6 +129,8 @@ class TrainSettings:
     lr_step_epochs: int = 30
     lr_gamma: float = 0.1
     lr_milestones: tuple[int, ...] = ()
+    early_weight_decay: float | None = None
+    early_weight_decay_epochs: float = 0.0
     init: str = "default"
     ood_transforms: tuple[str, ...] = ()
     steps_per_epoch: int | None = None
@@ -146,6 +154,15 @@ class TrainSettings:
         if self.label_smoothing >= 1:
             raise ConfigError(f"{w}.label_smoothing must be < 1, got {self.label_smoothing!r}")
         _number(self.warmup_epochs, f"{w}.warmup_epochs", strict=False)
+        if self.early_weight_decay is not None:
+            _number(self.early_weight_decay, f"{w}.early_weight_decay", strict=False)
+            if not self.early_weight_decay_epochs:
+                raise ConfigError(f"{w}.early_weight_decay = {self.early_weight_decay!r} needs "
+                                  f"{w}.early_weight_decay_epochs > 0 (how long it lasts)")
+            _number(self.early_weight_decay_epochs, f"{w}.early_weight_decay_epochs")
+        elif self.early_weight_decay_epochs:
+            raise ConfigError(f"{w}.early_weight_decay_epochs = {self.early_weight_decay_epochs!r} needs "
+                              f"{w}.early_weight_decay (the weight decay to use for those epochs)")
         _number(self.lr_gamma, f"{w}.lr_gamma")
         milestones = expect(self.lr_milestones, (list, tuple), f"{w}.lr_milestones")
         for m in milestones:

@@ -541,6 +541,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_factor(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch))
         self.feedback_optimizer = FeedbackOptimizer(self.model, self.optimizer)
+        self.base_weight_decays = self._base_weight_decays()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         # One generator per purpose, so adding a phase does not change the others' noise.
         self.mirror_generator = torch.Generator(device=self.device).manual_seed(10_000 + seed)
@@ -797,6 +798,22 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device, non_blocking=True)
 
+    def _base_weight_decays(self) -> list[float] | None:
+        """The optimizer groups' own weight decays, where ``train.early_weight_decay`` replaces them early on."""
+        if self.train.early_weight_decay is None:
+            return None
+        missing = [i for i, g in enumerate(self.optimizer.param_groups) if "weight_decay" not in g]
+        if missing:
+            raise ConfigError(f"train.early_weight_decay: the optimizer {type(self.optimizer).__name__} has no "
+                              f"weight_decay setting (param groups {missing})")
+        return [g["weight_decay"] for g in self.optimizer.param_groups]
+
+    def _set_weight_decay(self) -> None:
+        # Decided by the optimizer steps already taken (the scheduler's count), so a resumed run decays alike.
+        early = self.scheduler.last_epoch < self.train.early_weight_decay_epochs * self.steps_per_epoch
+        for group, base in zip(self.optimizer.param_groups, self.base_weight_decays):
+            group["weight_decay"] = self.train.early_weight_decay if early else base
+
     def _train_loss(self, output: Tensor, target: Tensor) -> Tensor:
         if self.classification and self.train.label_smoothing:
             return F.cross_entropy(output, target, label_smoothing=self.train.label_smoothing)
@@ -837,6 +854,8 @@ class Trainer:
                     loss = self._train_loss(output, y)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
+                if self.base_weight_decays is not None:
+                    self._set_weight_decay()
                 self.scaler.step(self.optimizer)  # KP's B steps with it (FeedbackOptimizer's hook)
                 self.scaler.update()
                 lr_used = self.last_lr = self.scheduler.get_last_lr()[0]

@@ -116,12 +116,13 @@ def _same_results(a: Path, b: Path, label: str) -> None:
 @pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(folder: Path, tmp_path: Path) -> None:
     # Random crops and flips, momentum, loader workers, a mirror phase, the mirror generator, warm-up and cosine
-    # schedules and a mid-epoch stop (KP's twin optimizer: the ImageNet simulation's test below).
+    # schedules, an early weight decay that ends where the run is stopped, and a mid-epoch stop (KP's twin
+    # optimizer: the ImageNet simulation's test below).
     rule = "wm"
     raw = small(folder, arms=[{"rule": rule, "phases": [{"kind": "mirror", "steps": 2},
                                                         {"kind": "engaged", "mirror_every": 2}]}],
                 torch__workers=2, torch__checkpoint_every=2, data__augment="imagenet", train__lr_schedule="cosine",
-                train__warmup_epochs=0.5)
+                train__warmup_epochs=0.5, train__early_weight_decay=0.05, train__early_weight_decay_epochs=1.5)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     run(raw, whole)
     with pytest.raises(TrainingInterrupted):

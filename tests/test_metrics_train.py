@@ -192,3 +192,42 @@ def test_proxy_images_flip_whole_batches_on_the_device_as_the_loader_would():
     flipped = flip_decisions(seeds)
     assert flipped.any() and (~flipped).any()
     assert torch.equal(x[flipped], resized[flipped].flip(-1)) and torch.equal(x[~flipped], resized[~flipped])
+
+
+def test_early_weight_decay_shrinks_kp_mismatch_by_the_decay_of_each_step():
+    """With plain SGD, W - B of a KP layer shrinks by (1 - lr * lambda_t) per step, where lambda_t is
+    train.early_weight_decay for the first early_weight_decay_epochs and the optimizer's own value after."""
+    from neurocircuit.phases import EngagedPhase, MirrorSettings, Schedule
+    from neurocircuit.simulation import TorchSettings, TrainSettings
+    from neurocircuit.train import Trainer
+
+    torch.manual_seed(0)
+    x = torch.randn(60, 6, dtype=torch.float64)
+    data = TensorDataset(x, (x[:, 0] > 0).long())
+    model = nn.Sequential(FeedbackLinear(6, 5, rule="kp"), nn.Tanh(), FeedbackLinear(5, 2, rule="kp")).double()
+    lr, base, early = 0.05, 0.01, 0.5
+    opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=base)
+    train = TrainSettings(epochs=3, batch_size=20, early_weight_decay=early, early_weight_decay_epochs=1.5)
+    trainer = Trainer(model, data, data, input_shape=(6,), n_classes=2, optimizer=opt, train=train,
+                      torch_settings=TorchSettings(device="cpu"), schedule=Schedule((EngagedPhase(),)),
+                      mirror=MirrorSettings(), seed=0, progress=False)
+    gaps = [[(m.weight - m.feedback_weight).norm().item() for m in (model[0], model[2])]]
+    decays: list[float] = []
+
+    def record(optimizer, args, kwargs):
+        decays.append(optimizer.param_groups[0]["weight_decay"])
+        gaps.append([(m.weight - m.feedback_weight).norm().item() for m in (model[0], model[2])])
+
+    # Registered after the FeedbackOptimizer's hook, so B has stepped when it reads the gap.
+    opt.register_step_post_hook(record)
+    trainer.run()
+    assert decays == [early] * 5 + [base] * 4  # 3 steps per epoch: steps 0-4 start before 1.5 epochs (4.5 steps)
+    expected = np.cumprod([1.0] + [1 - lr * d for d in decays])
+    np.testing.assert_allclose(np.array(gaps), np.outer(expected, gaps[0]), rtol=1e-9)
+    assert opt.param_groups[0]["weight_decay"] == base
+    with pytest.raises(nc.ConfigError, match="early_weight_decay_epochs = 2 needs train.early_weight_decay"):
+        TrainSettings(early_weight_decay_epochs=2)
+    with pytest.raises(nc.ConfigError, match="train.early_weight_decay must be a finite number >= 0, got -1"):
+        TrainSettings(early_weight_decay=-1, early_weight_decay_epochs=1)
+    with pytest.raises(nc.ConfigError, match="early_weight_decay = 0.1 needs train.early_weight_decay_epochs > 0"):
+        TrainSettings(early_weight_decay=0.1)
