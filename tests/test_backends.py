@@ -102,6 +102,9 @@ def test_brian2_refuses_what_it_used_to_ignore_and_honours_what_it_runs():
             parse_simulation({**base, "phases": [phase]})
     with pytest.raises(ConfigError, match=r"brian2\.seed: .* seeded from the simulation's seeds"):
         parse_simulation({**base, "brian2": {"seed": 3}})
+    # A key whose default (None) the walk above leaves out.
+    with pytest.raises(ConfigError, match=r"train\.early_weight_decay is not honoured by the brian2 backend"):
+        parse_simulation({**base, "train": {"early_weight_decay": 0.1, "early_weight_decay_epochs": 1}})
 
 
 def test_a_described_rule_without_an_implementation_is_refused_by_name(monkeypatch):
