@@ -41,9 +41,7 @@ def table(paths: list[Path], var: str, digits: int) -> str:
         for arm in data["arm"].values:
             by_arm = data.sel(arm=arm)
             for step in range(by_arm.sizes["step"]):
-                epoch = epochs.sel(arm=arm).isel(step=step).values if "arm" in epochs.dims else epochs[step].values
-                epoch = float(np.nanmax(epoch))
-                columns.append((f"{path.parent.name}/{arm} ep {epoch:g}", by_arm.isel(step=step)))
+                columns.append((f"{path.parent.name}/{arm} ep {float(epochs[step]):g}", by_arm.isel(step=step)))
     lines = ["| layer | " + " | ".join(name for name, _ in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for layer in layers:
