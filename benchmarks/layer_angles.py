@@ -17,6 +17,12 @@ import numpy as np
 import xarray as xr
 
 
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"layer_angles: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def cell(values: np.ndarray, digits: int) -> str:
     values = np.asarray(values, dtype=float)
     if np.isnan(values).all():
@@ -32,11 +38,11 @@ def table(paths: list[Path], var: str, digits: int) -> str:
     for path in paths:
         with xr.open_dataset(path) as ds:
             if var not in ds:
-                raise SystemExit(f"layer_angles: {path} has no variable {var!r} (has: {', '.join(ds.data_vars)})")
+                fail(f"{path} has no variable {var!r} (has: {', '.join(map(str, ds.data_vars))})")
             data = ds[var].load()
             epochs = ds["epoch"].load()
         if "layer" not in data.dims:
-            raise SystemExit(f"layer_angles: {var!r} in {path} is not per layer (dims {data.dims})")
+            fail(f"{var!r} in {path} is not per layer (dims {data.dims})")
         layers += [str(layer) for layer in data["layer"].values if str(layer) not in layers]
         for arm in data["arm"].values:
             by_arm = data.sel(arm=arm)
@@ -59,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     missing = [str(p) for p in args.results if not p.is_file()]
     if missing:
-        sys.exit(f"layer_angles: no such file: {', '.join(missing)}")
+        fail(f"no such file: {', '.join(missing)}")
     print(table(args.results, args.var, args.digits))
 
 
