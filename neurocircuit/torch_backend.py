@@ -75,9 +75,12 @@ class TorchBackend(Backend):
                 raise type(exc)(f"{sim.source}: arm {arm.label!r}: {exc}") from None
         name, settings = optimizer_settings(sim.optimizer, sim.train.batch_size)
         try:
-            make_optimizer([torch.zeros(1, requires_grad=True)], name, **settings)
+            probe = make_optimizer([torch.zeros(1, requires_grad=True)], name, **settings)
         except ConfigError as exc:
             raise ConfigError(f"{sim.source}: optimizer: {exc}") from None
+        if sim.train.early_weight_decay is not None and "weight_decay" not in probe.defaults:
+            raise ConfigError(f"{sim.source}: train.early_weight_decay: optimizer {name!r} has no weight_decay "
+                              f"setting to replace")
 
     def load_data(self, sim: Simulation) -> Any:
         from .data import load_dataset, transform_images

@@ -88,6 +88,11 @@ RUN = {
     "optimizer name a number": ([SIM, *S("optimizer.name=5")], "optimizer.name: expected str"),
     "unknown optimizer": ([SIM, *S("optimizer.name=sgdd")], "unknown optimizer 'sgdd'"),
     "unknown optimizer setting": ([SIM, *S("optimizer.momentun=0.9")], "no setting 'momentun'"),
+    "early weight decay without a weight decay": (
+        [SIM, *S('optimizer={name = "Rprop", lr = 0.01}', "train.early_weight_decay=0.1",
+                 "train.early_weight_decay_epochs=1")], "optimizer 'Rprop' has no weight_decay setting"),
+    "early weight decay epochs alone": ([SIM, *S("train.early_weight_decay_epochs=1")],
+                                        "needs train.early_weight_decay"),
     "nan learning rate": ([SIM, *S("optimizer.lr=nan")], "optimizer.lr must be a finite number"),
     "negative learning rate": ([SIM, *S("optimizer.lr=-0.1")], "optimizer.lr must be a finite number"),
     "nan lr_per_256": ([SIM, *S('optimizer={name = "sgd", lr_per_256 = nan}')], "lr_per_256 must be a finite"),
