@@ -169,7 +169,8 @@ def test_bad_axes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_shipped_sweeps_validate() -> None:
     names = [n for n in list_simulations() if n.startswith("sweep_")]
-    assert {"sweep_wm_noise_lr", "sweep_kp_decay_lr", "sweep_prenatal_samples", "sweep_brian2_tau_noise"} <= set(names)
+    assert {"sweep_wm_noise_lr", "sweep_kp_decay_lr", "sweep_prenatal_samples", "sweep_brian2_tau_noise",
+            "sweep_wm_robustness", "sweep_wm_robustness_mlp"} <= set(names)
     for name in names:
         sweep = load_sweep(name)
         validate(sweep)

@@ -74,6 +74,14 @@ class FeedbackLayer:
         """B as it carries the error down in this step (for ``bp`` this is W itself)."""
         return self.rule.feedback(self)
 
+    def _feedback_for(self, x: Tensor) -> Tensor:
+        """B for a forward pass on ``x``; W's values where no error will be sent to x (no grad mode, or an input
+        that needs no gradient, e.g. the image at the first layer): B only shapes x's gradient, and rules
+        such as ``brsf`` would otherwise draw millions of random numbers for nothing."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            return self.current_feedback()
+        return self.weight.detach()
+
     def plain_forward(self, x: Tensor, weight: Tensor) -> Tensor:
         """The layer's operation with ``weight`` and no bias, differentiated by ordinary autograd."""
         raise NotImplementedError
@@ -110,7 +118,7 @@ class FeedbackLinear(FeedbackLayer, nn.Linear):
         return self._with_feedback(x, self._linear)
 
     def _linear(self, x: Tensor) -> Tensor:
-        return feedback_linear(x, self.weight, self.bias, self.current_feedback())
+        return feedback_linear(x, self.weight, self.bias, self._feedback_for(x))
 
     def plain_forward(self, x: Tensor, weight: Tensor) -> Tensor:
         return F.linear(x, weight)
@@ -150,7 +158,7 @@ class FeedbackConv2d(FeedbackLayer, nn.Conv2d):
 
     def _conv(self, x: Tensor) -> Tensor:
         x, padding = self._pad(x)
-        return feedback_conv2d(x, self.weight, self.bias, self.current_feedback(), self.stride, padding,
+        return feedback_conv2d(x, self.weight, self.bias, self._feedback_for(x), self.stride, padding,
                                self.dilation, self.groups)
 
     def plain_forward(self, x: Tensor, weight: Tensor) -> Tensor:
