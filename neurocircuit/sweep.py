@@ -17,7 +17,7 @@ and a single value is a fixed setting, as in ``neurocircuit run --set``. In a sw
 ``{ log = [a, b, n] }``, ``{ random = [low, high, n], seed = 0, log = false }``.
 
 Every point's result is written to ``OUT/points/<id>.nc`` (atomically) as soon as it finishes; a failing point writes
-``OUT/points/<id>.error.json`` instead and never stops the others. Running the same sweep again skips finished points
+``OUT/points/<id>.error.json`` (the error and the point's settings) instead and never stops the others. Running the same sweep again skips finished points
 and retries failed ones. The merged Dataset (``OUT/sweep.nc``) has one dimension per axis (zip: one ``point``
 dimension with the axes as coordinates) plus the simulation's own, the sweep definition in ``attrs["sweep"]`` and
 the failures in ``attrs["errors"]``.
@@ -357,11 +357,15 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=sweep.name, unit="point",
                disable=None if progress is None else not progress)
 
+    settings = {point_id(point): point for point in points}
+
     def finish(result: dict[str, Any]) -> None:
         pid = result["id"]
         error_file = folder / f"{pid}.error.json"
         if "error" in result:
-            write_atomic(error_file, lambda p: p.write_text(json.dumps({"error": result["error"]})))
+            # the point's settings too: the id alone does not tell a reader of the folder which point failed
+            record = {"error": result["error"], "point": settings[pid]}
+            write_atomic(error_file, lambda p: p.write_text(json.dumps(record, default=str)))
             status = "failed"
         else:
             write_netcdf(result["dataset"], folder / f"{pid}.nc")

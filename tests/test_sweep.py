@@ -1,5 +1,6 @@
 """Sweeps: axes, local workers vs dask, resuming, failing points, bad input, plots."""
 
+import json
 import os
 import signal
 import subprocess
@@ -82,7 +83,8 @@ def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     ds = run_sweep(sweep, tmp_path, workers=1, progress=False, on_point=lambda pid, status: done.append(status))
     assert sorted(done) == ["done", "failed"]
     assert ds.attrs["failed_points"] == 1 and "FloatingPointError" in ds.attrs["errors"]
-    assert (tmp_path / "points" / f"{point_id({'optimizer.lr': 1e6})}.error.json").exists()
+    record = json.loads((tmp_path / "points" / f"{point_id({'optimizer.lr': 1e6})}.error.json").read_text())
+    assert record["point"] == {"optimizer.lr": 1e6} and "FloatingPointError" in record["error"]
     assert np.isfinite(ds["test_accuracy"].sel({"optimizer.lr": 0.05})).all()
     assert ds["test_accuracy"].sel({"optimizer.lr": 1e6}).isnull().all()
     # running it again retries only the failed point
