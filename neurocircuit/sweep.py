@@ -17,10 +17,10 @@ and a single value is a fixed setting, as in ``neurocircuit run --set``. In a sw
 ``{ log = [a, b, n] }``, ``{ random = [low, high, n], seed = 0, log = false }``.
 
 Every point's result is written to ``OUT/points/<id>.nc`` (atomically) as soon as it finishes; a failing point writes
-``OUT/points/<id>.error.json`` (the error and the point's settings) instead and never stops the others. Running the same sweep again skips finished points
-and retries failed ones. The merged Dataset (``OUT/sweep.nc``) has one dimension per axis (zip: one ``point``
-dimension with the axes as coordinates) plus the simulation's own, the sweep definition in ``attrs["sweep"]`` and
-the failures in ``attrs["errors"]``.
+``OUT/points/<id>.error.json`` (the error and the point's settings) instead and never stops the others. Running the
+same sweep again skips finished points and retries failed ones. The merged Dataset (``OUT/sweep.nc``) has one
+dimension per axis (zip: one ``point`` dimension with the axes as coordinates) plus the simulation's own, the sweep
+definition in ``attrs["sweep"]`` and the failures in ``attrs["errors"]``.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def axis_from_toml(key: str, value: Any, where: str = "axes") -> Axis:
 
 def load_sweep(target: str | Path, settings: Iterable[str] = (), *, mode: str | None = None) -> Sweep:
     """A sweep from a sweep file (``kind = "sweep"``) or a simulation, plus ``KEY=VALUES`` settings: those with
-    several values become axes, single values fixed settings."""
+    several values become axes, single values fixed settings; either replaces an axis of the file on that key."""
     raw = read_toml(simulation_file(target))
     axes: list[Axis] = []
     fixed: list[str] = []
@@ -221,12 +221,17 @@ def load_sweep(target: str | Path, settings: Iterable[str] = (), *, mode: str | 
         fixed = [expect(s, str, f"{where}: set") for s in expect(raw.get("set", []), list, f"{where}: set")]
         mode = mode or raw.get("mode", "grid")
         name = str(raw.get("name", name))
+        both = sorted({s.partition("=")[0].strip() for s in fixed} & {a.key for a in axes})
+        if both:
+            raise ConfigError(f"{where}: {', '.join(map(repr, both))} is both an axis and a fixed setting in 'set'")
     for item in settings:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects KEY=VALUES, got {item!r}")
         axis = parse_axis(key.strip(), text)
         if axis is None:
+            # the command line overrides the file: one value on a key the file sweeps replaces that axis
+            axes = [a for a in axes if a.key != key.strip()]
             fixed.append(item)
         else:
             axes = [a for a in axes if a.key != axis.key] + [axis]

@@ -179,6 +179,22 @@ def test_shipped_sweeps_validate() -> None:
         assert len(sweep.points()) >= 4
 
 
+def test_a_command_line_setting_replaces_the_files_axis_on_its_key(tmp_path: Path) -> None:
+    sweep = load_sweep("sweep_wm_robustness", ["optimizer.lr=0.02", "mirror.noise_std=0.5,2.0"])
+    assert [a.key for a in sweep.axes] == ["mirror.learning_rate", "mirror.noise_std"]
+    assert sweep.axes[1].values == (0.5, 2.0) and len(sweep.points()) == 4
+    assert "optimizer.lr=0.02" in sweep.fixed
+    from neurocircuit.sweep import _point_tables
+
+    assert {raw["optimizer"]["lr"] for raw, _ in _point_tables(sweep).values()} == {0.02}
+    # in a sweep file, a key that is both an axis and a fixed setting is refused
+    clash = tmp_path / "clash.toml"
+    clash.write_text('kind = "sweep"\nsimulation = "default"\nset = ["optimizer.lr=0.1"]\n'
+                     '[axes]\n"optimizer.lr" = [0.01, 0.02]\n')
+    with pytest.raises(ConfigError, match="'optimizer.lr' is both an axis and a fixed setting"):
+        load_sweep(str(clash))
+
+
 def test_brian2_sweep_and_plots(tmp_path: Path) -> None:
     code = main(["sweep", "brian2_weight_mirror", "--set", "brian2.tau=1 ms,2 ms", "--set",
                  'phases=[{kind="mirror", steps=10}]', "--out", str(tmp_path), "--workers", "2", "--quiet"])
