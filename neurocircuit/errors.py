@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["NeurocircuitError", "ConfigError", "ShapeError", "UnknownNameError", "DataError",
-           "NoAlignmentWarning"]
+           "NoAlignmentWarning", "FeedbackScaleWarning"]
 
 
 class NeurocircuitError(Exception):
@@ -31,3 +31,8 @@ class DataError(NeurocircuitError, OSError):
 
 class NoAlignmentWarning(UserWarning):
     """A setting switches a rule's alignment force off (e.g. Kolen-Pollack without decay): B will not follow W."""
+
+
+class FeedbackScaleWarning(UserWarning):
+    """A setting makes B settle at a multiple of W far from 1 (e.g. a weight mirror whose noise amplitude, learning
+    rate and decay do not balance): the error each such layer sends down is scaled by that multiple."""

@@ -34,6 +34,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +49,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
+from .errors import ConfigError, FeedbackScaleWarning
 from .nn.feedback_optim import FeedbackOptimizer
 from .nn.metrics import alignment, effective_dimensionality, feedback_layers, weight_alignment
-from .nn.mirror import mirror_layers, mirror_step
+from .nn.mirror import mirror_gain, mirror_layers, mirror_step
 from .phases import EngagedPhase, MirrorPhase, MirrorSettings, PrenatalPhase, Schedule
 from .results import atomic_path, read_results, write_netcdf
 from .simulation import TorchSettings, TrainSettings
@@ -67,6 +68,8 @@ TIME_STEP_CONVENTION = ("torch backend: one step = one optimizer update on one m
 LOSSES: dict[str, Callable[..., Tensor]] = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# B's scale relative to W outside which a mirror warns: LeNet-5 loses 5-7 pp at 0.5 (README, sweep_wm_robustness).
+MIRROR_GAIN_RANGE = (0.8, 1.25)
 RESULTS_NAME = "results.nc"
 _CHECKPOINT_VERSION = 2
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
@@ -547,6 +550,7 @@ class Trainer:
         self.mirror_generator = torch.Generator(device=self.device).manual_seed(10_000 + seed)
         self.prenatal_generator = torch.Generator().manual_seed(20_000 + seed)
         self.mirrored = mirror_layers(self.model)
+        self._check_mirror_gain()
         self.layers = feedback_layers(self.model)
         torch.manual_seed(seed + 1000 * self.ctx.rank)  # the rules' and modules' own randomness (brsf, dropout)
 
@@ -724,6 +728,23 @@ class Trainer:
             return results
         finally:
             self.feedback_optimizer.remove()
+
+    def _check_mirror_gain(self) -> None:
+        """Warn where a mirror's settings let B settle far from W's scale (see :func:`~neurocircuit.nn.mirror_gain`)."""
+        if not self.mirrored:
+            return
+        used = [(f"phase {p.name!r}", p.settings) for p in self.schedule.phases if isinstance(p, MirrorPhase)]
+        engaged = self.schedule.engaged
+        if engaged is not None and engaged.mirror_every:
+            used.append(("[mirror] (the interleaved mirror steps)", self.mirror))
+        for where, settings in used:
+            gain = mirror_gain(settings)
+            if gain is not None and not MIRROR_GAIN_RANGE[0] <= gain <= MIRROR_GAIN_RANGE[1]:
+                warnings.warn(
+                    f"{where}: B settles at {gain:.3g} x W (learning_rate {settings.learning_rate:g} x noise_std^2 "
+                    f"{settings.noise_std ** 2:g} / decay {settings.decay:g}), which scales the error each wm layer "
+                    "sends down by as much; make the product 1 or set mirror.normalize = true",
+                    FeedbackScaleWarning, stacklevel=3)
 
     def _other_phase(self, phase: MirrorPhase | PrenatalPhase) -> None:
         """A mirror or prenatal phase, identical on every rank (same seeds); run whole, then kept on disk."""

@@ -1,6 +1,7 @@
 """Mirror and prenatal phases, schedules, and the data they use."""
 
 import gzip
+import warnings
 
 import numpy as np
 import pytest
@@ -64,6 +65,57 @@ def test_the_bound_keeps_B_finite_over_ten_thousand_steps(settings):
 def test_a_mirror_needs_a_bound():
     with pytest.raises(nc.ConfigError, match="needs a bound"):
         MirrorSettings(decay=0.0)
+
+
+def test_b_is_gain_times_the_estimate_and_normalize_removes_noise_and_rate() -> None:
+    """With decay 1 each mirror step replaces B by learning_rate * noise_std^2 times the burst's estimate of W, so
+    B's scale is that gain exactly (same noise draws, float64); ``normalize`` makes B independent of both."""
+    from neurocircuit.nn import mirror_gain
+
+    torch.manual_seed(0)
+    layer = FeedbackLinear(30, 12, rule="wm").double()
+
+    def mirrored(**kw: float) -> torch.Tensor:
+        settings = MirrorSettings(decay=1.0, batch_size=64, **kw)
+        mirror_update(layer, settings, generator=torch.Generator().manual_seed(3))
+        return layer.feedback_weight.clone()
+
+    unit = mirrored(noise_std=1.0, learning_rate=1.0)
+    torch.testing.assert_close(mirrored(noise_std=3.0, learning_rate=0.5), 4.5 * unit, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(mirrored(noise_std=0.3, learning_rate=1.0), 0.09 * unit, rtol=1e-9, atol=1e-15)
+    normalized = mirrored(noise_std=1.0, learning_rate=1.0, normalize=True)
+    for kw in ({"noise_std": 3.0, "learning_rate": 0.5}, {"noise_std": 0.3, "learning_rate": 1.0}):
+        torch.testing.assert_close(mirrored(normalize=True, **kw), normalized, rtol=1e-9, atol=1e-15)
+    assert mirror_gain(MirrorSettings(noise_std=3.0, learning_rate=0.5, decay=0.5)) == 9.0
+    assert mirror_gain(MirrorSettings(noise_std=3.0, learning_rate=0.5, decay=0.5, normalize=True)) is None
+    # with averaging (decay < 1) B settles at the gain times W
+    for _ in range(400):
+        mirror_update(layer, MirrorSettings(noise_std=2.0, learning_rate=0.05, decay=0.1, batch_size=512))
+    ratio = float(layer.feedback_weight.norm() / layer.weight.detach().norm())
+    assert abs(ratio - 2.0) < 0.1, ratio
+
+
+def test_an_unbalanced_mirror_warns_with_its_gain() -> None:
+    from torch.utils.data import TensorDataset
+
+    from neurocircuit.errors import FeedbackScaleWarning
+    from neurocircuit.train import fit
+
+    data = TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,)))
+
+    def run(settings: MirrorSettings) -> list[str]:
+        torch.manual_seed(0)
+        model = nn.Sequential(FeedbackLinear(6, 5, rule="wm"), nn.ReLU(), FeedbackLinear(5, 3, rule="wm"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(model, data, data, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), epochs=1, batch_size=8,
+                mirror=settings, mirror_every=1, progress=False)
+        return [str(w.message) for w in caught if issubclass(w.category, FeedbackScaleWarning)]
+
+    messages = run(MirrorSettings(noise_std=3.0, learning_rate=1.0, decay=1.0))
+    assert len(messages) == 1 and "B settles at 9 x W" in messages[0] and "[mirror]" in messages[0]
+    assert run(MirrorSettings(noise_std=1.0, learning_rate=1.0, decay=1.0)) == []
+    assert run(MirrorSettings(noise_std=3.0, learning_rate=1.0, decay=1.0, normalize=True)) == []
 
 
 def test_mirror_touches_only_B():

@@ -17,7 +17,7 @@ from .metrics import (
     update_alignment,
     weight_alignment,
 )
-from .mirror import mirror_layers, mirror_step, mirror_update, spontaneous_noise
+from .mirror import mirror_gain, mirror_layers, mirror_step, mirror_update, spontaneous_noise
 from .rules import FeedbackRule, get_rule, register_rule
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "alignment",
     "effective_dimensionality",
     "participation_ratio",
+    "mirror_gain",
     "mirror_layers",
     "mirror_step",
     "mirror_update",

@@ -23,12 +23,27 @@ from ..phases import MirrorSettings
 from .functional import _convolution_backward
 from .layers import FeedbackConv2d, FeedbackLayer
 
-__all__ = ["mirror_layers", "spontaneous_noise", "mirror_update", "mirror_step"]
+__all__ = ["mirror_layers", "spontaneous_noise", "mirror_update", "mirror_step", "mirror_gain"]
 
 
 def mirror_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
     """(name, layer) of the layers whose rule learns in mirror phases."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer) and m.rule.learns_in_mirror]
+
+
+def mirror_gain(settings: MirrorSettings) -> float | None:
+    """The multiple of W that B settles at, ``learning_rate * noise_std**2 / decay`` (None with ``normalize``, which
+    holds ||B|| at ||W||).
+
+    E[y x^T] = sigma^2 W^T for either noise kind, so the fixed point of dB = eta y x^T - lambda B is
+    (eta sigma^2 / lambda) W; with ``decay = 1`` every update *is* eta sigma^2 times the burst's estimate of W.
+    ``mirror_follows_lr`` scales eta and lambda together and leaves it unchanged. The error a ``wm`` layer sends
+    down is scaled by this gain, so a network of k mirrored layers scales the error reaching the first by about
+    gain^(k-1) (``README``: LeNet-5 trains at 1, loses 5-7 pp at 0.5 and stays at chance at 4.5 and 0.09).
+    """
+    if settings.normalize:
+        return None
+    return settings.learning_rate * settings.noise_std ** 2 / settings.decay
 
 
 def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
