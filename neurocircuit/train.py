@@ -743,7 +743,8 @@ class Trainer:
                 warnings.warn(
                     f"{where}: B settles at {gain:.3g} x W (learning_rate {settings.learning_rate:g} x noise_std^2 "
                     f"{settings.noise_std ** 2:g} / decay {settings.decay:g}), which scales the error each wm layer "
-                    "sends down by as much; make the product 1 or set mirror.normalize = true",
+                    "sends down by as much; make the product 1, or (dense mirroring, no active_units) set "
+                    "mirror.normalize = true",
                     FeedbackScaleWarning, stacklevel=3)
 
     def _other_phase(self, phase: MirrorPhase | PrenatalPhase) -> None:

@@ -38,8 +38,10 @@ def mirror_gain(settings: MirrorSettings) -> float | None:
     E[y x^T] = sigma^2 W^T for either noise kind, so the fixed point of dB = eta y x^T - lambda B is
     (eta sigma^2 / lambda) W; with ``decay = 1`` every update *is* eta sigma^2 times the burst's estimate of W.
     ``mirror_follows_lr`` scales eta and lambda together and leaves it unchanged. The error a ``wm`` layer sends
-    down is scaled by this gain, so a network of k mirrored layers scales the error reaching the first by about
-    gain^(k-1) (``README``: LeNet-5 trains at 1, loses 5-7 pp at 0.5 and stays at chance at 4.5 and 0.09).
+    down is scaled by this gain, so through k mirrored layers the error reaching the first is scaled by about
+    gain^(k-1): measured (README, ``sweep_wm_robustness``), LeNet-5 trains at 1, loses 5-7 pp at 0.5, and stays at
+    chance or diverges at 0.09 and 4.5; in the one-hidden-layer MLP the gain only multiplies the hidden layer's
+    learning rate.
     """
     if settings.normalize:
         return None
