@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,7 +37,6 @@ __all__ = [
     "UniformSignFeedback",
     "BatchRandomSignFeedback",
     "uniform_like",
-    "signed_uniform",
     "FixedRandomSignFeedback",
     "KolenPollack",
     "WeightMirror",
@@ -242,84 +239,23 @@ class BatchRandomSignFeedback(FeedbackRule):
 
     def feedback(self, layer: torch.nn.Module) -> Tensor:
         w = layer.weight.detach()
-        return signed_uniform(w, math.sqrt(3.0) * _rms(w))
-
-
-# Elements one worker draws, scales and signs while they sit in its cache (2 MB of float32). The draw of a chunk
-# depends only on (seed, chunk index), so the values never depend on how many threads share the work.
-_CHUNK = 1 << 19
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None or _POOL._max_workers != workers:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False)
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neurocircuit-uniform")
-    return _POOL
-
-
-def _forget_pool() -> None:
-    global _POOL
-    _POOL = None  # a forked child has none of its parent's threads
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _uniform(weight: Tensor, bound: float | Tensor, copy_sign: bool) -> Tensor:
-    if weight.device.type != "cpu" or weight.dtype not in _NUMPY_FLOAT:
-        values = torch.rand_like(weight)
-        if isinstance(bound, Tensor) or bound != 1.0:
-            values.mul_(bound)  # a 0-dim tensor bound stays on the device: no host sync
-        return torch.copysign(values, weight, out=values) if copy_sign else values
-    bound = float(bound)
-    seed = int(torch.randint(0, 2**62, (1,)).item())
-    if not (weight.is_contiguous() or weight.is_contiguous(memory_format=torch.channels_last)):
-        weight = weight.contiguous()
-    out = torch.empty_like(weight)  # same strides as weight: both are walked in memory order below
-    n = weight.numel()
-    flat_out = out.as_strided((n,), (1,)).numpy()
-    flat_weight = weight.as_strided((n,), (1,)).numpy() if copy_sign else None
-
-    def fill(chunk: int) -> None:
-        part = flat_out[chunk * _CHUNK:(chunk + 1) * _CHUNK]
-        np.random.Generator(np.random.SFC64([seed, chunk])).random(out=part, dtype=part.dtype)
-        if bound != 1.0:
-            np.multiply(part, bound, out=part)
-        if flat_weight is not None:
-            np.copysign(part, flat_weight[chunk * _CHUNK:(chunk + 1) * _CHUNK], out=part)
-
-    chunks = -(-n // _CHUNK)
-    workers = min(torch.get_num_threads(), chunks)
-    if workers <= 1:
-        for chunk in range(chunks):
-            fill(chunk)
-    else:  # numpy's fills and ufuncs release the GIL: the chunks run in parallel
-        list(_pool(workers).map(fill, range(chunks)))
-    return out
+        magnitude = uniform_like(w).mul_(math.sqrt(3.0) * _rms(w))
+        return torch.copysign(magnitude, w, out=magnitude)  # in place: one pass less over the weights
 
 
 def uniform_like(weight: Tensor) -> Tensor:
-    """U[0, 1) of ``weight``'s shape, dtype, device and memory format, drawn from torch's random state.
+    """U[0, 1) of ``weight``'s shape, dtype and device, drawn from torch's random state.
 
     On the CPU, torch's generator is serial (~8 ns a number: ~90 ms for ResNet-18's 11.7M weights, the whole of
-    brsf's cost per step); numpy's SFC64 makes the same float32 uniforms ~3x faster, and chunks of 2^19 numbers,
-    each from its own stream seeded by (seed, chunk index), are drawn on torch's intra-op thread count. The seed is
-    one draw from torch's generator, so ``torch.manual_seed`` and checkpointed RNG states still fix every draw, and
-    the values do not depend on the number of threads. Elsewhere (CUDA's parallel Philox is fast) this is
-    ``torch.rand_like``.
+    brsf's cost per step); numpy's SFC64 makes the same float32 uniforms ~3x faster. Its seed is one draw from
+    torch's generator, so ``torch.manual_seed`` and checkpointed RNG states still fix every draw. Elsewhere (CUDA's
+    parallel Philox is fast) this is ``torch.rand_like``.
     """
-    return _uniform(weight, 1.0, copy_sign=False)
-
-
-def signed_uniform(weight: Tensor, bound: float | Tensor) -> Tensor:
-    """sign(``weight``) * U[0, ``bound``), drawn as :func:`uniform_like` draws (zeros of ``weight`` count as +).
-
-    On the CPU each chunk is drawn, scaled and signed while it is in cache: one pass over memory, not three.
-    """
-    return _uniform(weight, bound, copy_sign=True)
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
+        return torch.rand_like(weight)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    values = np.random.Generator(np.random.SFC64(seed)).random(weight.shape, dtype=_NUMPY_FLOAT[weight.dtype])
+    return torch.from_numpy(values)
 
 
 @register_rule
