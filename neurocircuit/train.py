@@ -68,10 +68,10 @@ TIME_STEP_CONVENTION = ("torch backend: one step = one optimizer update on one m
 LOSSES: dict[str, Callable[..., Tensor]] = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# B's scale relative to W outside which a mirror warns: LeNet-5 loses 5-7 pp at 0.5 (README, sweep_wm_robustness).
-MIRROR_GAIN_RANGE = (0.8, 1.25)
 RESULTS_NAME = "results.nc"
 _CHECKPOINT_VERSION = 2
+# B's scale relative to W outside which a mirror warns: LeNet-5 loses 5-7 pp at 0.5 (README, sweep_wm_robustness).
+MIRROR_GAIN_RANGE = (0.8, 1.25)
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                "rmsprop": torch.optim.RMSprop}
 #: Settings that may change between a run and its resumption (they do not change the maths).
