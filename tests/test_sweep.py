@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,13 @@ def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     assert record["point"] == {"optimizer.lr": 1e6} and "FloatingPointError" in record["error"]
     assert np.isfinite(ds["test_accuracy"].sel({"optimizer.lr": 0.05})).all()
     assert ds["test_accuracy"].sel({"optimizer.lr": 1e6}).isnull().all()
+    # benchmarks/sweep_table.py names the failure in its cell and prints the other point's final error
+    script = Path(__file__).parents[1] / "benchmarks" / "sweep_table.py"
+    table = subprocess.run([sys.executable, str(script), str(tmp_path / "sweep.nc"), "--error", "--cols",
+                            "optimizer.lr"], capture_output=True, text=True, check=True).stdout.splitlines()
+    error = 100 * (1 - ds["test_accuracy"].sel({"optimizer.lr": 0.05}).isel(step=-1).values.ravel())  # 2 seeds
+    assert table[:2] == ["|  | optimizer.lr 0.05 | optimizer.lr 1000000.0 |", "|---|---|---|"]
+    assert re.fullmatch(rf"\|  \| {error.mean():.2f} ± {error.std():.2f} \| nan at step \d+ \|", table[2]), table
     # running it again retries only the failed point
     again = []
     run_sweep(sweep, tmp_path, workers=1, progress=False, on_point=lambda pid, status: again.append(status))
