@@ -44,14 +44,18 @@ def cell(values: np.ndarray, digits: int) -> str:
 
 
 def table(ds: xr.Dataset, var: str, cols: str, error: bool, loss_flag: float, digits: int) -> str:
-    keys = [k for k in json.loads(ds.attrs["sweep"])["axes"] if k != "seed"]
+    axes = [k for k in json.loads(ds.attrs["sweep"])["axes"] if k != "seed"]
+    keys = [k for k in axes if k in ds.dims]  # an axis chosen with --sel is a scalar now
+    chosen = {k: ds[k].item() for k in axes if k not in ds.dims}
     if cols not in keys:
         fail(f"--cols {cols!r} is not an axis of this sweep (axes: {', '.join(keys)})")
     if var not in ds:
         fail(f"no variable {var!r} in the sweep (variables: {', '.join(sorted(map(str, ds.data_vars)))})")
     failed: dict[str, list[str]] = {}  # failures by point without its seed (a seed axis is averaged over)
     for entry in json.loads(ds.attrs["errors"]):
-        point = {k: v for k, v in entry["point"].items() if k != "seed"}
+        if any(entry["point"][k] != v for k, v in chosen.items()):
+            continue
+        point = {k: v for k, v in entry["point"].items() if k in keys}
         failed.setdefault(json.dumps(point, sort_keys=True), []).append(failure_label(entry["error"]))
     rows = [k for k in keys if k != cols]
     last = ds[var].isel(step=-1) if "step" in ds[var].dims else ds[var]
@@ -95,7 +99,7 @@ def main() -> None:
     try:
         ds = xr.open_dataset(args.sweep)
     except (OSError, ValueError) as exc:
-        fail(f"{args.sweep} is not a netCDF file: {exc}")
+        fail(f"{args.sweep} is not a netCDF file: {str(exc).splitlines()[0]}")
     if "sweep" not in ds.attrs or "errors" not in ds.attrs:
         fail(f"{args.sweep} is not a sweep.nc (no sweep definition in its attributes)")
     if json.loads(ds.attrs["sweep"]).get("mode") != "grid":
@@ -104,7 +108,11 @@ def main() -> None:
         dim, sep, value = item.partition("=")
         if not sep or dim not in ds.dims:
             fail(f"--sel {item!r}: expected DIM=VALUE with DIM one of {', '.join(map(str, ds.dims))}")
-        ds = ds.sel({dim: value})
+        coord = ds[dim].values
+        try:
+            ds = ds.sel({dim: type(coord[0].item())(value) if coord.dtype.kind in "iuf" else value})
+        except (KeyError, ValueError):
+            fail(f"--sel {item!r}: {dim} has no value {value!r} (values: {', '.join(map(str, coord.tolist()))})")
     print(table(ds, args.var, args.cols, args.error, args.loss_flag, args.digits))
 
 
