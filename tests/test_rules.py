@@ -81,6 +81,23 @@ def test_brsf_magnitudes_are_uniform_and_follow_torch_seed():
         assert uniform_like(torch.zeros(3, 4, dtype=dtype)).dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_uniforms_fill_the_16_bit_grid_evenly(dtype: torch.dtype) -> None:
+    from neurocircuit.nn.rules import uniform_like
+
+    torch.manual_seed(0)
+    n = 262_144
+    u = uniform_like(torch.zeros(n, dtype=dtype), high=2.0)
+    k = (u.double() * 2**15)  # high * k / 2**16 -> k
+    assert u.dtype == dtype and torch.equal(k, k.round())  # exactly on the grid, scaled in one rounding-free step
+    assert float(k.min()) >= 0 and float(k.max()) <= 2**16 - 1 and float(u.max()) < 2.0
+    # every one of the 65,536 values equally likely: the distinct count of n draws is 65536 (1 - exp(-n / 65536))
+    # = 64,336 (sd ~33); a coarser draw (fewer bits) would give at most half of that
+    assert abs(k.unique().numel() - 65536 * (1 - math.exp(-n / 65536))) < 200
+    counts = torch.bincount(k.long() // 4096, minlength=16).double()  # 16 equal bins
+    assert float(((counts - n / 16) / math.sqrt(n / 16)).abs().max()) < 5
+
+
 def test_brsf_follows_a_channels_last_weight() -> None:
     layer = FeedbackConv2d(8, 6, 3, rule="brsf").to(memory_format=torch.channels_last)
     w = layer.weight.detach()
