@@ -1,6 +1,6 @@
 """Cost of a weight-mirror training step, its interleaved mirroring included, relative to a BP step.
 
-    python benchmarks/mirror_cost.py [SIMULATION] [--arm wm]
+    python benchmarks/mirror_cost.py [SIMULATION] [--arm wm] [--set KEY=VALUE ...]
 
 Reads the model, batch size, optimizer and the mirror schedule of the arm from the simulation file (default:
 rules_fashion_mnist), then times, in interleaved rounds on random data: plain autograd, the bp rule, fa, and the
@@ -30,8 +30,10 @@ def main() -> None:
     parser.add_argument("--arm", default="wm")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20, help="training steps per arm per round")
+    parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
+                        help="change a setting of the simulation, as `neurocircuit run --set` does (repeatable)")
     args = parser.parse_args()
-    sim = load_simulation(args.simulation)
+    sim = load_simulation(args.simulation, args.settings)
     spec = sim.arm(args.arm)
     engaged = sim.schedule_for(spec).engaged or EngagedPhase()
     settings = {k: v for k, v in sim.optimizer.items() if k != "name"}

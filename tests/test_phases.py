@@ -36,6 +36,37 @@ def test_mirror_drives_the_angle_below_5_degrees_within_300_steps(make, noise):
     assert ratio == pytest.approx(1.0, rel=0.1)
 
 
+@pytest.mark.parametrize("batch_size", [16, 4096])  # either order of the Hebbian product
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("make", [lambda: FeedbackLinear(60, 40, rule="wm"),
+                                  lambda: FeedbackConv2d(12, 40, 3, padding=1, rule="wm")])
+def test_a_mirror_step_adds_the_mean_of_drive_times_noise(make, sparse, batch_size):
+    """decay 1, rate 1: B's active columns become mean(y x^T) over the step's noise, y = W x its drive (float64);
+    the other columns keep their values."""
+    from neurocircuit.nn.mirror import _active_inputs, spontaneous_noise
+
+    torch.manual_seed(0)
+    layer = make().double()
+    w, before = layer.weight.detach(), layer.feedback_weight.clone()
+    fan_in = w[0].numel()
+    active_units = fan_in // 3 if sparse else None  # about a third of the inputs (channels for the conv)
+    settings = MirrorSettings(learning_rate=1.0, decay=1.0, batch_size=batch_size, active_units=active_units)
+    replay = torch.Generator().manual_seed(7)  # the same draws, in the same order
+    active = _active_inputs(w.shape[1], fan_in, settings, replay, w.device)
+    columns = torch.arange(w.shape[1]) if active is None else active
+    assert 0 < len(columns) < w.shape[1] if sparse else len(columns) == w.shape[1]
+    flat = w.index_select(1, columns).reshape(w.shape[0], -1)
+    x = spontaneous_noise((batch_size, flat.shape[1]), settings, generator=replay, device=w.device, dtype=w.dtype)
+    y = x @ flat.t()
+    expected = (y.unsqueeze(2) * x.unsqueeze(1)).mean(0).reshape(w.index_select(1, columns).shape)
+    mirror_update(layer, settings, generator=torch.Generator().manual_seed(7))
+    b = layer.feedback_weight
+    torch.testing.assert_close(b.index_select(1, columns), expected, rtol=1e-12, atol=1e-14)
+    rest = torch.ones(w.shape[1], dtype=torch.bool)
+    rest[columns] = False
+    assert torch.equal(b[:, rest], before[:, rest])
+
+
 def test_sparse_spontaneous_activity_still_aligns():
     layer = FeedbackLinear(200, 30, rule="wm")
     settings = MirrorSettings(learning_rate=0.4, decay=0.4, batch_size=512, active_units=8)

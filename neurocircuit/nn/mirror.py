@@ -76,6 +76,20 @@ def _active_inputs(n: int, fan_in: int, settings: MirrorSettings, generator: tor
     return mask.nonzero().squeeze(1).to(device)
 
 
+def _hebbian(w: Tensor, x: Tensor) -> Tensor:
+    """mean(y x^T) over the n noise samples x (n, k), y = x w^T the drive through w (out, k).
+
+    That is w (x^T x) / n as well: with few active inputs (k small next to n and out) the k x k noise covariance
+    first costs k^2 (n + out) multiply-adds instead of 2 n k out — e.g. ResNet-18's layer4 with 64 active inputs
+    and 2048 noise samples, 10 M instead of 134 M — so the cheaper order is taken (the same matrix up to rounding).
+    """
+    n, k = x.shape
+    out = w.shape[0]
+    if k * (n + out) < 2 * n * out:
+        return w @ (x.t() @ x).div_(n)
+    return (x @ w.t()).t() @ x / n
+
+
 @torch.no_grad()
 def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: torch.Generator | None = None,
                   rate_scale: float = 1.0) -> None:
@@ -86,7 +100,7 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
     """
     weight, feedback = layer.weight.detach(), layer.feedback_weight
     grouped = isinstance(layer, FeedbackConv2d) and layer.groups > 1
-    fan_in = weight[0].numel()
+    fan_in = math.prod(weight.shape[1:])
     active = None if grouped else _active_inputs(weight.shape[1], fan_in, settings, generator, weight.device)
     if active is not None and active.numel() == 0:
         return
@@ -97,7 +111,7 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
         # of a dense layer with in = C * kh * kw; as a matrix product (dilation only spaces the taps out).
         flat = w.reshape(w.shape[0], -1)
         x = spontaneous_noise((n, flat.shape[1]), settings, generator=generator, device=w.device, dtype=w.dtype)
-        hebb = ((x @ flat.t()).t() @ x).div_(n).reshape(w.shape)
+        hebb = _hebbian(flat, x).reshape(w.shape)
     elif isinstance(layer, FeedbackConv2d):
         # Grouped: the same receptive-field samples, through the grouped convolution and its weight-gradient kernel.
         kh, kw = w.shape[2:]
@@ -110,8 +124,7 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
         hebb /= n * y.shape[2] * y.shape[3]
     else:
         x = spontaneous_noise((n, w.shape[1]), settings, generator=generator, device=w.device, dtype=w.dtype)
-        y = x @ w.t()
-        hebb = y.t() @ x / n
+        hebb = _hebbian(w, x)
     decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
     if active is None:
         feedback.mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
