@@ -8,7 +8,7 @@ Every arm is a torchvision model with the same weights: ``autograd`` is the unco
 backprop, the reference of the ratios), the others are converted with ``neurocircuit.nn.convert``.
 A step is forward + backward + optimizer step (SGD, momentum 0.9, weight decay 1e-4), KP's B update
 included; ``wm`` also runs its mirror step after every ``--mirror-every`` training steps (the mirror settings of
-``simulations/imagenet_resnet18.toml``: 256 noise samples, 64 active inputs). Arms are timed in interleaved
+``simulations/imagenet_resnet18.toml``: 2048 noise samples, 64 active inputs). Arms are timed in interleaved
 rounds; the median and the minimum over rounds of the mean step time are reported with their ratios to
 ``autograd`` (and the median's ratio to the ``bp`` rule's), and the median's throughput in images per second.
 """

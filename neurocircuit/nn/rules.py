@@ -251,8 +251,8 @@ def uniform_like(weight: Tensor, *, high: float | Tensor = 1.0) -> Tensor:
     ``torch.manual_seed`` and checkpointed RNG states still fix every draw), and takes 16 random bits a number:
     ``high * k / 2**16`` with k uniform on 0 .. 2**16 - 1, converted and scaled in one pass. That is U[0, high) on a
     grid of 65,536 points (a float32 uniform is the same on 2**24 points; mean and variance differ from the
-    continuous ones by under 2**-16 relative) and about twice as fast as float32 uniforms, which need 32 bits and
-    their own conversion. Elsewhere (CUDA's parallel Philox is fast) this is ``torch.rand_like(weight) * high``
+    continuous ones by at most 2**-16 relative), drawn about twice as fast as float32 uniforms, which need 32 bits
+    and their own conversion. Elsewhere (CUDA's parallel Philox is fast) this is ``torch.rand_like(weight) * high``
     (``high`` may be a 0-dim tensor there: no device sync).
     """
     if weight.device.type != "cpu" or weight.dtype not in _NUMPY_FLOAT:
