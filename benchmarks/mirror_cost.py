@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 
+from neurocircuit.errors import NeurocircuitError
 from neurocircuit.nn import FeedbackOptimizer
 from neurocircuit.nn.build import build_network
 from neurocircuit.nn.mirror import mirror_step
@@ -33,8 +35,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
                         help="change a setting of the simulation, as `neurocircuit run --set` does (repeatable)")
     args = parser.parse_args()
-    sim = load_simulation(args.simulation, args.settings)
-    spec = sim.arm(args.arm)
+    try:
+        sim = load_simulation(args.simulation, args.settings)
+        spec = sim.arm(args.arm)
+    except NeurocircuitError as exc:  # a bad name or setting: one line and exit code 2, as the CLI does
+        print(f"error: {exc.args[0] if exc.args else exc}".replace("\n", " "), file=sys.stderr)
+        sys.exit(2)
     engaged = sim.schedule_for(spec).engaged or EngagedPhase()
     settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
     circuit = load_model(sim.model, rule=spec.rule, overrides=spec.overrides, options=spec.options)

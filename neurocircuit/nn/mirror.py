@@ -106,13 +106,14 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
         return
     w = weight if active is None else weight.index_select(1, active)
     n = settings.batch_size
-    if isinstance(layer, FeedbackConv2d) and not grouped:
-        # One noise sample is one receptive field (one output position), the cheapest sample, with the statistics
-        # of a dense layer with in = C * kh * kw; as a matrix product (dilation only spaces the taps out).
+    if not grouped:
+        # A linear layer, or a convolution whose noise sample is one receptive field (one output position), the
+        # cheapest sample, with the statistics of a dense layer with in = C * kh * kw (dilation only spaces the
+        # taps out): either way a matrix product with W as (out, in).
         flat = w.reshape(w.shape[0], -1)
         x = spontaneous_noise((n, flat.shape[1]), settings, generator=generator, device=w.device, dtype=w.dtype)
         hebb = _hebbian(flat, x).reshape(w.shape)
-    elif isinstance(layer, FeedbackConv2d):
+    else:
         # Grouped: the same receptive-field samples, through the grouped convolution and its weight-gradient kernel.
         kh, kw = w.shape[2:]
         dh, dw = layer.dilation
@@ -122,9 +123,6 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
         _, hebb, _ = _convolution_backward(y, x, w, None, [1, 1], [0, 0], list(layer.dilation), False, [0, 0],
                                            layer.groups, [False, True, False])
         hebb /= n * y.shape[2] * y.shape[3]
-    else:
-        x = spontaneous_noise((n, w.shape[1]), settings, generator=generator, device=w.device, dtype=w.dtype)
-        hebb = _hebbian(w, x)
     decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
     if active is None:
         feedback.mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)

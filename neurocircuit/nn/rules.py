@@ -243,6 +243,9 @@ class BatchRandomSignFeedback(FeedbackRule):
         return torch.copysign(magnitude, w, out=magnitude)  # in place: one pass less over the weights
 
 
+_GRID = 1 << 16  # the number of magnitudes uniform_like draws from on the CPU
+
+
 def uniform_like(weight: Tensor, *, high: float | Tensor = 1.0) -> Tensor:
     """U[0, ``high``) of ``weight``'s shape, dtype and device, drawn from torch's random state.
 
@@ -261,9 +264,6 @@ def uniform_like(weight: Tensor, *, high: float | Tensor = 1.0) -> Tensor:
     grid = np.random.Generator(np.random.SFC64(seed)).integers(0, _GRID, weight.shape, dtype=np.uint16)
     dtype = _NUMPY_FLOAT[weight.dtype]
     return torch.from_numpy(np.multiply(grid, dtype(float(high) / _GRID), dtype=dtype))
-
-
-_GRID = 1 << 16  # the number of magnitudes uniform_like draws from on the CPU
 
 
 @register_rule
