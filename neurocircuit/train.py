@@ -904,6 +904,7 @@ class Trainer:
                 if self.step % self.every == 0:
                     fold_in()
                     self.record()
+                    started = time.perf_counter()  # evaluation is not training time (images_per_second)
                     bar.set_postfix(test_acc=f"{self.records[-1]['test_accuracy']:.3f}", refresh=False)
                 if self.settings.checkpoint_every and self.step % self.settings.checkpoint_every == 0 \
                         and self.batch < self.steps_per_epoch:

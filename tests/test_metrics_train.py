@@ -1,6 +1,7 @@
 """Alignment metrics, the training loop and atomic results."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -80,6 +81,28 @@ def test_fit_records_every_n_steps():
     ds = fit(model, train, test, optimizer=torch.optim.Adam(model.parameters(), 1e-3), epochs=1, batch_size=100,
              record_every=5, progress=False)
     assert list(ds["step"].values) == [0, 5, 10, 14]
+
+
+def test_throughput_leaves_out_the_time_spent_evaluating(monkeypatch):
+    # Each record's evaluation is made to take 0.5 s; 5 training steps of this MLP take a few ms. A record's
+    # images_per_second covers only the training steps since the previous record.
+    from neurocircuit.train import Trainer
+
+    evaluate = Trainer.evaluate
+
+    def slow_evaluate(self, *args, **kwargs):
+        time.sleep(0.5)
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)
+    train, test, _ = load_digits()
+    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    ds = fit(model, train, test, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), epochs=2, batch_size=100,
+             record_every=5, progress=False)
+    steps = np.diff(ds["step"].values)
+    # training seconds per interval, over-estimated where an epoch's last, shorter batch falls in it
+    seconds = 100 * steps / ds["images_per_second"].values[1:]
+    assert ds.sizes["step"] == 7 and (seconds[np.isfinite(seconds)] < 0.5).all() and np.isfinite(seconds).sum() >= 5
 
 
 def test_regression_teacher_task():
