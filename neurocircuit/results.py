@@ -44,7 +44,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write ``ds`` to netCDF atomically and return the path."""
+    """Write ``ds`` to netCDF atomically and return the path.
+
+    Encodings that variables carry from files they were read from are dropped first: merged from several results
+    files, a label coordinate would otherwise be written with the first file's string width (``"usf"`` read back as
+    ``"us"``) and numbers with its dtype."""
+    ds = ds.copy()
+    for variable in ds.variables.values():
+        variable.encoding = {}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp)
     return Path(path)

@@ -134,6 +134,20 @@ def test_bad_training_settings():
         make_optimizer([torch.zeros(1, requires_grad=True)], "sgd", lrr=0.1)
 
 
+def test_results_merged_from_files_keep_their_labels(tmp_path):
+    # Each file stores its arm labels at its own string width; merged and written again, none is cut to the
+    # first file's width, and values keep their dtype.
+    paths = []
+    for arm, value in (("bp", 1.5), ("fa_prenatal", 2.5)):
+        ds = xr.Dataset({"test_accuracy": ("arm", [value]), "steps": ("arm", np.array([70000], dtype=np.int64))},
+                        coords={"arm": [arm]})
+        paths.append(write_netcdf(ds, tmp_path / f"{arm}.nc"))
+    merged = xr.merge([read_results(p) for p in paths], join="outer", compat="no_conflicts")
+    again = read_results(write_netcdf(merged, tmp_path / "merged.nc"))
+    assert list(again["arm"].values) == ["bp", "fa_prenatal"]
+    assert list(again["test_accuracy"].values) == [1.5, 2.5] and list(again["steps"].values) == [70000, 70000]
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "results.nc"
     with pytest.raises(RuntimeError):
