@@ -296,30 +296,30 @@ def _in_memory_tensors(dataset: Dataset) -> tuple[tuple[Tensor, ...], BatchMaker
 class _TensorBatches:
     """Batches ``tensors[k][indices]`` (or ``make(tensors, indices, seeds)`` for a data set that augments) in the
     order a sampler yields (``(index, seed)`` pairs or indices) — what a ``DataLoader`` with the default collate
-    would give, without the per-sample Python."""
+    would give, without the per-sample Python.
+
+    The epoch's indices (and seeds) go to the device in one copy when iteration starts: a copy from pageable host
+    memory per batch would make the host wait for the device to finish the previous step every step (a blocking
+    copy synchronises the stream), so the Python of one step could no longer overlap the kernels of the last."""
 
     def __init__(self, tensors: tuple[Tensor, ...], sampler: Sampler, batch_size: int,
                  make: BatchMaker | None = None) -> None:
         self.tensors, self.sampler, self.batch_size, self.make = tensors, sampler, batch_size, make
 
-    def _batch(self, items: list[Any]) -> tuple[Tensor, ...]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        items = list(self.sampler)
+        if not items:
+            return
         device = self.tensors[0].device
         pairs = isinstance(items[0], tuple)
-        index = torch.tensor([int(i[0]) if pairs else int(i) for i in items], device=device)
-        if self.make is None:
-            return tuple(t[index] for t in self.tensors)
-        seeds = torch.tensor([int(i[1]) for i in items], device=device) if pairs else None
-        return self.make(self.tensors, index, seeds)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        batch: list[Any] = []
-        for item in self.sampler:
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield self._batch(batch)
-                batch = []
-        if batch:
-            yield self._batch(batch)
+        index = torch.tensor([int(i[0]) if pairs else int(i) for i in items]).to(device)
+        seeds = torch.tensor([int(i[1]) for i in items]).to(device) if pairs and self.make is not None else None
+        for start in range(0, len(items), self.batch_size):
+            batch = slice(start, start + self.batch_size)
+            if self.make is None:
+                yield tuple(t[index[batch]] for t in self.tensors)
+            else:
+                yield self.make(self.tensors, index[batch], None if seeds is None else seeds[batch])
 
 
 class _StopFlag:
