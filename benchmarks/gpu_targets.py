@@ -15,6 +15,11 @@ In order, each step capped so the whole run ends within ``--budget`` seconds (a 
    tables to the log.
 5. Meanwhile step 2 again under ``torch.compile`` (the trainer's default on CUDA): its compilation overlaps step 4,
    its timed rounds wait until step 4 has ended (``--start-after``), so they run alone.
+
+``--only eager,data,proxy,compiled`` runs a subset of steps 2-5; ``--proxy-arms wm,bp`` limits step 4's
+``resnet18_fashion_mnist`` to those arms (``--no-kp-warmup`` drops the other simulation). On the first H100 lease
+(README) steps 1-4 fitted in 435 s but not step 5: compiling ResNet-50 took 49-132 s per arm with a cold cache
+while the 30 proxy runs held the CPU (6-19 s per arm with a warm cache), and the wm arms of step 4 did not finish.
 """
 
 from __future__ import annotations
@@ -56,9 +61,15 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
     parser.add_argument("--proxy-cap", type=float, default=435.0, help="seconds after the start to stop step 4")
+    parser.add_argument("--only", default="eager,data,proxy,compiled", help="the steps to run, comma-separated")
+    parser.add_argument("--proxy-arms", default=None, help="step 4: only these arms of resnet18_fashion_mnist")
+    parser.add_argument("--no-kp-warmup", action="store_true", help="step 4: leave out resnet18_kp_decay_warmup")
     parser.add_argument("--dry", action="store_true",
                         help="check the orchestration on a CPU: small networks, the default simulation as step 4")
     args = parser.parse_args()
+    steps = set(args.only.split(","))
+    if not steps <= {"eager", "data", "proxy", "compiled"}:
+        parser.error(f"--only: unknown step(s) {', '.join(sorted(steps - {'eager', 'data', 'proxy', 'compiled'}))}")
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path("/tmp/gpu_targets")
     shutil.rmtree(work, ignore_errors=True)
@@ -75,25 +86,33 @@ def main() -> None:
 
     step_time = [py, str(HERE / "step_time.py"), "--arch", "resnet50", "--size", "224", "--batch", "64",
                  "--device", "cuda", "--amp", "--rounds", "5", "--steps", "10"]
-    proxies = [("resnet18_fashion_mnist", "proxy5"), ("resnet18_kp_decay_warmup", "kp_warmup5")]
+    proxies = [("resnet18_fashion_mnist", "proxy5", args.proxy_arms), ("resnet18_kp_decay_warmup", "kp_warmup5", None)]
+    if args.no_kp_warmup:
+        proxies = proxies[:1]
     proxy_settings = ["train.epochs=5", "seeds=[0,1,2]", "torch.device='cuda'", "torch.compile=false"]
     data_path = [py, str(HERE / "data_path.py"), "--device", "cuda"]
     eager_rules, compiled_rules = "bp,fa,usf,brsf,frsf,kp,wm", "bp,fa,usf,frsf,kp,wm"
     if args.dry:
         eager_rules = compiled_rules = "bp"
         step_time = [py, str(HERE / "step_time.py"), "--size", "32", "--batch", "4", "--rounds", "1", "--steps", "1"]
-        proxies = [("default", "proxy5"), ("default", "kp_warmup5")]
+        proxies = [("default", "proxy5", args.proxy_arms), ("default", "kp_warmup5", None)][:len(proxies)]
         proxy_settings = ["train.epochs=1", "seeds=[0,1]"]
         data_path = [py, str(HERE / "data_path.py"), "--device", "cpu", "--samples", "256", "--epochs", "1",
                      "--set", "torch.compile=false"]
-    sh([*step_time, "--rules", eager_rules], min(150, left(400)))
-    sh(data_path, min(150, left(300)))
+    if "eager" in steps:
+        sh([*step_time, "--rules", eager_rules], min(150, left(400)))
+    if "data" in steps:
+        sh(data_path, min(150, left(300)))
+    if "proxy" not in steps:
+        proxies = []
 
     # Step 4 in the background; `go` appears when it has ended (or been stopped at its cap).
     go = work / "go"
     procs = []
-    for simulation, name in proxies:
+    for simulation, name, arms in proxies:
         cmd = [py, str(HERE / "parallel_arms.py"), simulation, "--out", str(work / name), "--jobs", "32"]
+        for arm in arms.split(",") if arms else []:
+            cmd += ["--only", arm]
         for item in proxy_settings:
             cmd += ["--set", item]
         print(f"{stamp()} background $ {' '.join(cmd)}", flush=True)
@@ -122,7 +141,8 @@ def main() -> None:
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    sh([*step_time, "--rules", compiled_rules, "--compile", "--start-after", str(go)], left(3))
+    if "compiled" in steps:
+        sh([*step_time, "--rules", compiled_rules, "--compile", "--start-after", str(go)], left(3))
     watcher.join()
     print(f"{stamp()} done", flush=True)
 

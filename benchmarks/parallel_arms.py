@@ -1,6 +1,6 @@
 """Run every (arm, seed) of a simulation as its own process, in parallel, then merge and summarise.
 
-    python benchmarks/parallel_arms.py SIMULATION --out DIR [--jobs N] [--set key=value ...]
+    python benchmarks/parallel_arms.py SIMULATION --out DIR [--jobs N] [--only ARM ...] [--set key=value ...]
 
 Each process is ``neurocircuit run SIMULATION --only ARM --set seeds=[SEED]`` with one BLAS thread; the merged
 ``DIR/results.nc`` has the same layout as a single run's. Meant for machines with many cores (or one GPU
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from neurocircuit.errors import NeurocircuitError
 from neurocircuit.results import write_netcdf
 from neurocircuit.simulation import load_simulation
 
@@ -30,10 +31,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--set", dest="settings", action="append", default=[])
     parser.add_argument("--merge-only", action="store_true", help="run nothing: merge the finished runs in DIR")
+    parser.add_argument("--only", action="append", default=[], metavar="ARM",
+                        help="run (or merge) only this arm (repeatable)")
     args = parser.parse_args()
-    sim = load_simulation(args.simulation, args.settings)
+    try:
+        sim = load_simulation(args.simulation, args.settings)
+    except NeurocircuitError as exc:
+        print(f"parallel_arms: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    labels = [spec.label for spec in sim.arms]
+    unknown = [label for label in args.only if label not in labels]
+    if unknown:
+        print(f"parallel_arms: error: --only {unknown[0]!r}: no such arm in {sim.name} (arms: {', '.join(labels)})",
+              file=sys.stderr)
+        sys.exit(2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    jobs = [(spec.label, seed) for spec in sim.arms for seed in sim.seeds]
+    jobs = [(label, seed) for label in labels if not args.only or label in args.only for seed in sim.seeds]
 
     def run(job: tuple[str, int]) -> tuple[str, int, int, str]:
         label, seed = job
