@@ -34,7 +34,7 @@ from neurocircuit.nn import FeedbackOptimizer
 from neurocircuit.registry import get_model
 from neurocircuit.simulation import load_simulation
 from neurocircuit.torch_backend import TorchBackend
-from neurocircuit.train import make_optimizer, optimizer_settings
+from neurocircuit.train import cuda_default, make_optimizer, optimizer_settings
 
 
 def fail(message: str) -> None:
@@ -109,8 +109,8 @@ def main() -> None:
     steps = len(train_set) // batch
     model = get_model(sim.model, rule=arm.rule, seed=0, num_classes=info.n_outputs).to(device)
     cuda = device.type == "cuda"
-    channels_last = sim.torch.channels_last if sim.torch.channels_last is not None else cuda
-    compiled = sim.torch.compile if sim.torch.compile is not None else cuda
+    channels_last = cuda_default(sim.torch.channels_last, device)  # as the trainer decides them
+    compiled = cuda_default(sim.torch.compile, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     name, settings = optimizer_settings(sim.optimizer, batch)

@@ -18,8 +18,8 @@ In order, each step capped so the whole run ends within ``--budget`` seconds (a 
 
 ``--only eager,data,proxy,compiled`` runs a subset of steps 2-5; ``--proxy-arms wm,bp`` limits step 4's
 ``resnet18_fashion_mnist`` to those arms (``--no-kp-warmup`` drops the other simulation). On the first H100 lease
-(README) steps 1-4 fitted in 435 s but not step 5: compiling ResNet-50 took 49-132 s per arm with a cold cache
-while the 30 proxy runs held the CPU (6-19 s per arm with a warm cache), and the wm arms of step 4 did not finish.
+(README) step 4 was stopped at its 435 s cap before its wm arms finished, and step 5 did not fit: compiling
+ResNet-50 took 49-132 s per arm with a cold cache while the 30 proxy runs held the CPU (6-19 s with a warm cache).
 """
 
 from __future__ import annotations
