@@ -65,15 +65,26 @@ def spontaneous_noise(shape: tuple[int, ...], settings: MirrorSettings, *, gener
     return x.mul_(settings.noise_std).to(device)
 
 
-def _active_inputs(n: int, fan_in: int, settings: MirrorSettings, generator: torch.Generator | None,
-                   device: torch.device) -> Tensor | None:
-    """Indices of the spontaneously active units among ``n`` (input channels for a conv, whose ``fan_in`` is
-    channels x kernel size), each active with probability active_units / fan_in (None: all of them)."""
+def _active_mask(n: int, fan_in: int, settings: MirrorSettings, generator: torch.Generator | None,
+                 device: torch.device) -> Tensor | None:
+    """Which of ``n`` units (input channels for a conv, whose ``fan_in`` is channels x kernel size) are spontaneously
+    active, each with probability active_units / fan_in (None: all of them), on the device it is drawn on."""
     if settings.active_units is None or settings.active_units >= fan_in:
         return None
-    where = _draw_device(generator, device)
-    mask = torch.rand(n, generator=generator, device=where) < settings.active_units / fan_in
-    return mask.nonzero().squeeze(1).to(device)
+    return torch.rand(n, generator=generator, device=_draw_device(generator, device)) < settings.active_units / fan_in
+
+
+def _active_inputs(n: int, fan_in: int, settings: MirrorSettings, generator: torch.Generator | None,
+                   device: torch.device) -> Tensor | None:
+    """Indices of the spontaneously active units among ``n`` (see :func:`_active_mask`; None: all of them)."""
+    mask = _active_mask(n, fan_in, settings, generator, device)
+    return None if mask is None else mask.nonzero().squeeze(1).to(device)
+
+
+def _indices_would_sync(mask: Tensor) -> bool:
+    """Whether turning ``mask`` into indices waits for a device: ``nonzero`` on an accelerator copies the count to
+    the host, a stall per layer and mirror step (53 on ResNet-50), so there the noise is masked instead."""
+    return mask.device.type != "cpu"
 
 
 def _hebbian(w: Tensor, x: Tensor) -> Tensor:
@@ -90,6 +101,23 @@ def _hebbian(w: Tensor, x: Tensor) -> Tensor:
     return (x @ w.t()).t() @ x / n
 
 
+def _masked_update(weight: Tensor, feedback: Tensor, mask: Tensor, settings: MirrorSettings,
+                   generator: torch.Generator | None, decay: float, rate: float) -> None:
+    """The sparse mirror step without indices: every input draws noise, the silent ones' is zeroed, so their
+    columns of the Hebbian term are exactly zero and their decay factor is 1. The same distribution as the
+    indexed step (the noise stream differs: n x fan_in draws instead of n x active), at the price of dense products
+    — cheap on an accelerator, where the indexed step's host sync is not. An empty draw leaves B unchanged (but
+    ``normalize`` still rescales it to the current ||W||)."""
+    flat = weight.reshape(weight.shape[0], -1)
+    on = mask.to(weight.dtype)
+    columns = on.repeat_interleave(flat.shape[1] // mask.numel())  # conv: a channel's kh x kw taps, channel-major
+    x = spontaneous_noise((settings.batch_size, flat.shape[1]), settings, generator=generator, device=weight.device,
+                          dtype=weight.dtype).mul_(columns)
+    hebb = _hebbian(flat, x).reshape(weight.shape)
+    keep = (1.0 - (1.0 - decay) * on).reshape((1, -1) + (1,) * (weight.dim() - 2))
+    feedback.mul_(keep.to(feedback.dtype)).add_(hebb.to(feedback.dtype), alpha=rate)
+
+
 @torch.no_grad()
 def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: torch.Generator | None = None,
                   rate_scale: float = 1.0) -> None:
@@ -101,12 +129,27 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
     weight, feedback = layer.weight.detach(), layer.feedback_weight
     grouped = isinstance(layer, FeedbackConv2d) and layer.groups > 1
     fan_in = math.prod(weight.shape[1:])
-    active = None if grouped else _active_inputs(weight.shape[1], fan_in, settings, generator, weight.device)
+    mask = None if grouped else _active_mask(weight.shape[1], fan_in, settings, generator, weight.device)
+    decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
+    if mask is not None and _indices_would_sync(mask):
+        _masked_update(weight, feedback, mask.to(weight.device), settings, generator, decay, rate)
+    elif not _indexed_update(layer, mask, settings, generator, decay, rate):
+        return  # no input was active: B is untouched
+    if settings.normalize:
+        feedback.mul_(torch.linalg.vector_norm(weight) / torch.linalg.vector_norm(feedback).clamp_min(1e-30))
+
+
+def _indexed_update(layer: FeedbackLayer, mask: Tensor | None, settings: MirrorSettings,
+                    generator: torch.Generator | None, decay: float, rate: float) -> bool:
+    """The mirror step on the active inputs' columns only (all of them where ``mask`` is None); False if none was
+    active."""
+    weight, feedback = layer.weight.detach(), layer.feedback_weight
+    active = None if mask is None else mask.nonzero().squeeze(1).to(weight.device)
     if active is not None and active.numel() == 0:
-        return
+        return False
     w = weight if active is None else weight.index_select(1, active)
     n = settings.batch_size
-    if not grouped:
+    if not (isinstance(layer, FeedbackConv2d) and layer.groups > 1):
         # A linear layer, or a convolution whose noise sample is one receptive field (one output position), the
         # cheapest sample, with the statistics of a dense layer with in = C * kh * kw (dilation only spaces the
         # taps out): either way a matrix product with W as (out, in).
@@ -123,14 +166,12 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
         _, hebb, _ = _convolution_backward(y, x, w, None, [1, 1], [0, 0], list(layer.dilation), False, [0, 0],
                                            layer.groups, [False, True, False])
         hebb /= n * y.shape[2] * y.shape[3]
-    decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
     if active is None:
         feedback.mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
     else:
         updated = feedback.index_select(1, active).mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
         feedback.index_copy_(1, active, updated)
-    if settings.normalize:
-        feedback.mul_(torch.linalg.vector_norm(weight) / torch.linalg.vector_norm(feedback).clamp_min(1e-30))
+    return True
 
 
 def mirror_step(model: nn.Module, settings: MirrorSettings, *, generator: torch.Generator | None = None,
