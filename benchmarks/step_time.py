@@ -5,6 +5,8 @@
     python benchmarks/step_time.py --rules bp,fa,usf,kp,wm   # wm with its mirroring schedule
     python benchmarks/step_time.py --device cuda --amp --compile   # every arm under torch.compile (the trainer's
                                                                    # default on CUDA); compile time printed apart
+    python benchmarks/step_time.py --rules bp,wm,wm:indexed --device cuda --amp   # the two ways to leave out
+                                                                   # the mirror's silent inputs, side by side
 
 Every arm is a torchvision model with the same weights: ``autograd`` is the unconverted network (plain
 backprop, the reference of the ratios), the others are converted with ``neurocircuit.nn.convert``.
@@ -13,6 +15,8 @@ included; ``wm`` also runs its mirror step after every ``--mirror-every`` traini
 ``simulations/imagenet_resnet18.toml``: 2048 noise samples, 64 active inputs). Arms are timed in interleaved
 rounds; the median and the minimum over rounds of the mean step time are reported with their ratios to
 ``autograd`` (and the median's ratio to the ``bp`` rule's), and the median's throughput in images per second.
+``wm:masked`` and ``wm:indexed`` force how a mirror step leaves out the silent inputs (the ``masked`` argument of
+``neurocircuit.nn.mirror_update``); plain ``wm`` takes the device's default (masked on a GPU, indexed on the CPU).
 With ``--compile`` every arm's network (``autograd`` included) runs through ``torch.compile``, as
 ``neurocircuit train`` does on CUDA; the mirror step stays eager. The warm-up (compilation included) is timed
 apart and printed, never mixed into the step times.
@@ -31,6 +35,8 @@ import torchvision
 
 from neurocircuit.nn import FeedbackOptimizer, convert, mirror_layers, mirror_step
 from neurocircuit.simulation import load_simulation
+
+MIRROR_PATHS = {"": None, "masked": True, "indexed": False}
 
 
 def make_arm(arch: str, rule: str | None, device: str, channels_last: bool, compiled: bool):
@@ -66,7 +72,10 @@ def main() -> None:
     mirror = load_simulation("imagenet_resnet18").mirror
     generator = torch.Generator(device=args.device).manual_seed(0)
 
-    arms = {"autograd": None} | {r: r for r in args.rules.split(",")}
+    arms = {"autograd": None} | {r: r.partition(":")[0] for r in args.rules.split(",")}
+    for name in arms:
+        if name.partition(":")[2] not in MIRROR_PATHS or (":" in name and arms[name] != "wm"):
+            parser.error(f"--rules: unknown arm {name!r} (a rule, or wm:masked / wm:indexed)")
     built = {name: make_arm(args.arch, rule, args.device, args.amp, args.compile) for name, rule in arms.items()}
     x = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
     if args.amp:
@@ -75,6 +84,7 @@ def main() -> None:
 
     def run(name: str, steps: int) -> float:
         forward, model, opt, mirrored = built[name]
+        masked = MIRROR_PATHS[name.partition(":")[2]]
         sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
         sync()
         t0 = time.perf_counter()
@@ -85,7 +95,7 @@ def main() -> None:
             loss.backward()
             opt.step()
             if mirrored and step % args.mirror_every == 0:
-                mirror_step(model, mirror, generator=generator, layers=mirrored)
+                mirror_step(model, mirror, generator=generator, layers=mirrored, masked=masked)
         sync()
         return (time.perf_counter() - t0) / steps
 
@@ -113,11 +123,11 @@ def main() -> None:
           + ", ".join(f"{name} {t:.1f}" for name, t in warm_up.items())
           + (f"; then waited {waited:.0f} s for {args.start_after}" if args.start_after else ""))
     bp = statistics.median(times["bp"]) if "bp" in times else math.nan
-    print(f"{'arm':<10} {'median ms':>10} {'/autograd':>10} {'/bp rule':>9} {'min ms':>8} {'/autograd':>10} "
+    print(f"{'arm':<12} {'median ms':>10} {'/autograd':>10} {'/bp rule':>9} {'min ms':>8} {'/autograd':>10} "
           f"{'img/s':>8} {'img/s / bp':>10}")
     for name, ts in times.items():
         med, low = statistics.median(ts), min(ts)
-        print(f"{name:<10} {1e3 * med:10.1f} {med / ref:10.3f} {med / bp:9.3f} {1e3 * low:8.1f} {low / ref_min:10.3f} "
+        print(f"{name:<12} {1e3 * med:10.1f} {med / ref:10.3f} {med / bp:9.3f} {1e3 * low:8.1f} {low / ref_min:10.3f} "
               f"{args.batch / med:8.1f} {bp / med:10.3f}")
 
 

@@ -67,10 +67,11 @@ def test_a_mirror_step_adds_the_mean_of_drive_times_noise(make, sparse, batch_si
     assert torch.equal(b[:, rest], before[:, rest])
 
 
+@pytest.mark.parametrize("masked", [True, None])  # asked for, or chosen because indexing would wait for a device
 @pytest.mark.parametrize("decay", [1.0, 0.25])
 @pytest.mark.parametrize("make", [lambda: FeedbackLinear(60, 40, rule="wm"),
                                   lambda: FeedbackConv2d(12, 40, 3, padding=1, rule="wm")])
-def test_the_sync_free_mirror_step_is_the_sparse_step_on_masked_noise(make, decay, monkeypatch):
+def test_the_sync_free_mirror_step_is_the_sparse_step_on_masked_noise(make, decay, masked, monkeypatch):
     """Where picking the active inputs' indices would wait for the device (an accelerator), every input draws noise
     and the silent ones' is zeroed: B's active columns get (1 - lambda) B + eta mean(y x^T) over the masked noise,
     the silent ones keep their values, and no ``nonzero`` runs (float64)."""
@@ -91,20 +92,22 @@ def test_the_sync_free_mirror_step_is_the_sparse_step_on_masked_noise(make, deca
     y = x @ flat.t()
     hebb = (y.unsqueeze(2) * x.unsqueeze(1)).mean(0).reshape(w.shape)
 
-    monkeypatch.setattr(mirror, "_indices_would_sync", lambda mask: True)
+    if masked is None:
+        monkeypatch.setattr(mirror, "_indices_would_sync", lambda mask: True)
     monkeypatch.setattr(torch.Tensor, "nonzero", lambda *a, **k: pytest.fail("nonzero ran"))
-    mirror.mirror_update(layer, settings, generator=torch.Generator().manual_seed(3))
+    mirror.mirror_update(layer, settings, generator=torch.Generator().manual_seed(3), masked=masked)
     b = layer.feedback_weight
     torch.testing.assert_close(b[:, on], (1 - decay) * before[:, on] + 0.5 * hebb[:, on], rtol=1e-12, atol=1e-14)
     assert torch.equal(b[:, ~on], before[:, ~on])
 
 
-def test_sparse_spontaneous_activity_still_aligns():
+@pytest.mark.parametrize("masked", [False, True])
+def test_sparse_spontaneous_activity_still_aligns(masked):
     layer = FeedbackLinear(200, 30, rule="wm")
     settings = MirrorSettings(learning_rate=0.4, decay=0.4, batch_size=512, active_units=8)
     g = torch.Generator().manual_seed(1)
     for _ in range(600):
-        mirror_update(layer, settings, generator=g)
+        mirror_update(layer, settings, generator=g, masked=masked)
     assert angle_degrees(layer.feedback_weight, layer.weight) < 5.0
 
 

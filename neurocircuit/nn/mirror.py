@@ -120,18 +120,22 @@ def _masked_update(weight: Tensor, feedback: Tensor, mask: Tensor, settings: Mir
 
 @torch.no_grad()
 def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: torch.Generator | None = None,
-                  rate_scale: float = 1.0) -> None:
+                  rate_scale: float = 1.0, masked: bool | None = None) -> None:
     """One mirror step on one layer: noise in, Hebbian update of B's active synapses, bound.
 
     ``rate_scale`` multiplies both the learning rate and the decay (so the bound ||B|| stays put), e.g. to
-    make the feedback plasticity follow the forward learning-rate schedule.
+    make the feedback plasticity follow the forward learning-rate schedule. With sparse activity
+    (``active_units``), ``masked`` picks how the silent inputs are left out: True zeroes their noise (dense products,
+    no host sync), False indexes the active ones (small products, but ``nonzero`` waits for the device); None, the
+    default, masks where the activity is drawn on an accelerator and indexes on the CPU. Both draw from the same
+    distribution; their random streams differ.
     """
     weight, feedback = layer.weight.detach(), layer.feedback_weight
     grouped = isinstance(layer, FeedbackConv2d) and layer.groups > 1
     fan_in = math.prod(weight.shape[1:])
     mask = None if grouped else _active_mask(weight.shape[1], fan_in, settings, generator, weight.device)
     decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
-    if mask is not None and _indices_would_sync(mask):
+    if mask is not None and (_indices_would_sync(mask) if masked is None else masked):
         _masked_update(weight, feedback, mask.to(weight.device), settings, generator, decay, rate)
     elif not _indexed_update(layer, mask, settings, generator, decay, rate):
         return  # no input was active: B is untouched
@@ -175,12 +179,14 @@ def _indexed_update(layer: FeedbackLayer, mask: Tensor | None, settings: MirrorS
 
 
 def mirror_step(model: nn.Module, settings: MirrorSettings, *, generator: torch.Generator | None = None,
-                rate_scale: float = 1.0, layers: list[tuple[str, FeedbackLayer]] | None = None) -> int:
+                rate_scale: float = 1.0, layers: list[tuple[str, FeedbackLayer]] | None = None,
+                masked: bool | None = None) -> int:
     """One mirror step on every ``wm`` layer of ``model``; returns how many layers it updated.
 
-    Loops that mirror often pass ``layers`` (from :func:`mirror_layers`) to skip the module walk.
+    Loops that mirror often pass ``layers`` (from :func:`mirror_layers`) to skip the module walk; ``masked`` as in
+    :func:`mirror_update`.
     """
     layers = mirror_layers(model) if layers is None else layers
     for _, layer in layers:
-        mirror_update(layer, settings, generator=generator, rate_scale=rate_scale)
+        mirror_update(layer, settings, generator=generator, rate_scale=rate_scale, masked=masked)
     return len(layers)
