@@ -1,7 +1,9 @@
 """Mirror and prenatal phases, schedules, and the data they use."""
 
 import gzip
+import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -72,33 +74,53 @@ def test_a_mirror_step_adds_the_mean_of_drive_times_noise(make, sparse, batch_si
 @pytest.mark.parametrize("make", [lambda: FeedbackLinear(60, 40, rule="wm"),
                                   lambda: FeedbackConv2d(12, 40, 3, padding=1, rule="wm")])
 def test_the_sync_free_mirror_step_is_the_sparse_step_on_masked_noise(make, decay, masked, monkeypatch):
-    """Where picking the active inputs' indices would wait for the device (an accelerator), every input draws noise
-    and the silent ones' is zeroed: B's active columns get (1 - lambda) B + eta mean(y x^T) over the masked noise,
-    the silent ones keep their values, and no ``nonzero`` runs (float64)."""
+    """Where picking the active inputs' indices would wait for the device (an accelerator), a fixed number of
+    candidate units (the active ones first) draws noise and the silent ones' is zeroed: B's active columns get
+    (1 - lambda) B + eta mean(y x^T) over that noise, every other column keeps its value, and no ``nonzero`` runs
+    (float64)."""
     from neurocircuit.nn import mirror
-    from neurocircuit.nn.mirror import _active_mask, spontaneous_noise
+    from neurocircuit.nn.mirror import _active_mask, _candidates, spontaneous_noise
 
     torch.manual_seed(0)
     layer = make().double()
     w, before = layer.weight.detach(), layer.feedback_weight.clone()
-    fan_in = w[0].numel()
+    fan_in, units = w[0].numel(), w.shape[1]
     settings = MirrorSettings(learning_rate=0.5, decay=decay, batch_size=256, active_units=fan_in // 3)
     replay = torch.Generator().manual_seed(3)
-    on = _active_mask(w.shape[1], fan_in, settings, replay, w.device)
-    assert 0 < int(on.sum()) < w.shape[1]
-    x = spontaneous_noise((256, fan_in), settings, generator=replay, device=w.device, dtype=w.dtype)
-    x *= on.double().repeat_interleave(fan_in // w.shape[1])
-    flat = w.reshape(w.shape[0], -1)
-    y = x @ flat.t()
-    hebb = (y.unsqueeze(2) * x.unsqueeze(1)).mean(0).reshape(w.shape)
+    on = _active_mask(units, fan_in, settings, replay, w.device)
+    active = [i for i in range(units) if on[i]]
+    chosen = active + [i for i in range(units) if not on[i]][:_candidates(units, 1 / 3) - len(active)]
+    assert 0 < len(active) < units and len(active) <= len(chosen) == _candidates(units, 1 / 3)
+    taps = fan_in // units
+    x = spontaneous_noise((256, len(chosen) * taps), settings, generator=replay, device=w.device, dtype=w.dtype)
+    x *= on[chosen].double().repeat_interleave(taps)
+    flat = w[:, chosen].reshape(w.shape[0], -1)
+    hebb = ((x @ flat.t()).unsqueeze(2) * x.unsqueeze(1)).mean(0).reshape(w[:, chosen].shape)
+    expected = before.clone()
+    expected[:, active] = (1 - decay) * before[:, active] + 0.5 * hebb[:, :len(active)]
 
     if masked is None:
         monkeypatch.setattr(mirror, "_indices_would_sync", lambda mask: True)
     monkeypatch.setattr(torch.Tensor, "nonzero", lambda *a, **k: pytest.fail("nonzero ran"))
     mirror.mirror_update(layer, settings, generator=torch.Generator().manual_seed(3), masked=masked)
     b = layer.feedback_weight
-    torch.testing.assert_close(b[:, on], (1 - decay) * before[:, on] + 0.5 * hebb[:, on], rtol=1e-12, atol=1e-14)
-    assert torch.equal(b[:, ~on], before[:, ~on])
+    torch.testing.assert_close(b[:, active], expected[:, active], rtol=1e-12, atol=1e-14)
+    silent = [i for i in range(units) if not on[i]]
+    assert torch.equal(b[:, silent], before[:, silent])
+
+
+def test_a_static_size_draw_keeps_every_active_unit_but_in_the_far_tail() -> None:
+    """The candidates are the smallest k with P(Binomial(n, p) > k) < 1e-15: one fewer would not be enough."""
+    from neurocircuit.nn.mirror import _candidates
+
+    def above(n: int, p: Fraction, k: int) -> Fraction:  # exact
+        return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k + 1, n + 1))
+
+    for n, p in [(512, Fraction(64, 4608)), (2048, Fraction(64, 18432)), (60, Fraction(1, 3)), (64, Fraction(1, 9))]:
+        k = _candidates(n, float(p))
+        assert above(n, p, k) < 1e-15 <= above(n, p, k - 1), (n, p, k)
+    assert _candidates(12, 1.0) == 12 and _candidates(12, 1 / 3) == 12  # (12 at 1/3: P(count = 12) > 1e-15)
+    assert _candidates(512, 64 / 4608) < 40  # ResNet-50 layer4's 3x3 conv: 7.1 active channels on average
 
 
 @pytest.mark.parametrize("masked", [False, True])

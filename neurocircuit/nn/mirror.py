@@ -13,6 +13,7 @@ Only B buffers change: W, biases, BatchNorm statistics and optimizer state are n
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -101,21 +102,45 @@ def _hebbian(w: Tensor, x: Tensor) -> Tensor:
     return (x @ w.t()).t() @ x / n
 
 
+@functools.lru_cache(maxsize=1024)
+def _candidates(n: int, p: float, tail: float = 1e-15) -> int:
+    """How many units a static-size draw keeps: the smallest k with P(Binomial(n, p) > k) < ``tail``, so an active
+    unit is dropped in fewer than one draw in 10^15."""
+    if p >= 1.0:
+        return n
+    log_pmf = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p)
+               + (n - k) * math.log1p(-p) for k in range(n + 1)]
+    above = 0.0  # P(count > k), summed from the top
+    for k in range(n, -1, -1):
+        if above + math.exp(log_pmf[k]) >= tail:
+            return k
+        above += math.exp(log_pmf[k])
+    return 0
+
+
 def _masked_update(weight: Tensor, feedback: Tensor, mask: Tensor, settings: MirrorSettings,
                    generator: torch.Generator | None, decay: float, rate: float) -> None:
-    """The sparse mirror step without indices: every input draws noise, the silent ones' is zeroed, so their
-    columns of the Hebbian term are exactly zero and their decay factor is 1. The same distribution as the
-    indexed step (the noise stream differs: n x fan_in draws instead of n x active), at the price of dense products
-    — cheap on an accelerator, where the indexed step's host sync is not. An empty draw leaves B unchanged (but
-    ``normalize`` still rescales it to the current ||W||)."""
-    flat = weight.reshape(weight.shape[0], -1)
-    on = mask.to(weight.dtype)
-    columns = on.repeat_interleave(flat.shape[1] // mask.numel())  # conv: a channel's kh x kw taps, channel-major
-    x = spontaneous_noise((settings.batch_size, flat.shape[1]), settings, generator=generator, device=weight.device,
-                          dtype=weight.dtype).mul_(columns)
-    hebb = _hebbian(flat, x).reshape(weight.shape)
-    keep = (1.0 - (1.0 - decay) * on).reshape((1, -1) + (1,) * (weight.dim() - 2))
-    feedback.mul_(keep.to(feedback.dtype)).add_(hebb.to(feedback.dtype), alpha=rate)
+    """The sparse mirror step without a host sync. ``nonzero`` would need the count of active units on the host;
+    instead a fixed number of candidate units is taken — the active ones first (a stable sort of the mask), then
+    silent ones to fill up — every candidate draws noise and the silent ones' is zeroed, so their columns of the
+    Hebbian term are exactly zero and their decay factor is 1. The same distribution as the indexed step (unless
+    more units are active than :func:`_candidates` keeps, below 1e-15 per draw); the noise stream differs (n x the
+    candidates' inputs). An empty draw leaves B unchanged (but ``normalize`` still rescales it to the current
+    ||W||)."""
+    fan_in = math.prod(weight.shape[1:])
+    keep_n = _candidates(mask.numel(), min(1.0, settings.active_units / fan_in))
+    chosen = torch.argsort((~mask).to(torch.uint8), stable=True)[:keep_n]
+    on = mask.index_select(0, chosen).to(weight.dtype)
+    w = weight.index_select(1, chosen)
+    flat = w.reshape(w.shape[0], -1)
+    taps = flat.shape[1] // keep_n  # conv: a channel's kh x kw inputs, channel-major
+    x = spontaneous_noise((settings.batch_size, flat.shape[1]), settings, generator=generator, device=w.device,
+                          dtype=w.dtype).mul_(on.repeat_interleave(taps))
+    hebb = _hebbian(flat, x).reshape(w.shape)
+    keep = (1.0 - (1.0 - decay) * on).reshape((1, -1) + (1,) * (w.dim() - 2))
+    updated = feedback.index_select(1, chosen).mul_(keep.to(feedback.dtype)).add_(hebb.to(feedback.dtype),
+                                                                                   alpha=rate)
+    feedback.index_copy_(1, chosen, updated)
 
 
 @torch.no_grad()
@@ -125,8 +150,9 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
 
     ``rate_scale`` multiplies both the learning rate and the decay (so the bound ||B|| stays put), e.g. to
     make the feedback plasticity follow the forward learning-rate schedule. With sparse activity
-    (``active_units``), ``masked`` picks how the silent inputs are left out: True zeroes their noise (dense products,
-    no host sync), False indexes the active ones (small products, but ``nonzero`` waits for the device); None, the
+    (``active_units``), ``masked`` picks how the silent inputs are left out: True takes a fixed number of candidate
+    units and zeroes the silent ones' noise (static sizes, so no host sync, but a few times the active inputs'
+    products), False indexes the active ones (``nonzero``, which waits for the device); None, the
     default, masks where the activity is drawn on an accelerator and indexes on the CPU. Both draw from the same
     distribution; their random streams differ.
     """
