@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from neurocircuit import list_rules
 from neurocircuit.nn import FeedbackOptimizer, convert, mirror_layers, mirror_step
 from neurocircuit.simulation import load_simulation
 
@@ -73,9 +74,11 @@ def main() -> None:
     generator = torch.Generator(device=args.device).manual_seed(0)
 
     arms = {"autograd": None} | {r: r.partition(":")[0] for r in args.rules.split(",")}
-    for name in arms:
-        if name.partition(":")[2] not in MIRROR_PATHS or (":" in name and arms[name] != "wm"):
-            parser.error(f"--rules: unknown arm {name!r} (a rule, or wm:masked / wm:indexed)")
+    for name, rule in arms.items():
+        path = name.partition(":")[2]
+        if rule is not None and (rule not in list_rules() or path not in MIRROR_PATHS or (path and rule != "wm")):
+            parser.error(f"--rules: unknown arm {name!r} (one of {', '.join(list_rules())}, or wm:masked / "
+                         "wm:indexed)")
     built = {name: make_arm(args.arch, rule, args.device, args.amp, args.compile) for name, rule in arms.items()}
     x = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
     if args.amp:
