@@ -45,7 +45,7 @@ def test_mirror_drives_the_angle_below_5_degrees_within_300_steps(make, noise):
 def test_a_mirror_step_adds_the_mean_of_drive_times_noise(make, sparse, batch_size):
     """decay 1, rate 1: B's active columns become mean(y x^T) over the step's noise, y = W x its drive (float64);
     the other columns keep their values."""
-    from neurocircuit.nn.mirror import _active_inputs, spontaneous_noise
+    from neurocircuit.nn.mirror import _active_mask, spontaneous_noise
 
     torch.manual_seed(0)
     layer = make().double()
@@ -54,7 +54,8 @@ def test_a_mirror_step_adds_the_mean_of_drive_times_noise(make, sparse, batch_si
     active_units = fan_in // 3 if sparse else None  # about a third of the inputs (channels for the conv)
     settings = MirrorSettings(learning_rate=1.0, decay=1.0, batch_size=batch_size, active_units=active_units)
     replay = torch.Generator().manual_seed(7)  # the same draws, in the same order
-    active = _active_inputs(w.shape[1], fan_in, settings, replay, w.device)
+    mask = _active_mask(w.shape[1], fan_in, settings, replay, w.device)
+    active = None if mask is None else mask.nonzero().squeeze(1)
     columns = torch.arange(w.shape[1]) if active is None else active
     assert 0 < len(columns) < w.shape[1] if sparse else len(columns) == w.shape[1]
     flat = w.index_select(1, columns).reshape(w.shape[0], -1)

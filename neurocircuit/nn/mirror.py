@@ -75,13 +75,6 @@ def _active_mask(n: int, fan_in: int, settings: MirrorSettings, generator: torch
     return torch.rand(n, generator=generator, device=_draw_device(generator, device)) < settings.active_units / fan_in
 
 
-def _active_inputs(n: int, fan_in: int, settings: MirrorSettings, generator: torch.Generator | None,
-                   device: torch.device) -> Tensor | None:
-    """Indices of the spontaneously active units among ``n`` (see :func:`_active_mask`; None: all of them)."""
-    mask = _active_mask(n, fan_in, settings, generator, device)
-    return None if mask is None else mask.nonzero().squeeze(1).to(device)
-
-
 def _indices_would_sync(mask: Tensor) -> bool:
     """Whether turning ``mask`` into indices waits for a device: ``nonzero`` on an accelerator copies the count to
     the host, a stall per layer and mirror step (53 on ResNet-50), so there the noise is masked instead."""
