@@ -111,29 +111,15 @@ def _candidates(n: int, p: float, tail: float = 1e-15) -> int:
     return 0
 
 
-def _masked_update(weight: Tensor, feedback: Tensor, mask: Tensor, settings: MirrorSettings,
-                   generator: torch.Generator | None, decay: float, rate: float) -> None:
-    """The sparse mirror step without a host sync. ``nonzero`` would need the count of active units on the host;
-    instead a fixed number of candidate units is taken — the active ones first (a stable sort of the mask), then
-    silent ones to fill up — every candidate draws noise and the silent ones' is zeroed, so their columns of the
-    Hebbian term are exactly zero and their decay factor is 1. The same distribution as the indexed step (unless
-    more units are active than :func:`_candidates` keeps, below 1e-15 per draw); the noise stream differs (n x the
-    candidates' inputs). An empty draw leaves B unchanged (but ``normalize`` still rescales it to the current
-    ||W||)."""
-    fan_in = math.prod(weight.shape[1:])
-    keep_n = _candidates(mask.numel(), min(1.0, settings.active_units / fan_in))
-    chosen = torch.argsort((~mask).to(torch.uint8), stable=True)[:keep_n]
-    on = mask.index_select(0, chosen).to(weight.dtype)
-    w = weight.index_select(1, chosen)
-    flat = w.reshape(w.shape[0], -1)
-    taps = flat.shape[1] // keep_n  # conv: a channel's kh x kw inputs, channel-major
-    x = spontaneous_noise((settings.batch_size, flat.shape[1]), settings, generator=generator, device=w.device,
-                          dtype=w.dtype).mul_(on.repeat_interleave(taps))
-    hebb = _hebbian(flat, x).reshape(w.shape)
-    keep = (1.0 - (1.0 - decay) * on).reshape((1, -1) + (1,) * (w.dim() - 2))
-    updated = feedback.index_select(1, chosen).mul_(keep.to(feedback.dtype)).add_(hebb.to(feedback.dtype),
-                                                                                   alpha=rate)
-    feedback.index_copy_(1, chosen, updated)
+def _candidate_columns(mask: Tensor, settings: MirrorSettings, fan_in: int) -> tuple[Tensor, Tensor]:
+    """A fixed number of candidate units without a host sync (``nonzero`` would need the active count on the host):
+    the active ones first (a stable sort of the mask), then silent ones to fill up, and which of them are active.
+    The silent candidates' noise is zeroed, so their columns of the Hebbian term are exactly zero and their decay
+    factor is 1: the same distribution as indexing the active units (unless more are active than
+    :func:`_candidates` keeps, below 1e-15 per draw), with a different noise stream (n x the candidates' inputs)."""
+    count = _candidates(mask.numel(), min(1.0, settings.active_units / fan_in))
+    columns = torch.argsort((~mask).to(torch.uint8), stable=True)[:count]
+    return columns, mask.index_select(0, columns)
 
 
 @torch.no_grad()
@@ -147,37 +133,29 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
     units and zeroes the silent ones' noise (static sizes, so no host sync, but a few times the active inputs'
     products), False indexes the active ones (``nonzero``, which waits for the device); None, the
     default, masks where the activity is drawn on an accelerator and indexes on the CPU. Both draw from the same
-    distribution; their random streams differ.
+    distribution; their random streams differ. With ``masked``, an empty draw still rescales B under ``normalize``.
     """
     weight, feedback = layer.weight.detach(), layer.feedback_weight
     grouped = isinstance(layer, FeedbackConv2d) and layer.groups > 1
     fan_in = math.prod(weight.shape[1:])
     mask = None if grouped else _active_mask(weight.shape[1], fan_in, settings, generator, weight.device)
-    decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
+    columns, on = None, None  # None: every input column, all active
     if mask is not None and (_indices_would_sync(mask) if masked is None else masked):
-        _masked_update(weight, feedback, mask.to(weight.device), settings, generator, decay, rate)
-    elif not _indexed_update(layer, mask, settings, generator, decay, rate):
-        return  # no input was active: B is untouched
-    if settings.normalize:
-        feedback.mul_(torch.linalg.vector_norm(weight) / torch.linalg.vector_norm(feedback).clamp_min(1e-30))
-
-
-def _indexed_update(layer: FeedbackLayer, mask: Tensor | None, settings: MirrorSettings,
-                    generator: torch.Generator | None, decay: float, rate: float) -> bool:
-    """The mirror step on the active inputs' columns only (all of them where ``mask`` is None); False if none was
-    active."""
-    weight, feedback = layer.weight.detach(), layer.feedback_weight
-    active = None if mask is None else mask.nonzero().squeeze(1).to(weight.device)
-    if active is not None and active.numel() == 0:
-        return False
-    w = weight if active is None else weight.index_select(1, active)
+        columns, on = _candidate_columns(mask.to(weight.device), settings, fan_in)
+    elif mask is not None:
+        columns = mask.nonzero().squeeze(1).to(weight.device)
+        if columns.numel() == 0:
+            return  # no input was active: B is untouched
+    w = weight if columns is None else weight.index_select(1, columns)
     n = settings.batch_size
-    if not (isinstance(layer, FeedbackConv2d) and layer.groups > 1):
+    if not grouped:
         # A linear layer, or a convolution whose noise sample is one receptive field (one output position), the
         # cheapest sample, with the statistics of a dense layer with in = C * kh * kw (dilation only spaces the
         # taps out): either way a matrix product with W as (out, in).
         flat = w.reshape(w.shape[0], -1)
         x = spontaneous_noise((n, flat.shape[1]), settings, generator=generator, device=w.device, dtype=w.dtype)
+        if on is not None:  # silent candidates: no noise (a conv channel's kh x kw inputs are channel-major)
+            x.mul_(on.to(x.dtype).repeat_interleave(flat.shape[1] // on.numel()))
         hebb = _hebbian(flat, x).reshape(w.shape)
     else:
         # Grouped: the same receptive-field samples, through the grouped convolution and its weight-gradient kernel.
@@ -189,12 +167,16 @@ def _indexed_update(layer: FeedbackLayer, mask: Tensor | None, settings: MirrorS
         _, hebb, _ = _convolution_backward(y, x, w, None, [1, 1], [0, 0], list(layer.dilation), False, [0, 0],
                                            layer.groups, [False, True, False])
         hebb /= n * y.shape[2] * y.shape[3]
-    if active is None:
+    decay, rate = 1.0 - min(1.0, settings.decay * rate_scale), settings.learning_rate * rate_scale
+    if on is not None:  # a silent candidate keeps its column: factor 1 and a zero Hebbian term
+        decay = (1.0 - (1.0 - decay) * on.to(feedback.dtype)).reshape((1, -1) + (1,) * (w.dim() - 2))
+    if columns is None:
         feedback.mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
     else:
-        updated = feedback.index_select(1, active).mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
-        feedback.index_copy_(1, active, updated)
-    return True
+        updated = feedback.index_select(1, columns).mul_(decay).add_(hebb.to(feedback.dtype), alpha=rate)
+        feedback.index_copy_(1, columns, updated)
+    if settings.normalize:
+        feedback.mul_(torch.linalg.vector_norm(weight) / torch.linalg.vector_norm(feedback).clamp_min(1e-30))
 
 
 def mirror_step(model: nn.Module, settings: MirrorSettings, *, generator: torch.Generator | None = None,
