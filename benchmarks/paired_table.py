@@ -33,7 +33,15 @@ def collect(files: list[tuple[Path, str]]) -> dict[str, dict[int, dict[str, floa
     """{arm: {seed: {"error", "best", "angle", "finite", "seconds"}}} from every (file, tag)."""
     arms: dict[str, dict[int, dict[str, float]]] = {}
     for path, tag in files:
-        with xr.open_dataset(path) as data:
+        try:
+            data = xr.open_dataset(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path} is not a netCDF results file ({type(exc).__name__})") from exc
+        missing = [v for v in ("arm", "seed", "test_accuracy", "train_loss") if v not in data.variables]
+        if missing:
+            data.close()
+            raise ValueError(f"{path} is not a results file of neurocircuit run (no {', '.join(missing)})")
+        with data:
             for label in data["arm"].values.tolist():
                 arm = f"{label}@{tag}" if tag else label
                 for seed in data["seed"].values.tolist():

@@ -31,6 +31,16 @@ def _results(path: Path, arms: list[str], seeds: list[int], final: dict[tuple[st
     return str(path)
 
 
+def _text(path: Path) -> str:
+    path.write_text("not netCDF\n")
+    return str(path)
+
+
+def _other(path: Path) -> str:
+    xr.Dataset({"x": ("a", np.arange(3))}).to_netcdf(path)
+    return str(path)
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False)
 
@@ -54,6 +64,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     first = _results(tmp_path / "a.nc", ["bp"], [0], {("bp", 0): 0.9})
     for args, message in [([str(tmp_path / "none.nc")], "no results file"),
                           ([first, first], "bp seed 0 is in more than one file"),
-                          ([first, "--ref", "kp"], "no arm 'kp'")]:
+                          ([first, "--ref", "kp"], "no arm 'kp'"),
+                          ([_text(tmp_path / "text.nc")], "is not a netCDF results file"),
+                          ([_other(tmp_path / "other.nc")], "is not a results file of neurocircuit run (no arm, seed")]:
         done = _run(*args)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
