@@ -4,10 +4,11 @@
 
 Runs ``neurocircuit run SIMULATION`` in this process with every mirror step replaced by an exact copy: each ``wm``
 layer's B is set to W at the very steps (initial mirror phase, interleaved mirror steps) where the shipped schedule
-forms its Hebbian estimate from noise. Same data order, initialisation, optimizer and schedule; B lags W exactly as
-much as the real mirror's B does (it is W as of the last mirror step) but carries no estimation noise and no scale
-error. So the difference wm − wm-perfect (paired by seed) is what the mirror's noisy estimate costs, and
-wm-perfect − bp what the lag costs. The results file is the usual one; tag it when comparing, e.g.
+forms its Hebbian estimate from noise. Same data order, initialisation, optimizer and schedule; B is W as of the
+last mirror step — the lag of a mirror that replaces B at every step (``decay = 1``; with ``mirror_follows_lr`` the
+real mirror averages more bursts as the learning rate falls, so late in training it lags more than this copy) — with
+no estimation noise and no scale error. So wm − wm-perfect (paired by seed) is what the mirror's noisy estimate
+costs, and wm-perfect − bp what feedback that old costs. The results file is the usual one; tag it when comparing, e.g.
 ``python benchmarks/paired_table.py RUNS/results.nc DIR/results.nc@perfect``.
 """
 
@@ -37,9 +38,13 @@ def copy_step(model: nn.Module, settings: object = None, *, layers: list[tuple[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
+    if args and args[0] in ("-h", "--help"):
         print(__doc__)
-        return 0 if args else 2
+        return 0
+    if not args or args[0].startswith("-"):
+        print("perfect_mirror: error: the first argument must be a simulation (name or .toml file); see --help",
+              file=sys.stderr)
+        return 2
     neurocircuit.train.mirror_step = copy_step  # the trainer's mirror phase and interleaved steps both call it
     return cli_main(["run", *args])
 

@@ -57,7 +57,9 @@ def test_a_perfect_mirror_after_every_step_is_backprop(tmp_path: Path) -> None:
     assert np.isfinite(bp.train_loss.values[..., 1:]).all()
 
 
-def test_no_arguments_is_exit_2_with_the_usage() -> None:
-    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "perfect mirror" in proc.stdout
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args in ([], ["--out", str(tmp_path)], ["no_such_simulation", "--out", str(tmp_path)]):
+        proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
