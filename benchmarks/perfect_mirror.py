@@ -10,6 +10,7 @@ real mirror averages more bursts as the learning rate falls, so late in training
 no estimation noise and no scale error. So wm − wm-perfect (paired by seed) is what the mirror's noisy estimate
 costs, and wm-perfect − bp what feedback that old costs. The results file is the usual one; tag it when comparing, e.g.
 ``python benchmarks/paired_table.py RUNS/results.nc DIR/results.nc@perfect``.
+Torch-backend simulations only: the Brian2 circuit's mirror is its own synapses, so another backend is refused.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from torch import nn
 
 import neurocircuit.train
 from neurocircuit.cli import main as cli_main
+from neurocircuit.errors import NeurocircuitError
 from neurocircuit.nn import mirror_layers
 from neurocircuit.nn.layers import FeedbackLayer
+from neurocircuit.simulation import load_simulation
 
 
 @torch.no_grad()
@@ -43,6 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args or args[0].startswith("-"):
         print("perfect_mirror: error: the first argument must be a simulation (name or .toml file); see --help",
+              file=sys.stderr)
+        return 2
+    settings = [a.split("=", 1)[1] if a.startswith("--set=") else args[i + 1]
+                for i, a in enumerate(args) if (a == "--set" and i + 1 < len(args)) or a.startswith("--set=")]
+    try:
+        backend = load_simulation(args[0], settings).backend
+    except NeurocircuitError:
+        backend = "torch"  # `neurocircuit run` below names the problem in its own one-line error
+    if backend != "torch":
+        # Only the torch trainer's mirror steps are replaced: elsewhere the real mirror would run under this name.
+        print(f"perfect_mirror: error: backend {backend!r}: only the torch backend's mirror steps can be replaced",
               file=sys.stderr)
         return 2
     neurocircuit.train.mirror_step = copy_step  # the trainer's mirror phase and interleaved steps both call it

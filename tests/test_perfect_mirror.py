@@ -58,7 +58,8 @@ def test_a_perfect_mirror_after_every_step_is_backprop(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    for args in ([], ["--out", str(tmp_path)], ["no_such_simulation", "--out", str(tmp_path)]):
+    for args in ([], ["--out", str(tmp_path)], ["no_such_simulation", "--out", str(tmp_path)],
+                 ["brian2_weight_mirror", "--out", str(tmp_path)]):  # a backend whose mirror it cannot replace
         proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr, (args, proc.stderr)
