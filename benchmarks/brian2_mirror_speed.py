@@ -5,23 +5,31 @@
 
 For each circuit (64-100-10 and 784-256-10 by default) the same mirror phase runs on Brian2's runtime device with
 the numpy and cython targets, on ``cpp_standalone``, and as ``neurocircuit.brian.reference.mirror_loop`` (the same
-equations in plain numpy, plasticity every dt: the reference every ratio divides by), all in this one run. Then
-cython and cpp_standalone run again with B's plasticity on the slower clock ``--plasticity-dt`` (double, then
-single precision); the hand loop with the same plasticity step is printed beside them for context.
+equations in plain numpy, plasticity every dt: the reference every ratio divides by), all in this one run. Cython
+and cpp_standalone also run with B's plasticity on the slower clock ``--plasticity-dt`` (double, then single
+precision); the hand loop with the same plasticity step is printed beside them for context.
 
-The hand loop and the runtime targets print the best of ``--repeats`` timed runs (numpy once); standalone runs its
-binary once. The rates exclude code generation and compilation — on the runtime
-device each ``Network.run`` rebuilds its code objects in ``Network.before_run`` (the first time compiling them, later
-from the cache), which is timed separately and subtracted; standalone: Brian2's timing of the whole binary. The first
+Everything is built first; then ``--repeats`` rounds each time every hand loop, cython network and standalone
+binary once, in an order rotated from round to round (this machine's speed drifts by tens of per cent over
+minutes). The rates are the best of the rounds; each ratio is taken within a round and printed as the median and
+range over the rounds. Numpy runs once, on its own. The rates exclude code generation and compilation — on the
+runtime device each ``Network.run`` rebuilds its code objects in ``Network.before_run`` (the first time compiling
+them, later from the cache) after a full ``gc.collect()``; both are timed separately, subtracted, and printed as
+the setup per run; standalone: the whole binary, rerun as built (both of its runs and its array I/O). The first
 build is printed separately. The rates include the monitors (weights every second).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
+import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 
+import numpy as np
 from brian2 import ms, profiling_summary
 
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol, parse_quantity
@@ -34,83 +42,152 @@ PARAMS = dict(dt=0.5 * ms, tau=2 * ms, tau_feedback=2 * ms, presentation=40 * ms
               eta_mirror="0.3 Hz", lambda_mirror="0.3 Hz", record_every=25, record_dt=10 * ms, record_neurons=5)
 
 
-def brian_rate(model: str, seconds: float, device: str, target: str, profile: bool = False, repeats: int = 1,
-               **settings: object) -> tuple[float, float]:
-    """(simulated s / wall s of the simulation loop, seconds of code generation and compilation).
+class _TimedCollector:
+    """Stands in for the ``gc`` module inside ``brian2.core.network`` while a loop is timed, timing its collections.
 
-    Runtime device: the network's first ``run`` (10 ms) generates and compiles (or loads from the cache) every code
-    object — that run's wall time is the second number — and the timed ``run`` of the same network reuses them.
-    cpp_standalone: Brian2's timing of the compiled binary (its runs and its array I/O); the rest of the build
-    is the second number.
+    Brian2's ``Network.run`` starts with a full ``gc.collect()``, which visits every object the process tracks
+    (0.2-0.6 s per run on this machine with torch loaded, whatever the run's length): a cost per run, like building
+    the code objects, not per simulated second."""
+
+    def __init__(self, spent: list[float]) -> None:
+        self.spent = spent
+
+    def collect(self, *args: int) -> int:
+        t = time.perf_counter()
+        found = gc.collect(*args)
+        self.spent.append(time.perf_counter() - t)
+        return found
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(gc, name)
+
+
+class RuntimeLoop:
+    """A mirror phase on Brian2's runtime device, built once (its first 10 ms run generates and compiles, or loads
+    from the cache, every code object: ``build`` seconds) and timed run by run.
+
+    Every ``Network.run`` first collects garbage (a full ``gc.collect()``) and rebuilds its code objects
+    (``Network.before_run``: code generation, and compilation or a cache hit for cython); both are timed and kept
+    out of the loop's time, and ``setups`` holds their sum for every timed run.
     """
-    circuit = load_model(model, rule="wm")
-    weights = initial_weights(circuit, 0)
-    steps = int(round(seconds / 0.040))
-    n_in, n_out = circuit.input.size, circuit.output.size
-    params = RateParameters(**{**PARAMS, **settings}, device=device, target=target)
-    if device == "cpp_standalone":
-        # One build: code generation and compilation happen in run(); time the binary from Brian2's own profile.
+
+    def __init__(self, model: str, seconds: float, target: str, runs: int, profile: bool = False,
+                 **settings: object) -> None:
+        circuit = load_model(model, rule="wm")
+        self.seconds, self.profile, self.settings = seconds, profile, settings
+        self.params = RateParameters(**{**PARAMS, **settings}, device="runtime", target=target)
+        self.spent: list[float] = []
+        self.setups: list[float] = []
+        # Per Network.run with profile: (loop wall s, s inside code objects, time steps, code objects run)
+        self.loops: list[tuple[float, float, int, int]] = []
+        with brian_device(self.params):
+            self.circuit = RateCircuit(circuit, initial_weights(circuit, 0), self.params, build_protocol(
+                [MirrorPhase(steps=int(round(seconds / 0.040)) * runs + 1)],
+                n_in=circuit.input.size, n_out=circuit.output.size))
+            network = self.circuit.network
+            before_run, network_run = network.before_run, network.run
+
+            def timed_before_run(*args: object, **kwargs: object) -> None:
+                t = time.perf_counter()
+                before_run(*args, **kwargs)
+                self.spent.append(time.perf_counter() - t)
+
+            def run_network(duration: object, **kw: object) -> None:
+                built, t = len(self.spent), time.perf_counter()
+                network_run(duration, profile=profile, **kw)
+                if profile:
+                    info = network.profiling_info
+                    self.loops.append((time.perf_counter() - t - sum(self.spent[built:]),
+                                       sum(float(s) for _, s in info), int(round(float(duration / self.params.dt))),
+                                       len(info)))
+
+            network.before_run = timed_before_run  # type: ignore[method-assign]
+            network.run = run_network  # type: ignore[method-assign]
+            t0 = time.perf_counter()
+            self.circuit.run(10 * ms)  # the first build: code generation and compilation
+            self.build = time.perf_counter() - t0
+        self.first_timed = len(self.loops)
+
+    def rate(self) -> float:
+        """Simulated s per wall s of one run of ``seconds`` (as the backend runs it: the mirror phase without the
+        feedback drive), its setup (garbage collection, code objects) left out."""
+        import brian2.core.network
+
+        with brian_device(self.params):
+            built = len(self.spent)
+            brian2.core.network.gc = _TimedCollector(self.spent)  # type: ignore[assignment]
+            try:
+                t0 = time.perf_counter()
+                self.circuit.run(self.seconds * 1000 * ms)
+                wall = time.perf_counter() - t0
+            finally:
+                brian2.core.network.gc = gc
+            setup = sum(self.spent[built:])
+            self.setups.append(setup)
+            return self.seconds / (wall - setup)
+
+    def profile_report(self, model: str) -> str:
+        """Brian2's per-code-object profile of the timed runs and the time outside the code objects: Brian2's own
+        dispatch (at every time step the runtime device calls each due code object from Python)."""
+        wall, inside, steps, objects = (sum(x) for x in zip(*self.loops[self.first_timed:]))
+        runs = len(self.loops[self.first_timed:])
+        return (f"{model}, {self.params.target}, {self.seconds} s simulated, {self.settings or 'defaults'}:\n"
+                f"{profiling_summary(self.circuit.network, show=8)}\n"
+                f"timed loops: {wall:.3f} s wall, {inside:.3f} s inside code objects; outside them "
+                f"{1e6 * (wall - inside) / steps:.0f} us per time step ({objects / runs:.0f} code objects per "
+                f"Network.run)")
+
+
+class StandaloneBinary:
+    """A mirror phase built once as a ``cpp_standalone`` program (``build`` seconds: code generation, compilation
+    and Brian2's work around the first run), then timed run by run: the whole binary (both of its runs — the mirror
+    windows without the feedback drive, then the last window — and its reading and writing of the arrays), as
+    Brian2's own ``run_binary`` timer measures it."""
+
+    def __init__(self, model: str, seconds: float, **settings: object) -> None:
+        import brian2
+
+        circuit = load_model(model, rule="wm")
+        self.seconds = seconds
+        params = RateParameters(**{**PARAMS, **settings}, device="cpp_standalone", target="numpy")
         with brian_device(params, directory=tempfile.mkdtemp(prefix="nc_bench_")):
-            protocol = build_protocol([MirrorPhase(steps=steps)], n_in=n_in, n_out=n_out)
-            net = RateCircuit(circuit, weights, params, protocol)
+            protocol = build_protocol([MirrorPhase(steps=int(round(seconds / 0.040)))],
+                                      n_in=circuit.input.size, n_out=circuit.output.size)
+            net = RateCircuit(circuit, initial_weights(circuit, 0), params, protocol)
             t0 = time.perf_counter()
             net.run()
-            total = time.perf_counter() - t0
-            import brian2
+            first = brian2.device.timers["run_binary"]
+            self.build = time.perf_counter() - t0 - first
+            self.first = seconds / first
+            command = brian2.prefs.devices.cpp_standalone.run_cmd_unix  # "./main" or a list, as Brian2 runs it
+            self.command = [*([command] if isinstance(command, str) else command), "--results_dir",
+                            brian2.device.results_dir]
+            self.directory = brian2.device.project_dir
 
-            # the whole binary: both of its runs (mirror windows without the feedback drive, then the last window)
-            # and its reading and writing of the arrays
-            run_time = brian2.device.timers["run_binary"]
-        return seconds / run_time, total - run_time
-    with brian_device(params):
-        net = RateCircuit(circuit, weights, params,
-                          build_protocol([MirrorPhase(steps=steps * repeats + 1)], n_in=n_in, n_out=n_out))
-        # Every Network.run first builds its code objects (Network.before_run: code generation, and compilation or
-        # a cache hit for cython); that time is measured by wrapping before_run and kept out of the loop's time.
-        before_run = net.network.before_run
-        spent: list[float] = []
-
-        def timed_before_run(*args: object, **kwargs: object) -> None:
-            t = time.perf_counter()
-            before_run(*args, **kwargs)
-            spent.append(time.perf_counter() - t)
-
-        net.network.before_run = timed_before_run  # type: ignore[method-assign]
-        network_run = net.network.run
-        # Per Network.run with --profile: (loop wall s, s inside code objects, time steps, code objects run)
-        loops: list[tuple[float, float, int, int]] = []
-
-        def run_network(duration: object, **kw: object) -> None:
-            built, t = len(spent), time.perf_counter()
-            network_run(duration, profile=profile, **kw)
-            if profile:
-                info = net.network.profiling_info
-                loops.append((time.perf_counter() - t - sum(spent[built:]), sum(float(s) for _, s in info),
-                              int(round(float(duration / params.dt))), len(info)))
-
-        net.network.run = run_network  # type: ignore[method-assign]
+    def rate(self) -> float:
+        """Simulated s per wall s of one more run of the same binary (same program, same initial state)."""
         t0 = time.perf_counter()
-        net.run(10 * ms)  # the first build: code generation and compilation
-        build = time.perf_counter() - t0
-        rate, timed = 0.0, len(loops)
-        for _ in range(repeats):  # the best of the repeats: this machine's load varies from minute to minute
-            built = len(spent)
-            t0 = time.perf_counter()
-            net.run(seconds * 1000 * ms)  # as the backend runs it (in the mirror phase without the feedback drive)
-            rate = max(rate, seconds / (time.perf_counter() - t0 - sum(spent[built:])))
-        if profile:  # where the loop's time goes, per code object (profiling adds its own overhead to the rate)
-            # What the code objects do not account for is Brian2's own dispatch: every time step the runtime
-            # device calls each due code object from Python.
-            wall, inside, steps_run, objects = (sum(x) for x in zip(*loops[timed:]))
-            print(f"{model}, {target}, {seconds} s simulated, {settings or 'defaults'}:\n"
-                  f"{profiling_summary(net.network, show=8)}\n"
-                  f"timed loops: {wall:.3f} s wall, {inside:.3f} s inside code objects; outside them "
-                  f"{1e6 * (wall - inside) / steps_run:.0f} us per time step ({objects / len(loops[timed:]):.0f} "
-                  f"code objects per Network.run)", flush=True)
-        return rate, build
+        subprocess.run(self.command, cwd=self.directory, check=True, stdout=subprocess.DEVNULL)
+        return self.seconds / (time.perf_counter() - t0)
+
+
+def brian_rate(model: str, seconds: float, device: str, target: str, profile: bool = False, repeats: int = 1,
+               **settings: object) -> tuple[float, float]:
+    """(simulated s / wall s of the simulation loop, best of ``repeats`` runs; seconds of code generation and
+    compilation) of one device and target alone. With ``profile`` (runtime device) also print where the time goes.
+    """
+    if device == "cpp_standalone":
+        binary = StandaloneBinary(model, seconds, **settings)
+        return max([binary.first] + [binary.rate() for _ in range(repeats - 1)]), binary.build
+    loop = RuntimeLoop(model, seconds, target, repeats, profile=profile, **settings)
+    rate = max(loop.rate() for _ in range(repeats))
+    if profile:
+        print(loop.profile_report(model), flush=True)
+    return rate, loop.build
 
 
 def hand_rate(model: str, seconds: float, plasticity_every: int = 1, repeats: int = 1) -> float:
+    """Simulated s per wall s of :func:`~neurocircuit.brian.reference.mirror_loop`, best of ``repeats``."""
     circuit = load_model(model, rule="wm")
     weights = initial_weights(circuit, 0)
     names = [p.name for p in circuit.projections]
@@ -126,6 +203,18 @@ def hand_rate(model: str, seconds: float, plasticity_every: int = 1, repeats: in
     return best
 
 
+def interleaved(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Rates of every timer, round by round: each round runs each timer once, in an order rotated from round to
+    round, so that the machine's drift over minutes reaches every timer alike and the ratios of one round compare
+    runs made moments apart."""
+    names = list(timers)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            rates[name].append(timers[name]())
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 10.0],
@@ -134,32 +223,56 @@ def main() -> None:
     parser.add_argument("--plasticity-dt", default="1 ms",
                         help="B's plasticity clock of the tuned rows (a whole multiple of dt = 0.5 ms)")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs of the hand loop and the runtime targets; the best is printed")
+                        help="interleaved rounds: each times the hand loops, cython and standalone once")
     parser.add_argument("--profile", action="store_true",
                         help="also print Brian2's per-code-object profile of each cython run")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     every = int(round(float(parse_quantity(args.plasticity_dt, dimension=ms, where="--plasticity-dt") / (0.5 * ms))))
-    print("mirror phase, dt 0.5 ms; simulated seconds per wall second of the simulation loop (code generation and "
-          "compilation excluded, shown in seconds as 'build'); ratios divide by the hand loop with plasticity every dt")
+    print(f"mirror phase, dt 0.5 ms; simulated seconds per wall second of the simulation loop, the best of "
+          f"{args.repeats} interleaved rounds (numpy: one run); the ratios divide by the hand loop with plasticity "
+          f"every dt of the same round: median [min-max] over the rounds; code generation and compilation excluded, "
+          f"shown in seconds as 'build'; so is what Brian2 does at the start of every Network.run (a full garbage "
+          f"collection, rebuilding the code objects from the cache): 'setup s/run', median over the cython runs")
     print(f"{'circuit':<16} {'sim s':>6} {'plasticity, precision':>22} {'hand numpy':>11} {'numpy':>8} {'cython':>8} "
-          f"{'standalone':>11} {'cython/hand':>12} {'standalone/hand':>16} {'build s (numpy/cython/standalone)':>34}")
+          f"{'standalone':>11} {'cython/hand':>18} {'standalone/hand':>18} {'build s (numpy/cython/standalone)':>34} "
+          f"{'cython setup s/run':>19}")
     for model in args.models.split(","):
         for seconds in args.seconds:
-            hand = hand_rate(model, seconds, repeats=args.repeats)
             numpy_rate, numpy_build = brian_rate(model, seconds, "runtime", "numpy")
-            rows = [("every dt, double", {}, hand, f"{numpy_rate:8.3f}", numpy_build)]
-            tuned_hand = hand_rate(model, seconds, every, repeats=args.repeats)
-            for precision in ("double", "single"):
-                rows.append((f"{args.plasticity_dt}, {precision}",
-                             {"plasticity_dt": args.plasticity_dt, "precision": precision}, tuned_hand, "", None))
-            for label, settings, row_hand, numpy_text, built in rows:
-                cython_rate, cython_build = brian_rate(model, seconds, "runtime", "cython", profile=args.profile,
-                                                       repeats=args.repeats, **settings)
-                standalone, standalone_build = brian_rate(model, seconds, "cpp_standalone", "numpy", **settings)
-                numpy_build_text = f"{built:11.1f}" if built is not None else f"{'':>11}"
-                print(f"{model:<16} {seconds:6.1f} {label:>22} {row_hand:11.3f} {numpy_text:>8} {cython_rate:8.3f} "
-                      f"{standalone:11.3f} {cython_rate / hand:12.2f} {standalone / hand:16.2f} "
-                      f"{numpy_build_text} /{cython_build:6.1f} /{standalone_build:6.1f}", flush=True)
+            rows = [("every dt, double", {})] + [(f"{args.plasticity_dt}, {precision}",
+                                                  {"plasticity_dt": args.plasticity_dt, "precision": precision})
+                                                 for precision in ("double", "single")]
+            timers: dict[str, Callable[[], float]] = {
+                "hand": functools.partial(hand_rate, model, seconds),
+                "hand tuned": functools.partial(hand_rate, model, seconds, every)}
+            builds = {}
+            for label, settings in rows:
+                loop = RuntimeLoop(model, seconds, "cython", args.repeats, profile=args.profile, **settings)
+                binary = StandaloneBinary(model, seconds, **settings)
+                timers[f"cython {label}"], timers[f"standalone {label}"] = loop.rate, binary.rate
+                builds[label] = (loop, binary)
+            rates = interleaved(timers, args.repeats)
+            hand = np.asarray(rates["hand"])
+            for index, (label, _) in enumerate(rows):
+                loop, binary = builds[label]
+                cython, standalone = (np.asarray(rates[f"{kind} {label}"]) for kind in ("cython", "standalone"))
+                # the tuned rows print the hand loop with their plasticity step, for context; ratios divide by the
+                # hand loop with plasticity every dt
+                row_hand = max(rates["hand" if index == 0 else "hand tuned"])
+                numpy_text = f"{numpy_rate:8.3f}" if index == 0 else ""
+                numpy_build_text = f"{numpy_build:11.1f}" if index == 0 else f"{'':>11}"
+                print(f"{model:<16} {seconds:6.1f} {label:>22} {row_hand:11.3f} {numpy_text:>8} {cython.max():8.3f} "
+                      f"{standalone.max():11.3f} {_ratio(cython / hand):>18} {_ratio(standalone / hand):>18} "
+                      f"{numpy_build_text} /{loop.build:6.1f} /{binary.build:6.1f} {np.median(loop.setups):19.2f}",
+                      flush=True)
+                if args.profile:
+                    print(loop.profile_report(model), flush=True)
+
+
+def _ratio(ratios: np.ndarray) -> str:
+    return f"{np.median(ratios):.2f} [{ratios.min():.2f}-{ratios.max():.2f}]"
 
 
 if __name__ == "__main__":

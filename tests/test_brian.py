@@ -1,5 +1,7 @@
 """The Brian2 backend: parity with torch, the mirror/prenatal/KP phases as dynamics, learning, units, devices."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -375,9 +377,10 @@ def test_cpp_standalone_device_runs_the_same_network(tmp_path) -> None:
         assert len(net.snapshot_times()) == 5  # 0, 1, 2, 3, 4 s of 4.04 s
     main_cpp = (tmp_path / "standalone" / "main.cpp").read_text()
     # One program of two runs: the mirror windows without B's summed drive, then the last window with it.
-    mirror_part, end_part = main_cpp.split("network.run(")[:2]
-    assert "B_summed_variable" not in mirror_part.split("network.clear()")[-1]
-    assert "_run_W2_B_summed_variable_e_in_post" in end_part.split("network.clear()")[-1]
+    # (the network's C++ name is "network", or "network_1" etc. where earlier networks of the process still exist)
+    mirror_part, end_part = re.split(r"\bnetwork\w*\.run\(", main_cpp)[:2]
+    assert "B_summed_variable" not in re.split(r"\bnetwork\w*\.clear\(\)", mirror_part)[-1]
+    assert "_run_W2_B_summed_variable_e_in_post" in re.split(r"\bnetwork\w*\.clear\(\)", end_part)[-1]
     np.testing.assert_array_equal(w, weights["W2"][0])
     assert angle(b, w) < 30
 
@@ -559,3 +562,44 @@ def test_hand_reference_loop_mirrors_like_the_circuit(every: int) -> None:
     after = [angle(bk, wk) for bk, wk in zip(b, w)]
     assert all(a > 75 for a in before) and all(a < 20 for a in after), (before, after)
     assert all(np.array_equal(wk, weights[n][0]) for wk, n in zip(w, ("W1", "W2")))
+
+
+def test_a_circuit_shares_one_clock_per_time_step_and_runs_as_with_one_per_object(monkeypatch) -> None:
+    """Every group and synapse of one time step runs on one shared clock (Brian2's runtime loop advances each clock
+    of a network in Python at every step); the trajectory is bit-identical to one clock per object."""
+    import brian2
+
+    from neurocircuit.brian import network as brian_network
+
+    circuit = small_circuit("wm", (12, 16, 6))
+    params = RateParameters(**FAST, eta_mirror=0.5 * Hz, lambda_mirror=0.5 * Hz, plasticity_dt="1 ms", dale=True,
+                            record_every=2)
+    protocol = build_protocol([MirrorPhase(steps=3)], n_in=12, n_out=6)
+
+    class OneClockPerObject:  # the control: a new clock at every use, as ``dt=`` gives each object
+        step = property(lambda self: brian2.Clock(params.dt))
+        plasticity = property(lambda self: brian2.Clock(params.plasticity_step))
+        record = property(lambda self: brian2.Clock(params.record_dt))
+        weights = property(lambda self: brian2.Clock(params.record_every * params.presentation))
+
+    def snapshot(net: RateCircuit) -> dict[str, np.ndarray]:
+        out = {f"{n}_{kind}": m for n in net.forward_synapses for kind, m in zip("WB", net.matrices(n))}
+        out.update({f"{pop}_{k}": v for pop, state in net.state().items() for k, v in state.items()})
+        out.update({f"{k}_{var}": np.array(getattr(m, var)) for k, m in net.monitors.items()
+                    for var in m.record_variables})
+        return out
+
+    clock_counts, ends = [], []
+    for shared in (True, False):
+        if not shared:
+            monkeypatch.setattr(brian_network.CircuitClocks, "of", classmethod(lambda cls, p: OneClockPerObject()))
+        with brian_device(params):
+            net = RateCircuit(circuit, initial_weights(circuit, 0), params, protocol)
+            clock_counts.append(len({obj.clock for obj in net.network.objects}))
+            net.run()
+            ends.append(snapshot(net))
+    assert clock_counts[0] == 4 and clock_counts[1] > 10, clock_counts  # dt, plasticity_dt, record_dt, weights
+    assert ends[0].keys() == ends[1].keys() and len(ends[0]) > 10
+    for key in ends[0]:
+        np.testing.assert_array_equal(ends[0][key], ends[1][key], err_msg=key)
+

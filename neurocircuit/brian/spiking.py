@@ -27,7 +27,7 @@ from brian2 import Hz, Network, NeuronGroup, SpikeMonitor, Synapses, TimedArray,
 
 from ..circuit import Circuit
 from ..errors import ConfigError
-from .network import BrianCircuit, _Layer, connection_mask, standard_monitors
+from .network import BrianCircuit, CircuitClocks, _Layer, connection_mask, standard_monitors
 from .parameters import RateParameters, SpikingParameters
 from .protocol import Protocol
 from .record import activity_dataset, alignment_over_time
@@ -59,6 +59,7 @@ class SpikingMirror(BrianCircuit):
         self.weight_transport = False
         brian2.seed(params.seed)
         rng = np.random.default_rng(params.seed)
+        self.clocks = clocks = CircuitClocks.of(params)
         r0 = spiking.rate_max / 2
         ns: dict[str, Any] = {
             "r0": r0, "noise_tau": params.noise_tau, "noise_sigma": params.noise_sigma,
@@ -72,13 +73,13 @@ class SpikingMirror(BrianCircuit):
             forward = NeuronGroup(
                 pop.size, "dn/dt = -n / noise_tau + noise_sigma * sqrt(2 / noise_tau) * xi : 1\n"
                 "rate = r0 * (1 + clip(n, -1, 1)) : Hz\n" + _TRACES,
-                threshold="rand() < rate * dt", reset="x += 1 / tau_trace", method="euler", dt=params.dt,
+                threshold="rand() < rate * dt", reset="x += 1 / tau_trace", method="euler", clock=clocks.step,
                 namespace=ns, name=pop.name)
             forward.xbar = r0
             error = NeuronGroup(
                 pop.size, "dI/dt = -I / tau_syn : 1\nrate = r0 * (1 + clip(I, -1, 1)) : Hz\n" + _TRACES +
                 "x_fwd : Hz (linked)\nxbar_fwd : Hz (linked)",
-                threshold="rand() < rate * dt", reset="x += 1 / tau_trace", method="euler", dt=params.dt,
+                threshold="rand() < rate * dt", reset="x += 1 / tau_trace", method="euler", clock=clocks.step,
                 namespace=ns, name=f"{pop.name}_error")
             error.xbar = r0
             error.x_fwd = linked_var(forward, "x")
@@ -92,7 +93,7 @@ class SpikingMirror(BrianCircuit):
             w_mask = connection_mask(weight.shape, params.p_forward, rng)
             b_mask = connection_mask(weight.shape, params.p_feedback, rng)
             syn = Synapses(pre.forward, post.error, "w : 1", on_pre="I_post += w / (r0 * tau_syn)",
-                           delay=params.delay, namespace=ns, dt=params.dt, name=f"{proj.name}_W")
+                           delay=params.delay, namespace=ns, clock=clocks.step, name=f"{proj.name}_W")
             j, i = np.nonzero(w_mask)
             syn.connect(i=i, j=j)
             syn.w = weight[j, i]
@@ -102,7 +103,7 @@ class SpikingMirror(BrianCircuit):
                 raise ConfigError(f"projection {proj.name!r}: the spiking variant runs "
                                   f"{', '.join(SPIKING_RULES)} feedback, not {rule!r}")
             eq = SPIKING_RULES[rule]
-            fb = Synapses(post.error, pre.error, eq, method="euler", namespace=ns, dt=params.plasticity_step,
+            fb = Synapses(post.error, pre.error, eq, method="euler", namespace=ns, clock=clocks.plasticity,
                           name=f"{proj.name}_B")
             j, k = np.nonzero(b_mask)
             fb.connect(i=j, j=k)
