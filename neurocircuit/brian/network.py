@@ -143,7 +143,7 @@ class CircuitClocks:
 
     Brian2's runtime loop advances every clock of a network in Python at every step and compares all of them to
     find the next; an object built with ``dt=`` gets a clock of its own (a 784-256-10 circuit had 20, ten of them
-    at ``dt``). Shared clocks give the same schedule, and bit-identical trajectories (tested), with three or four;
+    at ``dt``). Shared clocks give the same schedule, and bit-identical trajectories (tested), with three to five;
     the Python they save is small (a median 4 % of the loop on 64-100-10 in one interleaved measurement, within
     this machine's noise).
     """
@@ -192,7 +192,7 @@ class _Layer:
 class BrianCircuit:
     """What the rate and spiking circuits share: running the whole protocol in one ``Network.run`` and reading W
     and B back as matrices. Subclasses set ``circuit``, ``params``, ``protocol``, ``layers``, ``forward_synapses``,
-    ``feedback_synapses``, ``monitors`` (with ``<proj>_W`` / ``<proj>_B<k>``) and ``network``."""
+    ``feedback_synapses``, ``monitors`` (with ``<proj>_W`` / ``<proj>_B<k>``), ``network`` and ``clocks``."""
 
     circuit: Circuit
     params: RateParameters
@@ -202,6 +202,7 @@ class BrianCircuit:
     feedback_synapses: dict[str, list[Synapses]]
     monitors: dict[str, Any]
     network: Network
+    clocks: CircuitClocks
     #: How long the protocol opens with mirror windows, in which error units never read the feedback drive.
     mirror_lead: brian2.Quantity = 0 * ms
 
