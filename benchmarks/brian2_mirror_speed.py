@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,9 +34,10 @@ from collections.abc import Callable
 import numpy as np
 from brian2 import ms, profiling_summary
 
-from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol, parse_quantity
+from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol
 from neurocircuit.brian.backend import initial_weights
 from neurocircuit.brian.reference import mirror_loop
+from neurocircuit.errors import ConfigError, NeurocircuitError
 from neurocircuit.phases import MirrorPhase
 from neurocircuit.registry import load_model
 
@@ -46,8 +49,8 @@ class _TimedCollector:
     """Stands in for the ``gc`` module inside ``brian2.core.network`` while a loop is timed, timing its collections.
 
     Brian2's ``Network.run`` starts with a full ``gc.collect()``, which visits every object the process tracks
-    (0.2-0.6 s per run on this machine with torch loaded, whatever the run's length): a cost per run, like building
-    the code objects, not per simulated second."""
+    (0.2-0.5 s per run on this machine with torch loaded, more as the process holds more objects, whatever the
+    run's length): a cost per run, like building the code objects, not per simulated second."""
 
     def __init__(self, spent: list[float]) -> None:
         self.spent = spent
@@ -74,7 +77,7 @@ class RuntimeLoop:
     def __init__(self, model: str, seconds: float, target: str, runs: int, profile: bool = False,
                  **settings: object) -> None:
         circuit = load_model(model, rule="wm")
-        self.seconds, self.profile, self.settings = seconds, profile, settings
+        self.seconds, self.settings = seconds, settings
         self.params = RateParameters(**{**PARAMS, **settings}, device="runtime", target=target)
         self.spent: list[float] = []
         self.setups: list[float] = []
@@ -163,11 +166,15 @@ class StandaloneBinary:
             self.command = [*([command] if isinstance(command, str) else command), "--results_dir",
                             brian2.device.results_dir]
             self.directory = brian2.device.project_dir
+            # the environment Brian2 runs its binary in (LD_BIND_NOW by default)
+            self.environment = {**os.environ, **brian2.prefs.devices.cpp_standalone.run_environment_variables,
+                                **brian2.device.run_environment_variables}
 
     def rate(self) -> float:
         """Simulated s per wall s of one more run of the same binary (same program, same initial state)."""
         t0 = time.perf_counter()
-        subprocess.run(self.command, cwd=self.directory, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(self.command, cwd=self.directory, env=self.environment, check=True,
+                       stdout=subprocess.DEVNULL)
         return self.seconds / (time.perf_counter() - t0)
 
 
@@ -227,9 +234,18 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also print Brian2's per-code-object profile of each cython run")
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    every = int(round(float(parse_quantity(args.plasticity_dt, dimension=ms, where="--plasticity-dt") / (0.5 * ms))))
+    try:
+        if args.repeats < 1:
+            raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+        if min(args.seconds) <= 0:
+            raise ConfigError(f"--seconds must be positive, got {min(args.seconds)}")
+        tuned = RateParameters(**PARAMS, plasticity_dt=args.plasticity_dt)  # checks it as a simulation file's would be
+        every = int(round(float(tuned.plasticity_step / tuned.dt)))
+        for model in args.models.split(","):
+            load_model(model, rule="wm")
+    except NeurocircuitError as exc:  # bad input: one line, exit 2, before anything runs
+        print(f"brian2_mirror_speed.py: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        sys.exit(2)
     print(f"mirror phase, dt 0.5 ms; simulated seconds per wall second of the simulation loop, the best of "
           f"{args.repeats} interleaved rounds (numpy: one run); the ratios divide by the hand loop with plasticity "
           f"every dt of the same round: median [min-max] over the rounds; code generation and compilation excluded, "
