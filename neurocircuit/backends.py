@@ -19,26 +19,43 @@ from typing import Any, ClassVar
 import xarray as xr
 
 from .errors import ConfigError, UnknownNameError
+from .phases import PHASE_KINDS
 
 __all__ = ["Backend", "register_backend", "get_backend", "list_backends", "set_keys", "run_simulation",
            "SECTIONS"]
 
 #: The sections whose keys a backend declares: top-level keys, arm tables, [train], [mirror], [torch], one per
-#: phase kind (a mirror phase also takes every [mirror] key).
-SECTIONS = ("top", "arm", "train", "mirror", "torch", "phase.engaged", "phase.mirror", "phase.prenatal")
+#: phase kind (a mirror phase also takes every [mirror] key), [data], [optimizer], an arm's rule ``options``, and
+#: [brian2] with its sub-tables.
+SECTIONS = ("top", "arm", "train", "mirror", "torch", "phase.engaged", "phase.mirror", "phase.prenatal", "data",
+            "optimizer", "options", "brian2", "brian2.spiking", "brian2.tau_population")
+#: Top-level keys that hold tables or lists: their entries are the settings (walked one by one).
+_TABLES = ("data", "optimizer", "train", "mirror", "torch", "phases", "arms", "brian2")
 
 _BACKENDS: dict[str, type[Backend]] = {}
 
 
 def set_keys(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """Every key a simulation table sets, as ``(section, key, where)`` (see :data:`SECTIONS`)."""
+    """Every setting a simulation table gives, as ``(section, key, dotted key)`` (see :data:`SECTIONS`).
+
+    The dotted keys are the ones ``--set`` takes and :func:`neurocircuit._reads.recording_reads` logs.
+    """
     for key in raw:
-        yield "top", key, key
-    for section in ("train", "mirror", "torch"):
+        if key not in _TABLES or not isinstance(raw[key], (Mapping, list)):
+            yield "top", key, key
+    for section in ("train", "mirror", "torch", "data", "optimizer"):
         table = raw.get(section, {})
         if isinstance(table, Mapping):
             for key in table:
                 yield section, key, f"{section}.{key}"
+    brian = raw.get("brian2", {})
+    if isinstance(brian, Mapping):
+        for key, value in brian.items():
+            if key in ("spiking", "tau_population") and isinstance(value, Mapping):
+                for sub in value:
+                    yield f"brian2.{key}", sub, f"brian2.{key}.{sub}"
+            else:
+                yield "brian2", key, f"brian2.{key}"
 
     def phases(tables: Any, where: str) -> Iterator[tuple[str, str, str]]:
         for i, table in enumerate(tables if isinstance(tables, list) else []):
@@ -50,8 +67,12 @@ def set_keys(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
     yield from phases(raw.get("phases"), "phases")
     for i, arm in enumerate(raw.get("arms", []) if isinstance(raw.get("arms"), list) else []):
         if isinstance(arm, Mapping):
-            for key in arm:
-                yield "arm", key, f"arms.{i}.{key}"
+            for key, value in arm.items():
+                if key == "options" and isinstance(value, Mapping):
+                    for option in value:
+                        yield "options", option, f"arms.{i}.options.{option}"
+                elif key != "phases":
+                    yield "arm", key, f"arms.{i}.{key}"
             yield from phases(arm.get("phases"), f"arms.{i}.phases")
 
 
@@ -59,21 +80,36 @@ class Backend:
     """Base class of backends. Subclasses set ``name`` and ``honours`` (section -> honoured keys)."""
 
     name: ClassVar[str] = ""
-    honours: ClassVar[Mapping[str, frozenset[str]]] = {}
+    honours: ClassVar[Mapping[str, frozenset[str] | None]] = {}
 
     def rule_names(self) -> set[str]:
         """The rules this backend implements (each has an entry in the backend's rule table)."""
         raise NotImplementedError
 
+    def honoured(self, sim: Any) -> Mapping[str, frozenset[str] | None]:
+        """The keys this backend honours in ``sim``, by section (:data:`SECTIONS`); ``None``: every key the section's
+        own parser accepts (e.g. a data set's loader options); a section missing here: none. Backends whose
+        settings depend on others (a Brian2 variant) override this."""
+        return self.honours
+
     def validate(self, sim: Any) -> None:
-        """Refuse every setting this backend does not honour and every rule it does not implement, then
-        :meth:`prepare` (build what the runs need, so bad input fails before any work)."""
+        """Refuse every setting this backend does not honour — all of them at once, in one line — and every rule it
+        does not implement, then :meth:`prepare` (build what the runs need, so bad input fails before any work)."""
+        honoured = self.honoured(sim)
+        refused = []
         for section, key, where in set_keys(sim.raw):
-            if section.startswith("phase.") and section not in self.honours:
+            if section.startswith("phase.") and section[6:] not in PHASE_KINDS:
                 continue  # an unknown phase kind: the phase parser names it
-            if key not in self.honours.get(section, frozenset()):
-                raise ConfigError(f"{sim.source}: {where} is not honoured by the {self.name} backend (it honours "
-                                  f"here: {', '.join(sorted(self.honours.get(section, ()))) or 'nothing'})")
+            allowed = honoured.get(section, frozenset())
+            if allowed is not None and key not in allowed:
+                refused.append((section, where, allowed))
+        if refused:
+            sections = sorted({section for section, _, _ in refused})
+            hint = "; ".join(f"{section}: {', '.join(sorted(honoured.get(section) or ())) or 'nothing'}"
+                             for section in sections)
+            names = ", ".join(where for _, where, _ in refused)
+            raise ConfigError(f"{sim.source}: {names} {'is' if len(refused) == 1 else 'are'} not honoured by the "
+                              f"{self.name} backend{self._refusal_context(sim)} (it honours here — {hint})")
         rules = self.rule_names()
         for arm in sim.arms:
             for rule in (arm.rule, *arm.overrides.values()):
@@ -81,6 +117,10 @@ class Backend:
                     raise ConfigError(f"{sim.source}: arm {arm.label!r}: rule {rule!r} is not implemented by the "
                                       f"{self.name} backend (it implements: {', '.join(sorted(rules))})")
         self.prepare(sim)
+
+    def _refusal_context(self, sim: Any) -> str:
+        """Words after the backend's name in a refusal (e.g. which variant)."""
+        return ""
 
     def prepare(self, sim: Any) -> None:
         """Check everything a run needs (models, data description, optimizer) without running anything."""
@@ -167,5 +207,6 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
     results = backend.finish(results).assign_coords(rule=("arm", [a.rule for a in sim.arms]))
     if "layer_rule" in results.data_vars:
         results = results.set_coords("layer_rule")
-    return attach_config(results, sim.to_dict(), simulation=sim.name, model=sim.model, backend=sim.backend,
+    return attach_config(results, sim.to_dict(), simulation=sim.name, description=sim.description,
+                         model=sim.model, backend=sim.backend,
                          neurocircuit_version=__version__, python=sys.version.split()[0], **backend.attrs(sim))

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .errors import ConfigError, DataError, UnknownNameError
+from .transforms import parse_transform
 
 __all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashion_mnist", "load_fashion_mnist",
            "transform_images", "parse_transform", "load_dataset", "list_datasets", "check_dataset_name"]
@@ -188,17 +189,6 @@ def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: i
 
         return rgb_images(sets[0], sets[1], info, image_size=image_size or side, augment=augment)
     return sets[0], sets[1], info
-
-
-def parse_transform(spec: str) -> tuple[str, float]:
-    """``"rotate:30"`` -> ("rotate", 30.0); kinds: rotate (degrees), shift (pixels), scale (factor)."""
-    kind, _, amount = spec.partition(":")
-    if kind not in ("rotate", "shift", "scale") or not amount:
-        raise ConfigError(f"bad transform {spec!r}: use rotate:DEGREES, shift:PIXELS or scale:FACTOR")
-    try:
-        return kind, float(amount)
-    except ValueError:
-        raise ConfigError(f"bad transform {spec!r}: {amount!r} is not a number") from None
 
 
 def transform_images(dataset: TensorDataset, spec: str) -> TensorDataset:

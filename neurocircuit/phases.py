@@ -23,10 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._reads import Tracked, origins_of, set_origins
 from ._toml import check_keys, expect
 from .errors import ConfigError
 
-__all__ = ["MirrorSettings", "EngagedPhase", "MirrorPhase", "PrenatalPhase", "Schedule", "parse_schedule",
+__all__ = ["PHASE_KINDS", "MirrorSettings", "EngagedPhase", "MirrorPhase", "PrenatalPhase", "Schedule", "parse_schedule",
            "mirror_settings_from_dict"]
 
 NOISE_KINDS = ("gaussian", "uniform")
@@ -39,7 +40,7 @@ def _positive(value: Any, where: str, *, allow_zero: bool = False) -> None:
 
 
 @dataclass(frozen=True)
-class MirrorSettings:
+class MirrorSettings(Tracked):
     """How the feedback synapses learn from spontaneous noise.
 
     Parameters
@@ -94,7 +95,7 @@ class MirrorSettings:
 
 
 @dataclass(frozen=True)
-class EngagedPhase:
+class EngagedPhase(Tracked):
     """Learning from data for ``epochs`` (None: the simulation's ``train.epochs``), with optional mirroring.
 
     ``mirror_steps`` mirror steps run after every ``mirror_every`` training steps. With ``mirror_follows_lr``
@@ -121,7 +122,7 @@ class EngagedPhase:
 
 
 @dataclass(frozen=True)
-class MirrorPhase:
+class MirrorPhase(Tracked):
     """``steps`` steps of spontaneous noise that teach the ``wm`` feedback synapses; W is never touched."""
 
     name: str = "mirror"
@@ -137,7 +138,7 @@ class MirrorPhase:
 
 
 @dataclass(frozen=True)
-class PrenatalPhase:
+class PrenatalPhase(Tracked):
     """Training on random inputs with random labels before any data, feedback fixed (Cheon et al.).
 
     Parameters
@@ -227,19 +228,24 @@ class Schedule:
 
 
 _KINDS = {"engaged": EngagedPhase, "mirror": MirrorPhase, "prenatal": PrenatalPhase}
+#: The phase kinds a schedule may hold; every backend dispatches on exactly these and refuses any other.
+PHASE_KINDS = tuple(_KINDS)
 _MIRROR_KEYS = tuple(f.name for f in dataclasses.fields(MirrorSettings))
 
 
 def mirror_settings_from_dict(table: Mapping[str, Any], where: str = "mirror",
-                              base: MirrorSettings | None = None) -> MirrorSettings:
-    """:class:`MirrorSettings` from a TOML table (unknown keys are errors), on top of ``base``."""
+                              base: MirrorSettings | None = None, *, key: str = "mirror") -> MirrorSettings:
+    """:class:`MirrorSettings` from a TOML table (unknown keys are errors), on top of ``base``; ``key`` is the
+    table's dotted key in the simulation (which setting a read of each field uses)."""
     check_keys(table, _MIRROR_KEYS, where)
-    return dataclasses.replace(base or MirrorSettings(), **table)
+    settings = dataclasses.replace(base or MirrorSettings(), **table)
+    return set_origins(settings, {**(origins_of(base) if base else {}), **{k: f"{key}.{k}" for k in table}})
 
 
 def parse_schedule(tables: Sequence[Mapping[str, Any]], *, mirror: MirrorSettings | None = None,
-                   where: str = "phases") -> Schedule:
-    """A :class:`Schedule` from ``[[phases]]`` tables; mirror phases start from the ``mirror`` settings."""
+                   where: str = "phases", key: str = "phases") -> Schedule:
+    """A :class:`Schedule` from ``[[phases]]`` tables; mirror phases start from the ``mirror`` settings. ``key``:
+    the list's dotted key in the simulation (``phases``, ``arms.1.phases``)."""
     phases = []
     for i, table in enumerate(expect(tables, list, where)):
         w = f"{where}[{i}]"
@@ -250,11 +256,14 @@ def parse_schedule(tables: Sequence[Mapping[str, Any]], *, mirror: MirrorSetting
         cls = _KINDS[kind]
         own = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "settings"]
         rest = {k: v for k, v in table.items() if k != "kind"}
+        here = f"{key}.{i}"
         if cls is MirrorPhase:
             check_keys(rest, own + list(_MIRROR_KEYS), w)
-            settings = mirror_settings_from_dict({k: v for k, v in rest.items() if k in _MIRROR_KEYS}, w, mirror)
-            phases.append(MirrorPhase(**{k: v for k, v in rest.items() if k in own}, settings=settings))
+            settings = mirror_settings_from_dict({k: v for k, v in rest.items() if k in _MIRROR_KEYS}, w, mirror,
+                                                 key=here)
+            phase: Phase = MirrorPhase(**{k: v for k, v in rest.items() if k in own}, settings=settings)
         else:
             check_keys(rest, own, w)
-            phases.append(cls(**rest))
+            phase = cls(**rest)
+        phases.append(set_origins(phase, {k: f"{here}.{k}" for k in rest if k in own}))
     return Schedule(tuple(phases))

@@ -40,11 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._reads import Tracked, TrackedDict, origins_of, set_origins
 from ._toml import check_keys, expect, read_toml, tomllib
 from .errors import ConfigError
 from .phases import EngagedPhase, MirrorSettings, Schedule, mirror_settings_from_dict, parse_schedule
 from .registry import simulation_file
 from .rules import check_rule
+from .transforms import parse_transform
 
 __all__ = ["Arm", "TrainSettings", "TorchSettings", "Simulation", "parse_simulation", "load_simulation",
            "apply_settings", "set_key", "parse_setting", "TOP_KEYS"]
@@ -68,7 +70,7 @@ def _number(value: Any, where: str, *, low: float = 0.0, strict: bool = True, in
 
 
 @dataclass(frozen=True)
-class Arm:
+class Arm(Tracked):
     """One arm of a simulation: its label in results, the rule of every projection, per-projection (torch:
     module-name pattern) overrides, rule options, and optionally its own phase schedule."""
 
@@ -80,7 +82,7 @@ class Arm:
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Tracked):
     """How the engaged phase learns from data and what is recorded.
 
     Parameters
@@ -177,14 +179,12 @@ class TrainSettings:
         if self.record_every != "epoch":
             _number(self.record_every, f"{w}.record_every (or \"epoch\")", integer=True)
         expect(self.drop_last, bool, f"{w}.drop_last")
-        from .data import parse_transform
-
         for spec in self.ood_transforms:
             parse_transform(expect(spec, str, f"{w}.ood_transforms"))
 
 
 @dataclass(frozen=True)
-class TorchSettings:
+class TorchSettings(Tracked):
     """What only the torch backend has: where and how the maths runs, and how runs are kept.
 
     Parameters
@@ -225,7 +225,7 @@ class TorchSettings:
 
 
 @dataclass(frozen=True)
-class Simulation:
+class Simulation(Tracked):
     """A parsed, validated simulation file (any backend)."""
 
     name: str
@@ -243,6 +243,12 @@ class Simulation:
     description: str = ""
     source: str = "<dict>"
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Reads of [data] and [optimizer] entries are logged like the records' fields (neurocircuit._reads).
+        for name in ("data", "optimizer"):
+            if not isinstance(getattr(self, name), TrackedDict):
+                object.__setattr__(self, name, TrackedDict(getattr(self, name), name))
 
     def schedule_for(self, arm: Arm) -> Schedule:
         """The phases that ``arm`` runs."""
@@ -268,7 +274,8 @@ class Simulation:
             raise ConfigError("--arm/--only names no arm (arms: " + ", ".join(self.labels) + ")")
         for label in wanted:
             self.arm(label)
-        return dataclasses.replace(self, arms=tuple(a for a in self.arms if a.label in wanted))
+        chosen = dataclasses.replace(self, arms=tuple(a for a in self.arms if a.label in wanted))
+        return set_origins(chosen, origins_of(self))
 
     def to_dict(self) -> dict[str, Any]:
         """The file's table with every applied setting (stored as JSON in results' ``config`` attribute)."""
@@ -299,6 +306,7 @@ def _refuse_old_formats(raw: Mapping[str, Any], where: str) -> None:
 
 def _parse_arm(entry: Any, i: int, mirror: MirrorSettings, where: str) -> Arm:
     w = f"{where}: arms[{i}]"
+    given = entry if isinstance(entry, dict) else {}  # an arm written as a rule name sets no key of its own
     if isinstance(entry, str):
         entry = {"rule": entry}
     expect(entry, dict, w)
@@ -311,8 +319,24 @@ def _parse_arm(entry: Any, i: int, mirror: MirrorSettings, where: str) -> Arm:
     overrides = dict(expect(entry.get("overrides", {}), dict, f"{w}: overrides"))
     for target, other in overrides.items():
         check_rule(other, {}, f"{w}: overrides[{target!r}]")
-    schedule = parse_schedule(entry["phases"], mirror=mirror, where=f"{w}: phases") if "phases" in entry else None
-    return Arm(expect(entry.get("label", rule), str, f"{w}: label"), rule, overrides, options, schedule)
+    schedule = (parse_schedule(entry["phases"], mirror=mirror, where=f"{w}: phases", key=f"arms.{i}.phases")
+                if "phases" in entry else None)
+    arm = Arm(expect(entry.get("label", rule), str, f"{w}: label"), rule, overrides,
+              TrackedDict(options, f"arms.{i}.options"), schedule)
+    return set_origins(arm, {k: f"arms.{i}.{k}" for k in given if k not in ("options", "phases")})
+
+
+def _refuse_overridden(raw: Mapping[str, Any], schedule: Schedule, arms: tuple[Arm, ...], where: str) -> None:
+    """Defaults that no arm uses are set but never read: refuse them by name."""
+    if "phases" in raw and all(arm.schedule is not None for arm in arms):
+        raise ConfigError(f"{where}: phases is never used: every arm gives its own phases (drop the top-level "
+                          "phases, or an arm's)")
+    engaged = [s.engaged for s in (arm.schedule or schedule for arm in arms)]
+    train = raw.get("train", {})
+    if isinstance(train, Mapping) and "epochs" in train and all(e is None or e.epochs is not None
+                                                                   for e in engaged):
+        raise ConfigError(f"{where}: train.epochs is never used: every engaged phase gives its own epochs (or "
+                          "there is none)")
 
 
 def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simulation:
@@ -327,13 +351,15 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
             raise ConfigError(f"{where}: missing key {key!r}")
     model = expect(raw["model"], str, f"{where}: model")
     backend = expect(raw.get("backend", "torch"), str, f"{where}: backend")
-    mirror = mirror_settings_from_dict(expect(raw.get("mirror", {}), dict, f"{where}: mirror"), f"{where}: mirror")
-    schedule = (parse_schedule(raw["phases"], mirror=mirror, where=f"{where}: phases") if "phases" in raw
-                else Schedule((EngagedPhase(),)))
+    mirror = mirror_settings_from_dict(expect(raw.get("mirror", {}), dict, f"{where}: mirror"), f"{where}: mirror",
+                                       key="mirror")
+    schedule = (parse_schedule(raw["phases"], mirror=mirror, where=f"{where}: phases", key="phases")
+                if "phases" in raw else Schedule((EngagedPhase(),)))
     arms = tuple(_parse_arm(entry, i, mirror, where)
                  for i, entry in enumerate(expect(raw["arms"], list, f"{where}: arms")))
     if not arms:
         raise ConfigError(f"{where}: arms is empty")
+    _refuse_overridden(raw, schedule, arms, where)
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}: arm labels must be unique, got {labels} (give each a 'label')")
@@ -356,6 +382,7 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
                      backend, data, optimizer, train, schedule, mirror, torch_settings,
                      dict(expect(raw.get(backend, {}), dict, f"{where}: {backend}")) if backend in TOP_KEYS else {},
                      str(raw.get("description", "")), source, copy.deepcopy(dict(raw)))
+    set_origins(sim, {k: k for k in ("name", "description", "model", "backend", "seeds") if k in raw})
     from .backends import get_backend
 
     get_backend(backend, where=f"{where}: backend").validate(sim)
@@ -373,7 +400,7 @@ def _record(cls: type, table: Any, source: str, section: str, tuples: tuple[str,
         if key in values:
             values[key] = tuple(expect(values[key], list, f"{where}.{key}"))
     try:
-        return cls(**values)
+        return set_origins(cls(**values), {k: f"{section}.{k}" for k in values})
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -45,7 +45,10 @@ class TorchBackend(Backend):
     def honours(self) -> dict[str, frozenset[str]]:  # type: ignore[override]
         from .phases import MirrorSettings
 
+        # [data], [optimizer] and rule options: every key their own parsers accept (the data set's loader, the
+        # torch.optim class, the rule's options) is a named argument there.
         return {"top": frozenset(TOP_KEYS) - {"brian2"}, "arm": frozenset(ARM_KEYS),
+                "data": None, "optimizer": None, "options": None,
                 "train": _fields(TrainSettings), "mirror": _fields(MirrorSettings), "torch": _fields(TorchSettings),
                 **{f"phase.{k}": _phase_keys(k) for k in ("engaged", "mirror", "prenatal")}}
 
@@ -85,7 +88,8 @@ class TorchBackend(Backend):
     def load_data(self, sim: Simulation) -> Any:
         from .data import load_dataset, transform_images
 
-        options = {k: v for k, v in sim.data.items() if k != "name"}
+        # every option is a named parameter of the data set's loader (an unknown one is refused there)
+        options = sim.data.consumed(without=("name",))
         train, test, info = load_dataset(sim.data["name"], **options)
         ood = []
         for spec in sim.train.ood_transforms:
@@ -114,7 +118,9 @@ class TorchBackend(Backend):
             raise ConfigError(f"train.loss is cross_entropy but data {info.name!r} is a {info.task} task "
                               "(use loss = \"mse\")")
         with torch.random.fork_rng(devices=[]):
-            model = get_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options, seed=seed,
+            # every option is a field of the rule's torch class (check_rule refused any other)
+            options = arm.options.consumed() if hasattr(arm.options, "consumed") else arm.options
+            model = get_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=options, seed=seed,
                               num_classes=info.n_outputs)
             if sim.train.init != "default":
                 from .nn.init import initialize
@@ -133,6 +139,8 @@ class TorchBackend(Backend):
         from .train import release_process_group
 
         release_process_group()  # every arm and seed ran in the one torchrun process group
+        if "phase" in results:  # arms with fewer records than others: no phase there
+            results["phase"] = results["phase"].fillna("").astype(str)
         return results
 
     def attrs(self, sim: Simulation) -> dict[str, Any]:

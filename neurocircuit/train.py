@@ -102,7 +102,9 @@ def make_optimizer(params: Any, name: str = "sgd", **settings: Any) -> torch.opt
 def optimizer_settings(spec: Mapping[str, Any], global_batch: int) -> tuple[str, dict[str, Any]]:
     """(name, settings) of an ``[optimizer]`` table; ``lr_per_256`` becomes ``lr = lr_per_256 * global_batch / 256``
     (the linear scaling rule of the ImageNet recipe)."""
-    settings = {k: v for k, v in spec.items() if k != "name"}
+    # every setting is a named argument of the torch.optim class (make_optimizer refuses any other)
+    settings = spec.consumed(without=("name",)) if hasattr(spec, "consumed") else \
+        {k: v for k, v in spec.items() if k != "name"}
     if "lr_per_256" in settings:
         if "lr" in settings:
             raise ConfigError("optimizer: give lr or lr_per_256, not both")
@@ -751,7 +753,7 @@ class Trainer:
         """A mirror or prenatal phase, identical on every rank (same seeds); run whole, then kept on disk."""
         if isinstance(phase, MirrorPhase):
             ds = run_mirror_phase(self.model, phase, generator=self.mirror_generator)
-        else:
+        elif isinstance(phase, PrenatalPhase):
             name, settings = self.optimizer_spec
             if phase.learning_rate is not None:
                 settings = {**settings, "lr": phase.learning_rate}
@@ -759,6 +761,9 @@ class Trainer:
             ds = run_prenatal_phase(self.model, phase, input_shape=self.input_shape, n_classes=self.n_classes,
                                     optimizer=optimizer, generator=self.prenatal_generator,
                                     progress=self._progress_enabled())
+        else:  # dispatch is explicit: a kind without a branch here is never run as another
+            raise ConfigError(f"phase {phase.name!r}: the torch backend has no phase of kind "
+                              f"{getattr(phase, 'kind', type(phase).__name__)!r}")
         self.phase_results[phase.name] = ds
         if self.out is not None and self.ctx.rank == 0:
             write_netcdf(ds, self._phase_file(phase.name))
@@ -1028,6 +1033,10 @@ class Trainer:
             ds["seconds_per_step"] = xr.DataArray(total / max(self.step, 1), attrs={
                 "units": "s", "long_name": "wall time of a training step with its mirroring and data loading"})
             ds["images_per_second"].attrs["long_name"] = "training throughput, all processes"
+            engaged = self.schedule.engaged
+            if engaged is not None:  # which phase each record belongs to, as the Brian2 backend labels its times
+                ds["phase"] = ("step", np.full(len(steps), engaged.name, dtype=object),
+                               {"long_name": "phase of the schedule"})
             parts.insert(0, ds)
         if self.finished and self.ood_datasets:
             parts.append(self._ood())

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .._reads import note_read, origins_of, set_origins
 from ..backends import Backend, register_backend
 from ..circuit import Circuit
 from ..errors import ConfigError
@@ -43,6 +44,12 @@ from .parameters import RateParameters, SpikingParameters, parameters_from_dict
 __all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
 
 VARIANTS = ("rate", "spiking")
+#: [data] keys that only act through a training-time transform pipeline, which the circuit never sees.
+DATA_TRANSFORM_KEYS = ("channels", "augment")
+#: [brian2] keys only the rate circuit reads, and keys only the spiking variant reads (measured with
+#: neurocircuit._reads: tests/test_honour.py fails on any key a variant accepts and never reads).
+RATE_ONLY = frozenset()
+SPIKING_ONLY = frozenset({"delay"})
 
 
 @register_backend
@@ -59,6 +66,32 @@ class BrianBackend(Backend):
         "phase.mirror": frozenset({"name", "steps"}),
         "phase.prenatal": frozenset({"name", "samples", "dataset_size", "noise_std", "inputs", "labels"}),
     }
+
+    def honoured(self, sim: Any) -> dict[str, frozenset[str] | None]:
+        """:attr:`honours`, plus the ``[data]``, rule-option and ``[brian2]`` keys the chosen variant reads."""
+        variant = sim.backend_section.get("variant", "rate")
+        rate_keys = {f.name for f in dataclasses.fields(RateParameters)} - {"seed", "tau_population"}
+        spiking = variant == "spiking"
+        out: dict[str, frozenset[str] | None] = dict(self.honours)
+        # The circuit learns from the loaded tensors themselves: options that only act in a training-time transform
+        # pipeline (three-channel copies, augmentation) would be loaded and never used.
+        out["data"] = frozenset(k for k in sim.data if k not in DATA_TRANSFORM_KEYS)
+        out["options"] = None  # each rule's options shape its initial B (initial_weights) or its plasticity
+        out["brian2"] = frozenset({"variant"} | (rate_keys - RATE_ONLY if spiking else rate_keys - SPIKING_ONLY)
+                                  | ({"spiking"} if spiking else {"tau_population"}))
+        out["brian2.spiking"] = frozenset(f.name for f in dataclasses.fields(SpikingParameters)) if spiking \
+            else frozenset()
+        out["brian2.tau_population"] = frozenset() if spiking else self._population_names(sim)
+        return out
+
+    def _population_names(self, sim: Any) -> frozenset[str]:
+        try:
+            return frozenset(p.name for p in load_model(sim.model).populations)
+        except Exception:  # noqa: BLE001 - an unloadable model is named by prepare(), not here
+            return frozenset()
+
+    def _refusal_context(self, sim: Any) -> str:
+        return f" ({sim.backend_section.get('variant', 'rate')} variant)"
 
     def rule_names(self) -> set[str]:
         from .network import SYNAPSE_RULES
@@ -100,12 +133,18 @@ class BrianBackend(Backend):
     def load_data(self, sim: Any) -> Any:
         if not any(isinstance(p, EngagedPhase) for a in sim.arms for p in sim.schedule_for(a).phases):
             return None
+        from torch.utils.data import TensorDataset
+
         from ..data import load_dataset
 
-        options = {k: v for k, v in sim.data.items() if k != "name"}
-        train, test, info = load_dataset(str(sim.data.get("name")), **options)
-        if info.task != "classification" or not hasattr(train, "tensors"):
-            raise ConfigError(f"data {info.name!r}: the Brian2 backend learns in-memory classification tasks")
+        # validate() refused DATA_TRANSFORM_KEYS; every other option is a named parameter of the loader
+        options = sim.data.consumed(without=("name",))
+        train, test, info = load_dataset(str(sim.data["name"]), **options)
+        if info.task != "classification" or type(train) is not TensorDataset:
+            # the circuit is driven by the stored tensors: a set that transforms its samples when they are drawn
+            # would be learned untransformed
+            raise ConfigError(f"data {info.name!r}: the Brian2 backend learns in-memory classification tasks whose "
+                              "samples are the stored tensors")
         return ((train.tensors[0].numpy().reshape(len(train), -1).astype(float), train.tensors[1].numpy()),
                 (test.tensors[0].numpy().reshape(len(test), -1).astype(float), test.tensors[1].numpy()))
 
@@ -120,12 +159,15 @@ class BrianBackend(Backend):
         from .record import rate_results
 
         variant, params, spiking_params = brian_parameters(sim)
-        circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
+        note_read("brian2.variant")  # it chooses the network built below
+        # each rule option shapes the initial B (initial_weights builds the torch rule) or a plasticity rate
+        options = arm.options.consumed() if hasattr(arm.options, "consumed") else arm.options
+        circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=options)
         phases = sim.schedule_for(arm).phases
         protocol = build_protocol(phases, n_in=circuit.input.size, n_out=circuit.output.size,
                                   train=data[0] if data else None, test=data[1] if data else None,
                                   epochs=sim.train.epochs, seed=seed)
-        params = dataclasses.replace(params, seed=seed)
+        params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
         with brian_device(params):
             if variant == "spiking":
                 from .spiking import SpikingMirror

@@ -17,6 +17,7 @@ from typing import Any
 import brian2
 from brian2 import Hz, Quantity, ms
 
+from .._reads import Tracked, TrackedDict, set_origins
 from .._toml import check_keys, expect
 from ..errors import ConfigError
 
@@ -88,7 +89,7 @@ def _example(dimension: Quantity) -> str:
 
 
 @dataclass(frozen=True)
-class RateParameters:
+class RateParameters(Tracked):
     """Parameters of the rate circuit (all times and rates carry Brian2 units).
 
     Parameters
@@ -184,9 +185,11 @@ class RateParameters:
         for name in rates:
             object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=Hz, where=f"brian2.{name}"))
         expect(self.tau_population, Mapping, "brian2.tau_population")
-        object.__setattr__(self, "tau_population", {
-            k: parse_quantity(v, dimension=ms, where=f"brian2.tau_population.{k}")
-            for k, v in self.tau_population.items()})
+        parsed = {k: parse_quantity(v, dimension=ms, where=f"brian2.tau_population.{k}")
+                  for k, v in dict.items(dict(self.tau_population))}
+        # a copy (dataclasses.replace) keeps logging reads by population name, as parameters_from_dict set up
+        where = getattr(self.tau_population, "where", None)
+        object.__setattr__(self, "tau_population", parsed if where is None else TrackedDict(parsed, where))
         for name in ("dt", "tau", "tau_feedback", "presentation", "noise_tau", "record_dt",
                      *(f"tau_population.{k}" for k in self.tau_population)):
             value = self.tau_population[name.split(".")[1]] if "." in name else getattr(self, name)
@@ -259,7 +262,7 @@ class RateParameters:
 
 
 @dataclass(frozen=True)
-class SpikingParameters:
+class SpikingParameters(Tracked):
     """The spiking variant: Poisson (linear-nonlinear-Poisson) neurons whose rates are read from synaptic traces.
 
     Parameters
@@ -293,11 +296,16 @@ class SpikingParameters:
         return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
-def parameters_from_dict(table: Mapping[str, Any], where: str = "brian2") -> tuple[RateParameters, SpikingParameters]:
-    """The ``[brian2]`` table of a simulation file (with an optional ``[brian2.spiking]`` sub-table)."""
+def parameters_from_dict(table: Mapping[str, Any], where: str = "brian2", *, key: str = "brian2"
+                         ) -> tuple[RateParameters, SpikingParameters]:
+    """The ``[brian2]`` table of a simulation file (with an optional ``[brian2.spiking]`` sub-table); ``where``
+    names it in errors, ``key`` is its dotted key in the simulation (for :mod:`neurocircuit._reads`)."""
     rate_names = [f.name for f in dataclasses.fields(RateParameters) if f.name != "seed"]
     check_keys(table, [*rate_names, "spiking"], where)
     spiking = dict(table.get("spiking", {}))
     check_keys(spiking, [f.name for f in dataclasses.fields(SpikingParameters)], f"{where}.spiking")
     rate = RateParameters(**{k: v for k, v in table.items() if k != "spiking"})
-    return rate, SpikingParameters(**spiking)
+    # Which of these a run reads is logged by key (neurocircuit._reads); tau_population by population name.
+    object.__setattr__(rate, "tau_population", TrackedDict(rate.tau_population, f"{key}.tau_population"))
+    set_origins(rate, {k: f"{key}.{k}" for k in table if k not in ("spiking", "tau_population")})
+    return rate, set_origins(SpikingParameters(**spiking), {k: f"{key}.spiking.{k}" for k in spiking})

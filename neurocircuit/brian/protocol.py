@@ -73,7 +73,7 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
                 part["target"][:] = 1.0 / n_out
             part["learn_w"][:] = 1
             parts.append(part)
-        else:
+        elif isinstance(phase, EngagedPhase):
             if train is None or test is None:
                 raise ConfigError(f"phase {phase.name!r}: an engaged phase needs data")
             (x_train, y_train), (x_test, y_test) = train, test
@@ -90,6 +90,9 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
                 test_part["target"][np.arange(len(x_test)), y_test] = 1.0
                 test_part["labels"] = np.asarray(y_test, dtype=np.int64)
                 parts.append(test_part)
+        else:  # dispatch is explicit: a kind without a branch here is never run as another
+            raise ConfigError(f"phase {phase.name!r}: the brian2 backend has no phase of kind "
+                              f"{getattr(phase, 'kind', type(phase).__name__)!r}")
     if not parts:
         raise ConfigError("the schedule has no phases")
     blocks, start = [], 0
