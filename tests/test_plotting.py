@@ -11,7 +11,7 @@ import xarray as xr
 
 from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError
-from neurocircuit.plotting import MAX_LINES, plot_learning_curves, plot_over, save_figures
+from neurocircuit.plotting import MAX_LINES, plot_learning_curves, plot_ood, plot_over, save_figures
 from neurocircuit.results import write_netcdf
 
 LR = [0.01, 0.02, 0.1]  # unevenly spaced, spanning one decade (a linear axis)
@@ -191,6 +191,17 @@ def test_the_figures_of_a_run_name_the_mean_and_draw_the_band(tmp_path: Path) ->
     assert "mean ± sd over seed (n=2)" in curves.get_suptitle()
     assert len(drawn(curves)) == 3 and len(curves.axes[0].collections) == 3  # a band per arm
     np.testing.assert_allclose(drawn(curves)[1].get_ydata(), 100 * ds["test_accuracy"].sel(arm="fa").mean("seed"))
+    # out-of-distribution bars: the mean over seeds, the sd as the error bar, both named
+    ds["ood_accuracy"] = (("arm", "seed", "transform"), np.random.default_rng(2).uniform(0, 1, (3, 2, 2)),
+                          {"units": "1"})
+    ds = ds.assign_coords(transform=["rotate", "noise"])
+    ood = plot_ood(ds)
+    assert "mean ± sd over seed (n=2)" in ood.axes[0].get_title()
+    heights = [bar.get_height() for bar in ood.axes[0].patches]
+    expected = [100 * float(v) for arm in ("bp", "fa", "kp") for v in
+                [ds["test_accuracy"].sel(arm=arm).isel(step=-1).mean("seed"),
+                 *ds["ood_accuracy"].sel(arm=arm).mean("seed").values]]
+    np.testing.assert_allclose(heights, expected)
     # a dimension these figures do not know is an error, never averaged in
     extra = results().expand_dims({"optimizer.lr": LR})
     with pytest.raises(ValueError, match="optimizer.lr"):
