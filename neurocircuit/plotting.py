@@ -359,8 +359,11 @@ def _lines(da: xr.DataArray, spread: xr.DataArray | None, variable: str, x: str,
     for combo in combos:
         where = dict(zip(rest, combo))
         line_data = da.isel(where).transpose(xdim).values[order]
+        label = _label(da, rest, combo) if rest else variable
+        if not np.isfinite(line_data.astype(float)).any():
+            label += " (no data)"  # e.g. an arm without the phase this variable belongs to
         (line,) = ax.plot(positions[order], line_data, marker="o" if len(xs) <= 12 else None, markersize=3,
-                          label=_label(da, rest, combo) if rest else variable)
+                          label=label)
         if spread is not None:
             sd = spread.isel(where).transpose(xdim).values[order]
             ax.fill_between(positions[order], line_data - sd, line_data + sd, color=line.get_color(), alpha=0.2,
