@@ -63,13 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores; 1: serial)")
     sweep.add_argument("--dask", metavar="ADDRESS", help="run on this dask.distributed scheduler instead")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
-    plot = sub.add_parser("plot", help="plot a variable of a results or sweep file over one or two dimensions")
+    plot = sub.add_parser("plot", help="plot a variable of a results or sweep file over one or two dimensions",
+                          description="Every dimension of the variable that is on no axis is selected (--sel), "
+                                      "averaged with its sd shown (--mean), or drawn as lines (heat map: panels) with "
+                                      "a legend; more than 12 lines are refused.")
     plot.add_argument("results", type=Path, help="results.nc or sweep.nc")
     plot.add_argument("--var", required=True, help="the variable, e.g. weight_angle or test_accuracy")
-    plot.add_argument("--x", required=True, help="dimension on the x axis")
+    plot.add_argument("--x", required=True, help="dimension (or coordinate along one, e.g. epoch) on the x axis")
     plot.add_argument("--y", help="second dimension: a heat map")
     plot.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
-                      help="pick one value of another dimension (default: the last step/time, mean over the rest)")
+                      help="draw only this value of a dimension (a label, a number, a quantity such as '2 ms', or "
+                           "first/last: the first/last with data); repeatable")
+    plot.add_argument("--mean", action="append", default=[], metavar="DIM",
+                      help="average over this dimension, drawing the sd as a band; repeatable")
     plot.add_argument("--out", required=True, type=Path, help="PNG file to write")
     return parser
 
@@ -190,9 +196,17 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         raise NeurocircuitError(f"--x and --y are both {args.x!r}: a heat map needs two different dimensions")
     if args.out.is_dir():
         raise NeurocircuitError(f"--out {str(args.out)!r} is a folder: give the PNG file to write")
+    select: dict[str, str] = {}
+    for item in args.sel:
+        dim, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not dim or not value:
+            raise NeurocircuitError(f"--sel expects DIM=VALUE, got {item!r}")
+        if dim in select:
+            raise NeurocircuitError(f"--sel {dim} is given twice ({dim}={select[dim]}, {dim}={value}): pick one")
+        select[dim] = value
     prepare_output(args.out.parent)
     ds = read_results(args.results)
-    fig = plot_over(ds, args.var, args.x, args.y, dict(item.partition("=")[::2] for item in args.sel))
+    fig = plot_over(ds, args.var, args.x, args.y, select, args.mean)
     print(f"wrote {save_figure(fig, args.out)}")
 
 

@@ -21,6 +21,11 @@ Every point's result is written to ``OUT/points/<id>.nc`` (atomically) as soon a
 same sweep again skips finished points and retries failed ones. The merged Dataset (``OUT/sweep.nc``) has one
 dimension per axis (zip: one ``point`` dimension with the axes as coordinates) plus the simulation's own, the sweep
 definition in ``attrs["sweep"]`` and the failures in ``attrs["errors"]``.
+
+Swept values are stored as numbers where they are quantities, in SI base units with a ``units`` attribute: an axis
+``brian2.tau = 1 ms, 2 ms`` becomes the coordinate ``[0.001, 0.002]`` with ``units = "s"`` (a rate, "20 Hz" or
+"0.02 / ms", becomes 20.0 with ``units = "Hz"``). Numbers stay numbers; text that is not a quantity (rule names,
+say) stays text.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from .registry import simulation_file
 from .simulation import _is_int
 
 __all__ = ["Axis", "Sweep", "parse_axis", "axis_from_toml", "load_sweep", "run_sweep", "merge_points",
-           "point_id", "MODES"]
+           "point_id", "quantity_value", "MODES"]
 
 MODES = ("grid", "zip")
 # fork where the platform has it: a forked worker starts at once, without importing torch again (the parent has
@@ -462,6 +467,34 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ConfigError(f"--dask {address!r}: cannot reach the dask scheduler ({exc.strerror or exc})") from None
 
 
+def quantity_value(text: str) -> tuple[float, str] | None:
+    """A quantity written as Brian2 reads it ("5 ms", "0.02 / ms", "20 Hz") as its value in SI base units and
+    those units (``(0.005, "s")``, ``(20.0, "Hz")``); None for text that is not a number with units."""
+    if not any(c.isalpha() for c in text):
+        return None
+    import brian2
+
+    from .brian.parameters import _read_quantity
+
+    quantity = _read_quantity(text.strip())
+    if quantity is None:
+        return None
+    units = str(brian2.get_dimensions(quantity))
+    return float(quantity), {"s^-1": "Hz", "1": ""}.get(units, units)
+
+
+def _numeric_axis(axis: Axis) -> tuple[list[Any], dict[str, str]]:
+    """The axis's values as stored in the merged Dataset and the coordinate's attrs: quantities (every value a
+    number with units of the same dimension, all distinct) in SI base units with ``units``; anything else as is."""
+    if not all(isinstance(v, str) for v in axis.values):
+        return list(axis.values), {}
+    read = [quantity_value(v) for v in axis.values]
+    if any(q is None for q in read) or len({q[1] for q in read}) != 1 or len({q[0] for q in read}) != len(read):
+        return list(axis.values), {}  # categorical text (or quantities that do not share units)
+    units = read[0][1]
+    return [q[0] for q in read], ({"units": units} if units else {})
+
+
 def merge_points(sweep: Sweep, folder: str | Path) -> Any:
     """One Dataset from the point files: one dimension per axis (zip: ``point``), NaN where a point failed."""
     import xarray as xr
@@ -496,6 +529,13 @@ def merge_points(sweep: Sweep, folder: str | Path) -> Any:
         merged = merged.assign_coords({a.key: ("point", list(a.values)) for a in sweep.axes if a.key != "seed"})
     else:
         merged = merged.reindex({a.key: list(a.values) for a in sweep.axes})
+    stored = {a.key: _numeric_axis(a) for a in sweep.axes if a.key != "seed"}
+    for key, (values, attrs) in stored.items():
+        merged = merged.assign_coords({key: ("point" if sweep.mode == "zip" else key, values, attrs)})
+    # failures name their points by the stored values, so that they match the coordinates
+    as_stored = {key: dict(zip(axis.values, stored[key][0])) for axis in sweep.axes if (key := axis.key) in stored}
+    errors = [{**e, "point": {k: as_stored[k][v] if k in as_stored else v for k, v in e["point"].items()}}
+              for e in errors]
     merged.attrs["sweep"] = json.dumps(sweep.to_dict(), default=str)
     merged.attrs["errors"] = json.dumps(errors, default=str)
     merged.attrs["points"] = len(sweep.points())
