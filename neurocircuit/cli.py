@@ -86,7 +86,8 @@ def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
     summ.add_argument("results", type=Path, help="the results.nc of a 'neurocircuit run'")
     summ.add_argument("--table", required=True, help="the table's id (its file name)")
     summ.add_argument("--title", required=True, help="the table's heading in the book")
-    summ.add_argument("--command", required=True, help="the exact command that produced RESULTS")
+    summ.add_argument("--command", dest="run_command", required=True,
+                      help="the exact command that produced RESULTS")
     summ.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                       help="a setting that command applied (repeatable): the stale check resolves the simulation "
                            "with them")
@@ -240,7 +241,7 @@ def _cmd_summarize(args: argparse.Namespace) -> None:
         raise NeurocircuitError(f"results file not found: {args.results}")
     for item in args.settings:
         parse_setting(item)
-    summary = summarize(read_results(args.results), table=args.table, title=args.title, command=args.command,
+    summary = summarize(read_results(args.results), table=args.table, title=args.title, command=args.run_command,
                         settings=args.settings, device=args.device)
     print(f"wrote {write_summary(summary, args.root / BOOK_FOLDER)}; run 'neurocircuit report' to regenerate the book")
     stale = stale_reason(summary)
