@@ -364,8 +364,11 @@ def load_book(folder: str | Path) -> list[Table]:
         _check_measured(data, path)
         tables.append(Table(path.stem, "measured", path, data))
     for path in sorted((folder / "transcribed").glob("*.toml")):
-        data = read_toml(path)
-        _check_transcribed(data, path)
+        try:
+            data = read_toml(path)
+            _check_transcribed(data, path)
+        except ConfigError as exc:  # malformed TOML or an unknown key: one error type for the book's files
+            raise BookError(str(exc)) from None
         tables.append(Table(path.stem, "transcribed", path, data))
     seen: dict[str, Path] = {}
     for table in tables:
