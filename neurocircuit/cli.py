@@ -86,7 +86,7 @@ def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
     summ.add_argument("results", type=Path, help="the results.nc of a 'neurocircuit run'")
     summ.add_argument("--table", required=True, help="the table's id (its file name)")
     summ.add_argument("--title", required=True, help="the table's heading in the book")
-    summ.add_argument("--command", dest="run_command", required=True,
+    summ.add_argument("--command", dest="run_command", required=True, metavar="COMMAND",
                       help="the exact command that produced RESULTS")
     summ.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                       help="a setting that command applied (repeatable): the stale check resolves the simulation "
@@ -227,8 +227,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 print(f"neurocircuit: {difference}", file=sys.stderr)
                 return 1
         return 0
-    for path in write_outputs(args.root):
+    changed = write_outputs(args.root)
+    for path in changed:
         print(f"wrote {path}")
+    if not changed:
+        print("the results book and the README's tables are up to date")
     return 0
 
 
