@@ -77,7 +77,28 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--mean", action="append", default=[], metavar="DIM",
                       help="average over this dimension, drawing the sd as a band; repeatable")
     plot.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    _add_book_arguments(sub)
     return parser
+
+
+def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="regenerate the results book (docs/results.md) and the README's tables "
+                                           "from the summaries in results/v1/")
+    report.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 naming the first difference if a file differs")
+    report.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
+    summ = sub.add_parser("summarize", help="store a results file as a measured table of the results book "
+                                            "(results/v1/measured/TABLE.json)")
+    summ.add_argument("results", type=Path, help="the results.nc of a 'neurocircuit run'")
+    summ.add_argument("--table", required=True, help="the table's id (its file name)")
+    summ.add_argument("--title", required=True, help="the table's heading in the book")
+    summ.add_argument("--command", dest="run_command", required=True, metavar="COMMAND",
+                      help="the exact command that produced RESULTS")
+    summ.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                      help="a setting that command applied (repeatable): the stale check resolves the simulation "
+                           "with them")
+    summ.add_argument("--device", help="where it ran (default: the results' device attribute, else this machine)")
+    summ.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
 
 
 def _cmd_list() -> None:
@@ -210,6 +231,41 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     print(f"wrote {save_figure(fig, args.out)}")
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .book import first_difference, render_outputs, write_outputs
+
+    if args.check:
+        for path, text in render_outputs(args.root).items():
+            difference = first_difference(path, text)
+            if difference is not None:
+                print(f"neurocircuit: {difference}", file=sys.stderr)
+                return 1
+        return 0
+    changed = write_outputs(args.root)
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print("the results book and the README's tables are up to date")
+    return 0
+
+
+def _cmd_summarize(args: argparse.Namespace) -> None:
+    from .book import BOOK_FOLDER, stale_reason, summarize, write_summary
+    from .results import read_results
+    from .simulation import parse_setting
+
+    if not args.results.is_file():
+        raise NeurocircuitError(f"results file not found: {args.results}")
+    for item in args.settings:
+        parse_setting(item)
+    summary = summarize(read_results(args.results), table=args.table, title=args.title, command=args.run_command,
+                        settings=args.settings, device=args.device)
+    print(f"wrote {write_summary(summary, args.root / BOOK_FOLDER)}; run 'neurocircuit report' to regenerate the book")
+    stale = stale_reason(summary)
+    if stale is not None:
+        print(f"note: the book will mark this table stale: {stale}")
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
@@ -275,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cmd_sweep(args)
         elif args.command == "plot":
             _cmd_plot(args)
+        elif args.command == "report":
+            return _cmd_report(args)
+        elif args.command == "summarize":
+            _cmd_summarize(args)
         else:
             _cmd_run(args)
     except (NeurocircuitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

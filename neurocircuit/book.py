@@ -1,0 +1,629 @@
+"""The results book: ``docs/results.md`` generated from small stored summaries, never typed.
+
+The book lives in a versioned folder (``results/v1/``) of the repository:
+
+- ``measured/<table>.json``: written by :func:`summarize` (``neurocircuit summarize``) from a ``results.nc``. Per
+  arm × seed the final metrics (test accuracy, final per-layer B-W angles; Brian2: the last snapshot of each layer)
+  and, when the results have a validation split, the best-on-validation epoch and the test accuracy there; plus the
+  provenance: simulation name, :func:`simulation_hash` of the resolved simulation, package version, git commit,
+  device, date and the exact command.
+- ``transcribed/<table>.toml``: numbers whose runs are not at hand (GPU measurements, long CPU runs), cells as the
+  source gives them, with the source named. They are always shown as transcribed and stale.
+
+:func:`render_book` turns the folder into ``docs/results.md``; :func:`render_outputs` also regenerates every README
+block between ``<!-- book:TABLE -->`` and ``<!-- /book:TABLE -->``; ``neurocircuit report`` writes both and
+``neurocircuit report --check`` fails on any difference. A measured table whose stored hash no longer equals what its
+simulation resolves to today is marked stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._toml import check_keys, read_toml
+from .errors import ConfigError, NeurocircuitError
+from .results import write_atomic
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["BOOK_FOLDER", "BOOK_FILE", "BookError", "simulation_hash", "summarize", "write_summary", "load_book",
+           "paired_difference", "stale_reason", "render_book", "render_outputs", "write_outputs", "first_difference"]
+
+#: Where the summaries live, relative to the repository root (v1 = this storage format).
+BOOK_FOLDER = Path("results") / "v1"
+#: The generated book, relative to the repository root.
+BOOK_FILE = Path("docs") / "results.md"
+#: The arm that paired differences are taken against, when a table has it.
+REFERENCE_ARM = "bp"
+
+_PROVENANCE_KEYS = ("simulation", "simulation_hash", "neurocircuit_version", "git_commit", "device", "date", "command")
+_TRANSCRIBED_REQUIRED = ("title", "source", "command", "device", "columns", "rows")
+_TRANSCRIBED_OPTIONAL = ("simulation", "date", "note")
+_MARKER = re.compile(r"<!-- book:([A-Za-z0-9_.-]+) -->\n(.*?)<!-- /book:\1 -->", re.DOTALL)
+_OPEN_MARKER = re.compile(r"<!-- book:([A-Za-z0-9_.-]+) -->")
+_TABLE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class BookError(ConfigError):
+    """A summary file of the results book is malformed, or the book cannot be generated."""
+
+
+# ----------------------------------------------------------------------------------------------------- summaries
+
+
+def simulation_hash(sim_dict: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of a resolved simulation table (:meth:`Simulation.to_dict`).
+
+    Canonical: sorted keys, no whitespace, non-JSON values as ``str`` — the same conversion results use for their
+    ``config`` attribute, so the table read back from a results file hashes like the one it was written from."""
+    text = json.dumps(sim_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _last_valid(values: Any) -> float | None:
+    """The last finite value of a 1-D array (arms may end at different times), None when there is none."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    finite = np.flatnonzero(np.isfinite(values))
+    return None if finite.size == 0 else float(values[finite[-1]])
+
+
+def _time_dim(var: xr.DataArray, name: str, allowed: Sequence[str]) -> str:
+    rest = [d for d in var.dims if d not in allowed]
+    if len(rest) != 1:
+        raise BookError(f"variable {name!r} has dims {tuple(var.dims)}: a summary needs arm, seed, one time "
+                        f"dimension{' and layer' if 'layer' in allowed else ''}")
+    return rest[0]
+
+
+def _scale(var: xr.DataArray) -> tuple[float, str]:
+    """Accuracies stored as fractions are summarised in percent."""
+    units = str(var.attrs.get("units", "1"))
+    return (100.0, "%") if units in ("1", "") else (1.0, units)
+
+
+def summarize(results: xr.Dataset, *, table: str, title: str, command: str, settings: Sequence[str] = (),
+              device: str | None = None) -> dict[str, Any]:
+    """The measured summary of a results file (the ``results/v1/measured/<table>.json`` format).
+
+    Parameters
+    ----------
+    results : xarray.Dataset
+        A simulation's results (``neurocircuit run``): dims ``arm`` and ``seed``, a ``config`` attribute.
+    table : str
+        The table's id (the file name in ``measured/``; letters, digits, ``_ . -``).
+    title : str
+        The table's heading in the book.
+    command : str
+        The exact command that produced ``results``.
+    settings : sequence of str
+        The ``key=value`` settings the run applied to its simulation (``--set``); the stale check resolves the
+        simulation with them.
+    device : str, optional
+        Where it ran; default: the results' ``device`` attribute, else a description of this machine.
+
+    Returns
+    -------
+    dict
+        ``table``, ``title``, ``kind`` (``"measured"``), ``provenance``, ``metrics`` (names, in column order),
+        ``units`` (per metric), ``validation`` (whether the results had a validation split) and ``runs`` (one dict
+        per arm × seed: ``arm``, ``seed`` and a value, or None, per metric).
+    """
+    if not _TABLE_ID.match(table):
+        raise BookError(f"table id {table!r}: use letters, digits, '_', '.' and '-' only")
+    if "sweep" in results.attrs:
+        raise BookError("a sweep file has no single simulation: summarise one point's results.nc")
+    for needed in ("arm", "seed"):
+        if needed not in results.dims:
+            raise BookError(f"results have no {needed!r} dimension (dims: {', '.join(map(str, results.dims))})")
+    if "config" not in results.attrs or "simulation" not in results.attrs:
+        raise BookError("results carry no 'config'/'simulation' attributes: summarise a file written by "
+                        "'neurocircuit run'")
+    sim_dict = json.loads(results.attrs["config"])
+
+    columns: list[tuple[str, str, Any]] = []  # (metric, unit, DataArray over arm × seed)
+    for name in ("test_accuracy", "val_accuracy", "twin_test_accuracy"):
+        if name in results:
+            var = results[name]
+            factor, unit = _scale(var)
+            dim = _time_dim(var, name, ("arm", "seed"))
+            columns.append((f"{name}_final", unit, factor * _reduce_last(var, dim)))
+    validation = "val_accuracy" in results
+    if validation:
+        columns += _best_on_validation(results)
+    for name in sorted(v for v in results.data_vars if v == "weight_angle" or str(v).endswith("_weight_angle")):
+        var = results[name]
+        if "layer" not in var.dims:
+            raise BookError(f"variable {name!r} has no 'layer' dimension")
+        dim = _time_dim(var, name, ("arm", "seed", "layer"))
+        last = _reduce_last(var, dim)
+        for layer in var["layer"].values:
+            columns.append((f"{name}_{layer}", str(var.attrs.get("units", "degree")), last.sel(layer=layer)))
+    if not columns:
+        raise BookError("results have none of test_accuracy, val_accuracy, twin_test_accuracy, *weight_angle")
+
+    runs = []
+    for arm in results["arm"].values:
+        for seed in results["seed"].values:
+            run: dict[str, Any] = {"arm": str(arm), "seed": int(seed)}
+            for metric, _, values in columns:
+                value = float(values.sel(arm=arm, seed=seed))
+                run[metric] = value if math.isfinite(value) else None
+            runs.append(run)
+    return {
+        "table": table,
+        "title": title,
+        "kind": "measured",
+        "provenance": {
+            "simulation": str(results.attrs["simulation"]),
+            "simulation_hash": simulation_hash(sim_dict),
+            "settings": list(settings),
+            "neurocircuit_version": str(results.attrs.get("neurocircuit_version", _package_version())),
+            "git_commit": _git_commit(),
+            "device": device or str(results.attrs.get("device", "")) or _machine(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command,
+        },
+        "metrics": [metric for metric, _, _ in columns],
+        "units": {metric: unit for metric, unit, _ in columns},
+        "validation": validation,
+        "runs": runs,
+    }
+
+
+def _reduce_last(var: xr.DataArray, dim: str) -> xr.DataArray:
+    import xarray as xr
+
+    return xr.apply_ufunc(_last_valid, var, input_core_dims=[[dim]], vectorize=True)
+
+
+def _best_on_validation(results: xr.Dataset) -> list[tuple[str, str, Any]]:
+    """Per arm × seed: the best validation accuracy, the epoch (or step) where it was reached — the first such
+    record — and the test accuracy there. Selection never looks at the test accuracy."""
+    import numpy as np
+    import xarray as xr
+
+    val = results["val_accuracy"]
+    dim = _time_dim(val, "val_accuracy", ("arm", "seed"))
+    if "test_accuracy" not in results or results["test_accuracy"].dims != val.dims:
+        raise BookError("val_accuracy needs a test_accuracy over the same dimensions to report the test accuracy "
+                        "at the best validation epoch")
+    test = results["test_accuracy"]
+    when_name = "epoch" if "epoch" in results.coords and results["epoch"].dims == (dim,) else dim
+    when = np.asarray(results[when_name].values, dtype=float)
+
+    def best_index(v: Any) -> float:
+        v = np.asarray(v, dtype=float)
+        return float("nan") if not np.isfinite(v).any() else float(np.nanargmax(v))  # first maximum
+
+    index = xr.apply_ufunc(best_index, val, input_core_dims=[[dim]], vectorize=True)
+
+    def pick(source: Any, i: float) -> float:
+        return float("nan") if not math.isfinite(i) else float(np.asarray(source, dtype=float)[int(i)])
+
+    at = xr.apply_ufunc(pick, test, index, input_core_dims=[[dim], []], vectorize=True)
+    best = xr.apply_ufunc(pick, val, index, input_core_dims=[[dim], []], vectorize=True)
+    epoch = xr.apply_ufunc(lambda i: float("nan") if not math.isfinite(i) else float(when[int(i)]), index,
+                           vectorize=True)
+    val_factor, val_unit = _scale(val)
+    test_factor, test_unit = _scale(test)
+    unit_when = str(results[when_name].attrs.get("units", when_name))
+    return [("val_accuracy_best", val_unit, val_factor * best),
+            (f"{when_name}_at_best_val", unit_when, epoch),
+            ("test_accuracy_at_best_val", test_unit, test_factor * at)]
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _git_commit() -> str:
+    """The commit of the checkout this package is imported from ("+dirty" when its code has uncommitted changes),
+    "unknown" outside a git checkout (an installed copy)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return "unknown"
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                "neurocircuit", "models", "simulations"], capture_output=True, text=True,
+                               check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "") if head else "unknown"
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"CPU: {cpu}, {os.cpu_count()} cores"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f"; GPU: {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return text
+
+
+def write_summary(summary: Mapping[str, Any], folder: str | Path) -> Path:
+    """Write a measured summary to ``folder/measured/<table>.json`` atomically (checked first); returns the path."""
+    path = Path(folder) / "measured" / f"{summary.get('table')}.json"
+    _check_measured(dict(summary), path)
+    text = json.dumps(summary, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the book, as read from its summary file."""
+
+    id: str
+    kind: str  # "measured" or "transcribed"
+    path: Path
+    data: Mapping[str, Any]
+
+    @property
+    def title(self) -> str:
+        return str(self.data["title"])
+
+
+def _check_measured(data: Any, path: Path) -> None:
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise BookError(f"{path}: {what}")
+
+    need(isinstance(data, dict), "a measured summary is a JSON object")
+    for key in ("table", "title", "kind", "provenance", "metrics", "runs"):
+        need(key in data, f"missing key {key!r}")
+    need(data["table"] == path.stem, f"'table' is {data['table']!r} but the file is named {path.name!r}")
+    need(data["kind"] == "measured", f"'kind' must be \"measured\", got {data['kind']!r}")
+    need(isinstance(data["title"], str), "'title' must be a string")
+    prov = data["provenance"]
+    need(isinstance(prov, dict), "'provenance' must be an object")
+    for key in _PROVENANCE_KEYS:
+        need(isinstance(prov.get(key), str), f"provenance key {key!r} missing or not a string")
+    settings = prov.get("settings", [])
+    need(isinstance(settings, list) and all(isinstance(s, str) for s in settings),
+         "provenance 'settings' must be a list of strings")
+    metrics = data["metrics"]
+    need(isinstance(metrics, list) and metrics and all(isinstance(m, str) for m in metrics),
+         "'metrics' must be a non-empty list of strings")
+    units = data.get("units", {})
+    need(isinstance(units, dict), "'units' must be an object")
+    runs = data["runs"]
+    need(isinstance(runs, list) and runs, "'runs' must be a non-empty list")
+    for i, run in enumerate(runs):
+        need(isinstance(run, dict), f"runs[{i}] must be an object")
+        need(isinstance(run.get("arm"), str), f"runs[{i}]: 'arm' missing or not a string")
+        need(isinstance(run.get("seed"), int) and not isinstance(run.get("seed"), bool),
+             f"runs[{i}]: 'seed' missing or not an integer")
+        for metric in metrics:
+            value = run.get(metric, None)
+            need(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)),
+                 f"runs[{i}]: {metric!r} must be a number or null, got {value!r}")
+
+
+def _check_transcribed(data: dict[str, Any], path: Path) -> None:
+    check_keys(data, (*_TRANSCRIBED_REQUIRED, *_TRANSCRIBED_OPTIONAL), str(path))
+    for key in _TRANSCRIBED_REQUIRED:
+        if key not in data:
+            raise BookError(f"{path}: missing key {key!r}")
+    for key in ("title", "source", "command", "device", *_TRANSCRIBED_OPTIONAL):
+        if key in data and not isinstance(data[key], str):
+            raise BookError(f"{path}: {key!r} must be a string, got {data[key]!r}")
+    columns, rows = data["columns"], data["rows"]
+    if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)):
+        raise BookError(f"{path}: 'columns' must be a non-empty list of strings")
+    if not isinstance(rows, list) or not rows:
+        raise BookError(f"{path}: 'rows' must be a non-empty list of lists")
+    for i, row in enumerate(rows):
+        if not (isinstance(row, list) and all(isinstance(c, str) for c in row)):
+            raise BookError(f"{path}: rows[{i}] must be a list of strings (cells exactly as in the source)")
+        if len(row) != len(columns):
+            raise BookError(f"{path}: rows[{i}] has {len(row)} cells for {len(columns)} columns")
+
+
+def load_book(folder: str | Path) -> list[Table]:
+    """Every table of the book in ``folder`` (``measured/*.json`` then ``transcribed/*.toml``, each by id)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BookError(f"no results book at {folder}: run from the repository root or pass --root")
+    tables: list[Table] = []
+    for path in sorted((folder / "measured").glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BookError(f"{path}: not valid JSON ({exc})") from None
+        _check_measured(data, path)
+        tables.append(Table(path.stem, "measured", path, data))
+    for path in sorted((folder / "transcribed").glob("*.toml")):
+        try:
+            data = read_toml(path)
+            _check_transcribed(data, path)
+        except ConfigError as exc:  # malformed TOML or an unknown key: one error type for the book's files
+            raise BookError(str(exc)) from None
+        tables.append(Table(path.stem, "transcribed", path, data))
+    seen: dict[str, Path] = {}
+    for table in tables:
+        if table.id in seen:
+            raise BookError(f"table id {table.id!r} is used twice: {seen[table.id]} and {table.path}")
+        seen[table.id] = table.path
+    return tables
+
+
+# ----------------------------------------------------------------------------------------------------- statistics
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, int]:
+    """Mean of ``a - b`` over pairs (seeds) with its 95 % confidence interval from the t-distribution with n - 1
+    degrees of freedom: ``(mean, low, high, n)``; the interval is NaN with fewer than two pairs."""
+    from scipy import stats
+
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    if n == 0:
+        return (math.nan, math.nan, math.nan, 0)
+    mean = sum(diffs) / n
+    if n < 2:
+        return (mean, math.nan, math.nan, n)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return (mean, mean - half, mean + half, n)
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan, 0)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return (mean, sd, n)
+
+
+# ----------------------------------------------------------------------------------------------------- rendering
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [_row(head), "|" + "|".join("---" for _ in head) + "|", *(_row(r) for r in rows)]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}".replace("-0.00", "0.00")
+
+
+def stale_reason(data: Mapping[str, Any]) -> str | None:
+    """Why a measured table no longer describes what its simulation resolves to today (None: it does)."""
+    from .simulation import load_simulation
+
+    prov = data["provenance"]
+    settings = list(prov.get("settings", []))
+    try:
+        today = simulation_hash(load_simulation(prov["simulation"], settings).to_dict())
+    except NeurocircuitError as exc:
+        return f"simulation {prov['simulation']!r} no longer resolves ({' '.join(str(exc).split())})."
+    if today != prov["simulation_hash"]:
+        return (f"simulation `{prov['simulation']}`" + (f" with {', '.join(settings)}" if settings else "")
+                + f" resolves today to hash `{today[:12]}`, not the stored `{prov['simulation_hash'][:12]}`: "
+                "the shipped simulation changed since this table was measured, or its run applied settings "
+                "the table does not record.")
+    return None
+
+
+def _measured_body(data: Mapping[str, Any]) -> list[str]:
+    prov, metrics, units = data["provenance"], list(data["metrics"]), dict(data.get("units", {}))
+    settings = list(prov.get("settings", []))
+    stale = stale_reason(data)
+    lines = [("**measured** · **stale**: " + stale) if stale else
+             ("**measured** · current: the stored simulation hash equals what the shipped simulation resolves to.")]
+    lines += ["", f"Simulation `{prov['simulation']}`" + (f" with `{' '.join(settings)}`" if settings else "")
+              + f" (hash `{prov['simulation_hash'][:12]}`) · neurocircuit {prov['neurocircuit_version']} at commit "
+              f"`{prov['git_commit'][:12]}{'+dirty' if prov['git_commit'].endswith('+dirty') else ''}` · "
+              f"device: {prov['device']} · date: {prov['date']}", "", f"Command: `{prov['command']}`", ""]
+    if not data.get("validation", any(m.startswith("val_") for m in metrics)):
+        lines += ["No validation split: every value is the final record.", ""]
+    arms: list[str] = []
+    by_arm: dict[str, list[Mapping[str, Any]]] = {}
+    for run in data["runs"]:
+        if run["arm"] not in by_arm:
+            arms.append(run["arm"])
+        by_arm.setdefault(run["arm"], []).append(run)
+    for arm in arms:
+        by_arm[arm].sort(key=lambda r: r["seed"])
+
+    def label(metric: str) -> str:
+        unit = units.get(metric)
+        return f"{metric} ({unit})" if unit else metric
+
+    rows = []
+    for arm in arms:
+        cells = [f"`{arm}`", str(len(by_arm[arm]))]
+        for metric in metrics:
+            values = [float(r[metric]) for r in by_arm[arm] if r.get(metric) is not None]
+            mean, sd, n = _mean_sd(values)
+            if n == 0:
+                cells.append("–")
+                continue
+            text = _fmt(mean) if n == 1 else f"{_fmt(mean)} ± {_fmt(sd)}"
+            cells.append(text + (f" (n={n})" if n != len(by_arm[arm]) else ""))
+        rows.append(cells)
+    lines += ["Per arm: mean ± sd over seeds (sd with n − 1), n = seeds.", ""]
+    lines += _table(["arm", "n", *(label(m) for m in metrics)], rows)
+
+    compared = [m for m in metrics if units.get(m) == "%" and "accuracy" in m]
+    if REFERENCE_ARM in by_arm and compared and len(arms) > 1:
+        reference = {r["seed"]: r for r in by_arm[REFERENCE_ARM]}
+        rows = []
+        for arm in arms:
+            if arm == REFERENCE_ARM:
+                continue
+            cells = [f"`{arm}`"]
+            for metric in compared:
+                pairs = [(float(r[metric]), float(reference[r["seed"]][metric])) for r in by_arm[arm]
+                         if r["seed"] in reference and r.get(metric) is not None
+                         and reference[r["seed"]].get(metric) is not None]
+                mean, low, high, n = paired_difference([p[0] for p in pairs], [p[1] for p in pairs])
+                if n == 0:
+                    cells.append("–")
+                elif n == 1:
+                    cells.append(f"{_fmt(mean)} (n=1, no CI)")
+                else:
+                    cells.append(f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] (n={n})")
+            rows.append(cells)
+        lines += ["", f"Paired difference to `{REFERENCE_ARM}` by seed (arm − {REFERENCE_ARM}, percentage points): "
+                  "mean [95 % CI, t-distribution with n − 1 degrees of freedom], n = seeds paired.", ""]
+        lines += _table(["arm", *(f"Δ {m} (pp)" for m in compared)], rows)
+    return lines
+
+
+def _transcribed_body(data: Mapping[str, Any]) -> list[str]:
+    lines = ["**transcribed** · **stale**: no simulation hash — measured before the book existed; its run is not "
+             "at hand here.", ""]
+    where = [f"Source: {data['source']}"]
+    if "simulation" in data:
+        where.append(f"simulation `{data['simulation']}`")
+    where.append(f"device: {data['device']}")
+    if "date" in data:
+        where.append(f"date: {data['date']}")
+    lines += [" · ".join(where), "", f"Command (as the source gives it): `{data['command']}`", ""]
+    if "note" in data:
+        lines += [" ".join(str(data["note"]).split()), ""]
+    lines += _table(list(data["columns"]), list(data["rows"]))
+    return lines
+
+
+def _body(table: Table) -> list[str]:
+    return _measured_body(table.data) if table.kind == "measured" else _transcribed_body(table.data)
+
+
+def render_book(folder: str | Path) -> str:
+    """The text of ``docs/results.md`` for the book in ``folder`` (deterministic: only stored values, sorted)."""
+    tables = load_book(folder)
+    measured = [t for t in tables if t.kind == "measured"]
+    transcribed = [t for t in tables if t.kind == "transcribed"]
+    lines = [
+        "# Results book",
+        "",
+        "<!-- Generated by 'neurocircuit report' from results/v1/: do not edit by hand. -->",
+        "",
+        "Every measured table of the project, generated by `neurocircuit report` from the summaries in "
+        "`results/v1/` — never typed. `neurocircuit report --check` (run by the tests) fails when this file or the "
+        "README's table differs from what the summaries give.",
+        "",
+        "- **measured** tables come from `results/v1/measured/TABLE.json`, written from a run's results by "
+        "`neurocircuit summarize OUT/results.nc --table TABLE --title TITLE --command COMMAND` after running "
+        "the table's command; then `neurocircuit report`. A measured table is **stale** when the stored hash of its "
+        "resolved simulation no longer equals what the shipped simulation resolves to today.",
+        "- **transcribed** tables come from `results/v1/transcribed/TABLE.toml`: numbers whose runs are not at hand "
+        "(GPU measurements, long CPU runs), cells exactly as their source gives them. They are always stale.",
+        "",
+        "## Contents",
+        "",
+    ]
+    for group, name in ((measured, "Measured"), (transcribed, "Transcribed")):
+        if group:
+            lines.append(f"- {name}")
+            lines += [f"  - [{t.title}](#{t.id})" for t in group]
+    for group, name in ((measured, "Measured"), (transcribed, "Transcribed")):
+        if not group:
+            continue
+        lines += ["", f"## {name}"]
+        for table in group:
+            lines += ["", f'<a id="{table.id}"></a>', "", f"### {table.title}", "", *_body(table)]
+    return "\n".join(lines) + "\n"
+
+
+def _readme_with_blocks(text: str, tables: Mapping[str, Table], readme: Path) -> str:
+    opened = {m.group(1) for m in _OPEN_MARKER.finditer(text)}
+    closed = {m.group(1) for m in _MARKER.finditer(text)}
+    if opened - closed:
+        missing = sorted(opened - closed)[0]
+        raise BookError(f"{readme}: '<!-- book:{missing} -->' has no '<!-- /book:{missing} -->' after it")
+
+    def block(match: re.Match[str]) -> str:
+        table = tables.get(match.group(1))
+        if table is None:
+            raise BookError(f"{readme}: block 'book:{match.group(1)}' names no table of the book "
+                            f"(tables: {', '.join(sorted(tables))})")
+        # the title in bold, not as a heading: the README's own headings stay its author's
+        body = [f"**{table.title}**", "", *_body(table), "",
+                f"Generated by `neurocircuit report` from `{(BOOK_FOLDER / table.kind / table.path.name).as_posix()}`; "
+                "the full "
+                f"[results book](docs/results.md#{table.id}) has every table."]
+        return f"<!-- book:{table.id} -->\n" + "\n".join(body) + f"\n<!-- /book:{table.id} -->"
+
+    return _MARKER.sub(block, text)
+
+
+def render_outputs(root: str | Path = ".") -> dict[Path, str]:
+    """What ``neurocircuit report`` writes under the repository ``root``: ``docs/results.md`` and, when
+    ``README.md`` has ``<!-- book:TABLE -->`` blocks, the README with those blocks regenerated."""
+    root = Path(root)
+    folder = root / BOOK_FOLDER
+    out = {root / BOOK_FILE: render_book(folder)}
+    readme = root / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        if _OPEN_MARKER.search(text):
+            out[readme] = _readme_with_blocks(text, {t.id: t for t in load_book(folder)}, readme)
+    return out
+
+
+def first_difference(path: Path, expected: str) -> str | None:
+    """One line naming where ``path`` first differs from ``expected`` (None when it equals it)."""
+    if not path.is_file():
+        return f"{path} is missing: run 'neurocircuit report'"
+    actual = path.read_text(encoding="utf-8")
+    if actual == expected:
+        return None
+    have, want = actual.splitlines(), expected.splitlines()
+    for i, (a, b) in enumerate(zip(have, want), start=1):
+        if a != b:
+            return f"{path}:{i} differs from what 'neurocircuit report' generates: {a[:80]!r} (expected {b[:80]!r})"
+    i = min(len(have), len(want)) + 1
+    what = "ends early" if len(have) < len(want) else "has extra lines"
+    return f"{path}:{i} {what} compared with what 'neurocircuit report' generates"
+
+
+def write_outputs(root: str | Path = ".") -> list[Path]:
+    """Regenerate the book and the README blocks under ``root`` atomically; returns the files that changed."""
+    changed = []
+    for path, text in render_outputs(root).items():
+        if first_difference(path, text) is not None:
+            write_atomic(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+            changed.append(path)
+    return changed
