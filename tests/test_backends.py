@@ -3,9 +3,11 @@ once and refused by name where a backend has no implementation; `neurocircuit.ci
 
 import copy
 import dataclasses
+import re
 import subprocess
 import sys
 
+import brian2
 import pytest
 
 from neurocircuit.backends import SECTIONS, get_backend, list_backends
@@ -15,9 +17,9 @@ from neurocircuit.rules import RuleDescription, describe, list_rules
 from neurocircuit.simulation import ARM_KEYS, TOP_KEYS, TorchSettings, TrainSettings, parse_simulation
 
 BASE = {
-    "torch": {"model": "mlp_digits", "arms": ["wm"], "phases": [{"kind": "mirror", "steps": 1}]},
-    "brian2": {"model": "mlp_digits", "backend": "brian2", "arms": ["wm"], "phases": [{"kind": "mirror", "steps": 1}],
-               "data": {"name": "digits"}},
+    "torch": {"model": "mlp_digits", "arms": ["wm"], "phases": [{"kind": "mirror", "steps": 1}, {"kind": "engaged"}]},
+    "brian2": {"model": "mlp_digits", "backend": "brian2", "arms": ["wm"],
+               "phases": [{"kind": "mirror", "steps": 1}, {"kind": "engaged"}], "data": {"name": "digits"}},
 }
 TOP_VALUES = {"name": "x", "description": "d", "seeds": [0], "data": {"name": "digits"},
               "optimizer": {"name": "sgd", "lr": 0.01}, "train": {}, "mirror": {}, "torch": {}, "brian2": {},
@@ -42,15 +44,26 @@ PHASES = {"engaged": _defaults(EngagedPhase), "prenatal": _defaults(PrenatalPhas
                      **_defaults(MirrorSettings)}}
 
 
+def _quantity_text(value: object) -> object:
+    """A default as a simulation file writes it: a Brian2 quantity as a number times its SI unit."""
+    if not hasattr(value, "dim"):
+        return value
+    unit = "second" if value.dim == brian2.second.dim else "Hz"
+    return f"{float(value)} {unit}"
+
+
 def _cases() -> list[tuple[str, str, dict]]:
     """(section, key, a simulation table that sets it) for every key of the schema."""
+    from neurocircuit.brian.parameters import RateParameters, SpikingParameters
+
     cases = []
     for key in TOP_KEYS:
-        if key not in ("model", "arms", "backend"):
+        if key in ("name", "description", "seeds"):  # the others are the base's or tables walked below
             cases.append(("top", key, {key: TOP_VALUES[key]}))
     for key in ARM_KEYS:
-        if key != "rule":
+        if key in ("label", "overrides"):
             cases.append(("arm", key, {"arms": [{"rule": "wm", key: ARM_VALUES[key]}]}))
+    cases.append(("options", "gain", {"arms": [{"rule": "wm", "options": {"gain": 1.0}}]}))
     for section, values in (("train", _defaults(TrainSettings)), ("mirror", _defaults(MirrorSettings)),
                             ("torch", _defaults(TorchSettings))):
         for key, value in values.items():
@@ -61,34 +74,80 @@ def _cases() -> list[tuple[str, str, dict]]:
             if value is not None:
                 phase = {"kind": kind, key: value, **({"steps": 1} if kind == "mirror" and key != "steps" else {})}
                 cases.append((f"phase.{kind}", key, {"phases": [phase]}))
+    for key, value in (("test_fraction", 0.25), ("split_seed", 1), ("channels", 3), ("augment", "flip")):
+        cases.append(("data", key, {"data": {"name": "digits", key: value}}))
+    cases.append(("optimizer", "momentum", {"optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}}))
+    for key, value in _defaults(RateParameters).items():
+        if key not in ("seed", "tau_population") and value is not None:
+            cases.append(("brian2", key, {"brian2": {key: _quantity_text(value)}}))
+    cases.append(("brian2", "variant", {"brian2": {"variant": "rate"}}))
+    for key, value in _defaults(SpikingParameters).items():
+        cases.append(("brian2.spiking", key, {"brian2": {"spiking": {key: _quantity_text(value)}}}))
+    cases.append(("brian2.tau_population", "hidden", {"brian2": {"tau_population": {"hidden": "5 ms"}}}))
     return cases
 
 
 def test_the_walk_covers_every_section_and_every_key_is_honoured_somewhere():
     cases = _cases()
     assert {section for section, _, _ in cases} == set(SECTIONS)
-    for section, key, _ in cases:
-        assert any(key in get_backend(b).honours.get(section, ()) for b in list_backends()), (section, key)
+    for section, key, change in cases:
+        honoured = False
+        for backend in list_backends():
+            for variant in ("rate", "spiking"):
+                raw = {**BASE[backend], **change}
+                if "brian2" in raw:
+                    raw["brian2"] = {**raw["brian2"], "variant": variant}
+                allowed = get_backend(backend).honoured(_View(raw)).get(section, frozenset())
+                honoured |= allowed is None or key in allowed
+        assert honoured, (section, key)
+
+
+class _View:
+    """What Backend.honoured reads of a simulation, from its table."""
+
+    def __init__(self, raw: dict) -> None:
+        self.backend_section, self.data, self.model = raw.get("brian2", {}), raw.get("data", {}), raw["model"]
 
 
 @pytest.mark.parametrize("backend", ["torch", "brian2"])
 def test_every_key_is_honoured_or_refused_by_name(backend):
+    from neurocircuit.backends import set_keys
+
     assert set(list_backends()) == {"torch", "brian2"}
-    honours = get_backend(backend).honours
-    refused = 0
+    refused = []
     for section, key, change in _cases():
         raw = {**copy.deepcopy(BASE[backend]), **copy.deepcopy(change)}
         if backend == "brian2" and section == "phase.engaged":
             raw["phases"] = [{"kind": "engaged", "epochs": 0, **change["phases"][0]}]
-        if key in honours.get(section, ()):
-            parse_simulation(raw)  # honoured: accepted (its effect is tested with the backend)
+        allowed = get_backend(backend).honoured(_View(raw)).get(section, frozenset())
+        if allowed is None or key in allowed:
+            parse_simulation(raw)  # honoured: accepted (the run reads it: tests/test_honour.py)
         else:
-            # named by its key, or by its section where the backend refuses the whole section
-            named = rf"(\b{key}|^\S+ {section}) is not honoured by the {backend} backend"
+            (where,) = [w for s, k, w in set_keys(raw) if (s, k) == (section, key)]
+            named = rf"{re.escape(where)}(, \S+)* (is|are) not honoured by the {backend} backend"
             with pytest.raises(ConfigError, match=named):
                 parse_simulation(raw)
-            refused += 1
-    assert refused > 0 if backend == "brian2" else refused == 1  # torch refuses only the [brian2] section
+            refused.append(section)
+    if backend == "torch":  # torch refuses only the [brian2] tables
+        assert refused and set(refused) == {"brian2", "brian2.spiking", "brian2.tau_population"}
+    else:
+        assert {"train", "mirror", "torch", "optimizer", "data", "brian2", "brian2.spiking"} <= set(refused)
+
+
+def test_every_offending_key_is_refused_at_once_in_one_line():
+    raw = {**BASE["brian2"], "data": {"name": "digits", "channels": 3, "augment": "flip"},
+           "brian2": {"variant": "spiking", "eta_w": "5 Hz", "loss": "mse", "dale": True}}
+    with pytest.raises(ConfigError) as info:
+        parse_simulation(raw)
+    message = str(info.value)
+    assert "\n" not in message
+    for key in ("data.channels", "data.augment", "brian2.eta_w", "brian2.loss", "brian2.dale"):
+        assert key in message
+    assert "(spiking variant)" in message
+    rate = {**BASE["brian2"], "brian2": {"spiking": {"tau_trace": "5 ms"}, "tau_population": {"hiden": "2 ms"}}}
+    with pytest.raises(ConfigError, match=r"brian2\.spiking\.tau_trace, brian2\.tau_population\.hiden are not "
+                                          r"honoured by the brian2 backend \(rate variant\)"):
+        parse_simulation(rate)
 
 
 def test_brian2_refuses_what_it_used_to_ignore_and_honours_what_it_runs():
@@ -103,7 +162,7 @@ def test_brian2_refuses_what_it_used_to_ignore_and_honours_what_it_runs():
     with pytest.raises(ConfigError, match=r"brian2\.seed: .* seeded from the simulation's seeds"):
         parse_simulation({**base, "brian2": {"seed": 3}})
     # A key whose default (None) the walk above leaves out.
-    with pytest.raises(ConfigError, match=r"train\.early_weight_decay is not honoured by the brian2 backend"):
+    with pytest.raises(ConfigError, match=r"train\.early_weight_decay, \S+ are not honoured by the brian2 backend"):
         parse_simulation({**base, "train": {"early_weight_decay": 0.1, "early_weight_decay_epochs": 1}})
 
 
@@ -134,7 +193,11 @@ def test_every_backend_rule_is_described_and_torch_takes_its_flags_from_the_desc
 
 
 def test_circuit_and_simulation_schema_import_no_torch():
-    code = ("import sys, neurocircuit.circuit, neurocircuit.rules, neurocircuit.phases; "
+    # The schema module itself, and its records built and checked (an OOD transform spec included).
+    code = ("import sys, neurocircuit.circuit, neurocircuit.rules, neurocircuit.phases, neurocircuit.simulation as s; "
+            "s.TrainSettings(ood_transforms=('rotate:20',)); s.TorchSettings(); "
+            "s.parse_schedule([{'kind': 'mirror', 'steps': 2}, {'kind': 'engaged'}]); "
+            "s.apply_settings({'model': 'x'}, ['train.epochs=2']); "
             "print('torch' in sys.modules, 'brian2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

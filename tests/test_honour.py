@@ -8,15 +8,17 @@ the first step of every shipped simulation the same way.
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from neurocircuit._reads import recording_reads
 from neurocircuit.backends import run_simulation, set_keys
 from neurocircuit.errors import ConfigError
+from neurocircuit.phases import EngagedPhase, Schedule
+from neurocircuit.registry import simulation_file
 from neurocircuit.simulation import parse_simulation
 
 MIRROR_ALL = {"noise": "uniform", "noise_std": 1.0, "learning_rate": 0.5, "decay": 0.5, "normalize": False,
@@ -98,3 +100,123 @@ def test_brian2_rate_circuit_reads_every_key_a_simulation_sets():
 @pytest.mark.slow
 def test_brian2_spiking_circuit_reads_every_key_a_simulation_sets():
     assert unread_keys(BRIAN_SPIKING_ALL) == []
+
+
+# ------------------------------------------------------------------------------------------ phase dispatch
+@dataclasses.dataclass(frozen=True)
+class DreamPhase:
+    """A phase kind no backend has a branch for."""
+
+    name: str = "dream"
+    kind: str = "dream"
+
+
+def test_a_phase_kind_without_a_branch_is_an_error_in_the_torch_backend():
+    sim = parse_simulation({"model": "mlp_digits", "arms": ["fa"], "train": {"epochs": 1, "steps_per_epoch": 1}})
+    sim = dataclasses.replace(sim, schedule=Schedule((DreamPhase(), EngagedPhase())))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="the torch backend has no phase of kind 'dream'"):
+        run_simulation(sim, progress=False)
+
+
+def test_a_phase_kind_without_a_branch_is_an_error_in_the_brian2_backend():
+    from neurocircuit.brian.protocol import build_protocol
+
+    with pytest.raises(ConfigError, match="the brian2 backend has no phase of kind 'dream'"):
+        build_protocol([DreamPhase()], n_in=4, n_out=2)  # type: ignore[list-item]
+
+
+# ------------------------------------------------------------------------------------ shipped simulations
+SHIPPED = sorted(p.stem for p in Path(simulation_file("default")).parent.glob("*.toml")
+                 if not p.stem.startswith("sweep_"))
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_data(root: Path) -> dict[str, str]:
+    """Tiny stand-ins for the data sets shipped simulations name: Fashion-MNIST IDX files and an ImageFolder."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    fashion = root / "fashion-mnist"
+    fashion.mkdir(parents=True)
+    for split, n in (("train", 60), ("t10k", 20)):
+        _write_idx(fashion / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(fashion / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    folder = root / "imagefolder"
+    for split, n in (("train", 4), ("val", 2)):
+        for c in range(2):
+            (folder / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+                    folder / split / f"c{c}" / f"{i}.png")
+    return {"NEUROCIRCUIT_DATA": str(root), "imagefolder": str(folder)}
+
+
+def _shrunk(raw: dict, data: dict[str, str]) -> dict:
+    """``raw`` made cheap to run: short phases, one seed, small images and batches, numpy code generation.
+    Only values change: every key the file sets is still set (and must still be read)."""
+    raw = copy.deepcopy(raw)
+    raw["seeds"] = raw.get("seeds", [0])[:1]
+    for phases in [raw.get("phases", [])] + [a.get("phases", []) for a in raw["arms"] if isinstance(a, dict)]:
+        for phase in phases:
+            if phase["kind"] == "mirror":
+                phase.update(steps=2, record_every=1)
+            elif phase["kind"] == "prenatal":
+                phase.update(samples=8, batch_size=4, **({"dataset_size": 4} if phase.get("dataset_size", 1) !=
+                                                         "fresh" else {}))
+            elif "epochs" in phase:
+                phase["epochs"] = 1
+    data_table = raw.get("data", {})
+    if data_table.get("name") == "imagefolder":
+        data_table["root"] = data["imagefolder"]
+    if "image_size" in data_table:
+        data_table["image_size"] = 32
+        if "val_resize" in data_table:
+            data_table["val_resize"] = 36
+    if raw.get("backend") == "brian2":
+        raw.setdefault("brian2", {}).update(target="numpy", record_every=1)
+        if data_table.get("name") == "digits":
+            data_table.update(train_samples=12, test_samples=6)
+    else:
+        train = raw.setdefault("train", {})
+        train.update(batch_size=4, steps_per_epoch=1, val_batches=1, alignment_samples=4)
+        if "epochs" in train:
+            train["epochs"] = 1
+        if "lr_milestones" in train:
+            train["lr_milestones"] = [1]
+        raw.setdefault("torch", {}).update(device="cpu")
+        if "mirror" in raw and "batch_size" in raw["mirror"]:
+            raw["mirror"]["batch_size"] = 8
+    return raw
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_simulation_reads_every_key_it_sets(name, tmp_path, monkeypatch):
+    """Each shipped simulation, made small but with every key its file sets, runs its first engaged step (torch;
+    Brian2: the whole shrunk schedule) and reads every key its file sets."""
+    from neurocircuit._toml import read_toml
+    from neurocircuit.backends import get_backend
+    from neurocircuit.train import TrainingInterrupted
+
+    data = _fake_data(tmp_path / "data")
+    monkeypatch.setenv("NEUROCIRCUIT_DATA", data["NEUROCIRCUIT_DATA"])
+    raw = read_toml(simulation_file(name))
+    sim = parse_simulation(_shrunk(raw, data), source=name)
+    with recording_reads() as reads:
+        if sim.backend == "brian2":
+            run_simulation(sim, progress=False)
+        else:  # the first engaged step of every arm (run_simulation would stop at the first arm's stop)
+            backend = get_backend(sim.backend)
+            loaded = backend.load_data(sim)
+            for arm in sim.arms:
+                try:
+                    backend.run_arm(sim, arm, sim.seeds[0], loaded, out=tmp_path / "runs" / arm.label,
+                                    progress=False, stop_after_steps=1)
+                except TrainingInterrupted:
+                    pass
+            reads.update({"name", "description"})  # results' labels: read by run_simulation (tests above)
+    assert sorted(where for _, _, where in set_keys(raw) if where not in reads) == []

@@ -48,7 +48,7 @@ VARIANTS = ("rate", "spiking")
 DATA_TRANSFORM_KEYS = ("channels", "augment")
 #: [brian2] keys only the rate circuit reads, and keys only the spiking variant reads (measured with
 #: neurocircuit._reads: tests/test_honour.py fails on any key a variant accepts and never reads).
-RATE_ONLY = frozenset()
+RATE_ONLY = frozenset({"tau", "tau_feedback", "settle", "eta_w", "lambda_w", "loss", "dale"})
 SPIKING_ONLY = frozenset({"delay"})
 
 
@@ -89,6 +89,12 @@ class BrianBackend(Backend):
             return frozenset(p.name for p in load_model(sim.model).populations)
         except Exception:  # noqa: BLE001 - an unloadable model is named by prepare(), not here
             return frozenset()
+
+    def validate(self, sim: Any) -> None:
+        if "seed" in sim.backend_section:  # a key users reach for: say what to do instead
+            raise ConfigError(f"{sim.source}: brian2.seed: Brian2's random numbers are seeded from the simulation's "
+                              "seeds; set seeds (or --set seed=N) instead")
+        super().validate(sim)
 
     def _refusal_context(self, sim: Any) -> str:
         return f" ({sim.backend_section.get('variant', 'rate')} variant)"
