@@ -21,7 +21,8 @@ It honours the keys in :attr:`BrianBackend.honours` and refuses every other (e.g
 Results follow the package convention: dims ``arm`` (with the ``rule`` coordinate), ``seed``, ``layer``;
 ``weight_angle`` and ``norm_ratio`` over ``weight_time`` (s); sampled activity ``<population>_y`` /
 ``<population>_delta`` over ``time`` (s) and ``<population>_neuron``; ``phase`` labels on both times;
-``test_accuracy`` / ``test_loss`` over ``step`` (training presentations done) with an ``epoch`` coordinate.
+``test_accuracy`` / ``test_loss`` (and with ``[data] validation``, ``val_accuracy`` / ``val_loss``) over ``step``
+(training presentations done) with an ``epoch`` coordinate.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ class BrianBackend(Backend):
         return set(SYNAPSE_RULES)
 
     def prepare(self, sim: Any) -> None:
+        from ..data import check_validation
+
+        try:
+            check_validation(sim.data.get("validation", 0.0), sim.data.get("validation_seed", 0))
+        except ConfigError as exc:
+            raise ConfigError(f"{sim.source}: {exc}") from None
         variant, rate_params, spiking_params = brian_parameters(sim)
         if rate_params.device == "cuda_standalone":
             from .network import check_cuda_device
@@ -100,14 +107,17 @@ class BrianBackend(Backend):
     def load_data(self, sim: Any) -> Any:
         if not any(isinstance(p, EngagedPhase) for a in sim.arms for p in sim.schedule_for(a).phases):
             return None
-        from ..data import load_dataset
+        from ..data import load_splits
 
         options = {k: v for k, v in sim.data.items() if k != "name"}
-        train, test, info = load_dataset(str(sim.data.get("name")), **options)
+        train, val, test, info = load_splits(str(sim.data.get("name")), **options)
         if info.task != "classification" or not hasattr(train, "tensors"):
             raise ConfigError(f"data {info.name!r}: the Brian2 backend learns in-memory classification tasks")
-        return ((train.tensors[0].numpy().reshape(len(train), -1).astype(float), train.tensors[1].numpy()),
-                (test.tensors[0].numpy().reshape(len(test), -1).astype(float), test.tensors[1].numpy()))
+
+        def arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+            return ds.tensors[0].numpy().reshape(len(ds), -1).astype(float), ds.tensors[1].numpy()
+
+        return arrays(train), arrays(test), None if val is None else arrays(val)
 
     def run_arm(self, sim: Any, arm: Any, seed: int, data: Any, *, out: Path | None = None, resume: bool = False,
                 progress: bool | None = None, stop_after_steps: int | None = None, on_record: Any = None
@@ -124,6 +134,7 @@ class BrianBackend(Backend):
         phases = sim.schedule_for(arm).phases
         protocol = build_protocol(phases, n_in=circuit.input.size, n_out=circuit.output.size,
                                   train=data[0] if data else None, test=data[1] if data else None,
+                                  validation=data[2] if data and len(data) > 2 else None,
                                   epochs=sim.train.epochs, seed=seed)
         params = dataclasses.replace(params, seed=seed)
         with brian_device(params):
@@ -202,7 +213,7 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
     twin = run_twin(circuit, initial_weights(circuit, seed), params, protocol, seed=seed)
     layers = list(ds["layer"].values)
     # Learning phases only: "<engaged>_test" blocks change nothing, "end" is the protocol's closing blank window.
-    phases = [name for name in twin.phase_angles if name != "end" and not name.endswith("_test")]
+    phases = [name for name in twin.phase_angles if name != "end" and not name.endswith(("_test", "_val"))]
     out = xr.Dataset(
         {"twin_weight_angle": (("twin_phase", "layer"), [[twin.phase_angles[p][n] for n in layers] for p in phases],
                                {"units": "degree", "long_name": "torch twin: angle between B and W^T at the end "
@@ -211,6 +222,9 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
     if "test_accuracy" in ds:
         out["twin_test_accuracy"] = ("step", twin.test_accuracy, {"units": "1", "long_name": "torch twin"})
         out["twin_test_loss"] = ("step", twin.test_loss, {"units": "1", "long_name": "torch twin"})
+    if "val_accuracy" in ds:
+        out["twin_val_accuracy"] = ("step", twin.val_accuracy, {"units": "1", "long_name": "torch twin, validation"})
+        out["twin_val_loss"] = ("step", twin.val_loss, {"units": "1", "long_name": "torch twin, validation"})
     return out.assign_coords(layer=layers)
 
 
