@@ -84,12 +84,15 @@ def test_bad_validation_values_are_one_line_errors(value: object, message: str) 
 
 
 @pytest.mark.parametrize("backend", ["torch", "brian2"])
-def test_a_bad_validation_key_stops_the_run_before_it_starts(backend: str, capsys: pytest.CaptureFixture) -> None:
+def test_a_bad_validation_key_stops_the_run_before_it_starts(backend: str, capsys: pytest.CaptureFixture,
+                                                             tmp_path: Path) -> None:
     from neurocircuit.cli import main
 
     target = "default" if backend == "torch" else "brian2_learning"
-    code = main(["run", target, "--set", "data.validation=1.5", "--quiet", "--no-figures"])
+    code = main(["run", target, "--set", "data.validation=1.5", "--out", str(tmp_path / "out"), "--quiet",
+                 "--no-figures"])
     err = capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing ran
     assert code == 2 and "data.validation must be a finite number in [0, 1)" in err and len(err.splitlines()) == 1
 
 
