@@ -296,32 +296,37 @@ def check_validation(fraction: Any, seed: Any = 0) -> tuple[float, int]:
 
 def validation_indices(n: int, fraction: float, seed: int = 0, labels: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, validation)`` indices (sorted) of ``n`` samples, the validation part ``fraction`` of them.
+    """``(train, validation)`` indices (sorted) of ``n`` samples, the validation part ``round(fraction * n)`` of
+    them (at least one for ``fraction > 0``).
 
-    With ``labels`` the split is stratified: each class gives ``round(fraction * its count)`` samples, so every
-    class keeps its proportion to within half a sample; without, it is a plain random split. The same ``seed``
-    gives the same indices on every run. Raises :class:`ConfigError` if a class (or the whole set) would keep no
-    training sample, or the validation set would be empty.
+    With ``labels`` the split is stratified: each class gives the floor or the ceiling of ``fraction`` times its
+    count (the ceilings go to the largest remainders, ties drawn at random), so every class keeps its proportion to
+    within one sample; without, it is a plain random split. The same ``seed`` gives the same indices on every run.
+    Raises :class:`ConfigError` if a class (or the whole set) would keep no training sample.
     """
     fraction, seed = check_validation(fraction, seed)
     rng = np.random.default_rng(seed)
     if labels is None:
-        groups = {None: np.arange(n)}
+        groups = [np.arange(n)]
     else:
         labels = np.asarray(labels)
         if len(labels) != n:
             raise ValueError(f"{len(labels)} labels for {n} samples")
-        groups = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
-    val = []
-    for c, members in groups.items():  # np.unique: classes in sorted order, so the draws are reproducible
-        k = int(np.floor(fraction * len(members) + 0.5))
-        if k >= len(members):
-            which = "the training set" if c is None else f"class {c} ({len(members)} samples)"
-            raise ConfigError(f"data.validation = {fraction} leaves {which} no training sample")
-        val.append(rng.permutation(members)[:k])
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]  # sorted classes: reproducible draws
+    total = max(1, int(np.floor(fraction * n + 0.5))) if fraction > 0 else 0
+    share = np.array([fraction * len(g) for g in groups])
+    counts = np.floor(share).astype(int)
+    # the rest of the total, one each to the classes with the largest remainders that can spare a sample
+    order = sorted(range(len(groups)), key=lambda k: (-(share[k] - counts[k]), rng.random()))
+    for k in [k for k in order if len(groups[k]) - counts[k] > 1][:max(0, total - counts.sum())]:
+        counts[k] += 1
+    smallest = min(range(len(groups)), key=lambda k: len(groups[k]) - counts[k])
+    if counts.sum() < total or len(groups[smallest]) - counts[smallest] < 1:
+        which = "the training set" if labels is None else \
+            f"class {labels[groups[smallest][0]]} ({len(groups[smallest])} samples)"
+        raise ConfigError(f"data.validation = {fraction} ({total} of {n} samples) leaves {which} no training sample")
+    val = [rng.permutation(members)[:k] for members, k in zip(groups, counts)]
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
-    if fraction > 0 and val_idx.size == 0:
-        raise ConfigError(f"data.validation = {fraction} of {n} samples rounds to no validation sample")
     keep = np.ones(n, dtype=bool)
     keep[val_idx] = False
     return np.flatnonzero(keep), val_idx

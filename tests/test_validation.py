@@ -3,6 +3,7 @@ both backends as ``val_*`` beside ``test_*``, and what every selection chooses o
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +34,11 @@ def test_split_is_seeded_stratified_and_disjoint() -> None:
     for c, count in enumerate(np.bincount(labels)):
         assert abs(np.sum(labels[val] == c) - 0.2 * count) <= 1, c  # every class keeps its proportion
         assert np.sum(labels[train] == c) >= 1
-    # regression: a plain seeded split of the requested size
+    assert len(val) == round(0.2 * len(labels))
+    # regression: a plain seeded split of the requested size; a tiny set still gets one validation sample
     train, val = validation_indices(200, 0.1, 0)
     assert len(val) == 20 and np.intersect1d(train, val).size == 0
+    assert len(validation_indices(6, 0.1, 0, np.array([0, 0, 1, 1, 2, 2]))[1]) == 1
 
 
 def test_digits_split_comes_out_of_the_training_set_whatever_the_run_seed() -> None:
@@ -73,10 +76,10 @@ def test_augmented_sets_serve_validation_with_the_test_transform() -> None:
 
 @pytest.mark.parametrize("value,message", [(-0.1, "in [0, 1)"), (1.0, "in [0, 1)"), (float("nan"), "in [0, 1)"),
                                            ("0.1", "in [0, 1)"), (True, "in [0, 1)"),
-                                           (0.9, "leaves class")])
+                                           (0.9, "(5 of 5 samples) leaves class 0 (2 samples) no training sample")])
 def test_bad_validation_values_are_one_line_errors(value: object, message: str) -> None:
     labels = np.array([0, 0, 1, 1, 1])
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")) as exc:
+    with pytest.raises(ConfigError, match=re.escape(message)) as exc:
         validation_indices(5, value, 0, labels)  # type: ignore[arg-type]
     assert "\n" not in str(exc.value)
     with pytest.raises(ConfigError, match="validation_seed"):
