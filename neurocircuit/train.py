@@ -1088,7 +1088,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
         record_every: int | str = "epoch", alignment_samples: int = 256, progress: bool | None = None,
         mirror: MirrorSettings | None = None, mirror_every: int = 0, mirror_steps: int = 1,
         mirror_follows_lr: bool = False, lr_schedule: str = "constant", out: str | Path | None = None,
-        resume: bool = False) -> xr.Dataset:
+        resume: bool = False, val_set: Dataset | None = None) -> xr.Dataset:
     """Train ``model`` (single process) and record the learning and alignment curves: the :class:`Trainer` with one
     engaged phase.
 
@@ -1106,6 +1106,9 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
         Interleaved weight mirroring, as in :class:`~neurocircuit.phases.EngagedPhase`.
     out, resume
         Keep a checkpoint (and results) in ``out``; continue from it with ``resume``.
+    val_set
+        A validation set held out of the training data (e.g. from :func:`neurocircuit.data.load_splits`):
+        recorded as ``val_loss``, ``val_accuracy``, ``val_top5`` beside the test metrics.
 
     Returns
     -------
@@ -1126,7 +1129,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
                       optimizer=optimizer, train=train, torch_settings=TorchSettings(device=str(device)),
                       schedule=Schedule((EngagedPhase(mirror_every=mirror_every, mirror_steps=mirror_steps,
                                                       mirror_follows_lr=mirror_follows_lr),)),
-                      mirror=mirror or MirrorSettings(), seed=seed, out=out, progress=progress)
+                      mirror=mirror or MirrorSettings(), seed=seed, out=out, progress=progress, val_set=val_set)
     with torch.random.fork_rng(devices=[]):
         return trainer.run(resume=resume)
 
