@@ -7,7 +7,9 @@ arm paired by seed.
 Files may hold different arms and different seeds of the same arm (e.g. seeds 0-2 from one run, 3-4 from another):
 an arm's seeds are pooled across files; the same (arm, seed) twice is an error. ``FILE@TAG`` labels that file's
 arms ``ARM@TAG`` (runs of one arm under other settings). Per arm: final test error (%) mean
-± sd over seeds, the best epoch's error (the selection BioTorch reports), the largest layer angle between B and W
+± sd over seeds, the test error of the best record chosen on the validation set (``val_accuracy``; BioTorch
+reports a best epoch, chosen on test; a run without a validation split is chosen on test and its cell is marked
+``*`` with a note below the table), the largest layer angle between B and W
 at the end, whether any record's training loss was not finite, and seconds per step; then, for every seed the arm
 shares with the reference, arm − reference in pp, with its mean ± sd. The sd is the sample sd (n - 1).
 """
@@ -22,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
+from neurocircuit.selection import ON_TEST, best_record  # noqa: E402
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -53,8 +58,10 @@ def collect(files: list[tuple[Path, str]]) -> dict[str, dict[int, dict[str, floa
                         raise ValueError(f"{arm} seed {seed} is in more than one file (the second: {path})")
                     angle = run["weight_angle"].isel(step=-1).max().item() if "weight_angle" in run else math.nan
                     loss = run["train_loss"].values[1:]  # the first record precedes any training
+                    best = best_record(run.sel(step=accuracy["step"]), allow_test=True)
                     arms.setdefault(arm, {})[seed] = {
-                        "error": 100 * (1 - accuracy.values[-1]), "best": 100 * (1 - accuracy.values.max()),
+                        "error": 100 * (1 - accuracy.values[-1]), "best": 100 * (1 - best.test),
+                        "best_on_test": best.on == "test",
                         "angle": angle, "finite": bool(np.isfinite(loss).all()),
                         "seconds": run["seconds_per_step"].item() if "seconds_per_step" in run else math.nan}
     return arms
@@ -84,7 +91,7 @@ def main() -> None:
     if args.ref not in arms:
         fail(f"no arm {args.ref!r} in these files (arms: {', '.join(arms)})")
     ref = arms[args.ref]
-    print(f"{'arm':<16} {'seeds':<12} {'final error %':>14} {'best epoch %':>14} {'max angle':>10} {'finite':>7} "
+    print(f"{'arm':<16} {'seeds':<12} {'final error %':>14} {'best-on-val %':>15} {'max angle':>10} {'finite':>7} "
           f"{'ms/step':>8}   {'- ' + args.ref + ' (paired, pp)'}")
     for arm, runs in arms.items():
         seeds = sorted(runs)
@@ -93,10 +100,15 @@ def main() -> None:
         paired = [runs[s]["error"] - ref[s]["error"] for s in shared]
         diff = "" if arm == args.ref or not paired else (
             _mean_sd(paired) + " (" + ", ".join(f"{d:+.2f}" for d in paired) + f"; seeds {shared})")
+        mark = "*" if any(r["best_on_test"] for r in rows) else " "
         print(f"{arm:<16} {str(seeds):<12} {_mean_sd([r['error'] for r in rows]):>14} "
-              f"{_mean_sd([r['best'] for r in rows]):>14} {max(r['angle'] for r in rows):>10.2f} "
+              f"{_mean_sd([r['best'] for r in rows]):>14}{mark} {max(r['angle'] for r in rows):>10.2f} "
               f"{str(all(r['finite'] for r in rows)):>7} {1e3 * statistics.fmean(r['seconds'] for r in rows):>8.1f}"
               f"   {diff}")
+    on_test = [f"{arm} seed {seed}" for arm, runs in arms.items() for seed, r in sorted(runs.items())
+               if r["best_on_test"]]
+    if on_test:
+        print(f"* best record {ON_TEST}: {', '.join(on_test)}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ at the last record of the point, mean ± std over seeds (and arms, if the sweep 
 ``--sel arm=wm``). Where a window's mean training loss went above ``--loss-flag`` (default 10) the cell says how far,
 because a run can recover from a blow-up that its final value hides. A failed point prints its error: the NaN stop
 as "nan at step k". The rows are every combination of the other axes.
+
+Below the table, for a ``test_*`` variable, the sweep's best point: the one with the best final ``val_*`` (mean over
+seeds), with its test value. A sweep without a validation split (``[data] validation = 0``, or older files) has
+its best point chosen on test and the line says so: "selected on test (no validation split)".
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
+from neurocircuit.selection import ON_TEST, NoValidationError, best_point  # noqa: E402
 
 
 def fail(message: str) -> None:
@@ -83,6 +90,25 @@ def table(ds: xr.Dataset, var: str, cols: str, error: bool, loss_flag: float, di
     return "\n".join(lines)
 
 
+def best_line(ds: xr.Dataset, var: str, error: bool, digits: int) -> str | None:
+    """The sweep's best point chosen on the validation counterpart of ``var`` (a ``test_*`` variable), with its
+    test value; chosen on test, and labelled so, where the sweep has no validation values. None for other vars."""
+    if not var.startswith("test_") or var not in ds:
+        return None
+    metric = var[len("test_"):]
+    try:
+        best = best_point(ds, metric=metric, allow_test=True)
+    except (NoValidationError, ValueError):  # nothing finite to choose from: the table says why
+        return None
+    where = ", ".join(f"{k} = {v}" for k, v in best.where.items())
+    show = (lambda v: f"{100 * (1 - v):.{digits}f} %") if error else (lambda v: f"{v:.{digits}f}")
+    name = f"{'error' if error else var}"
+    if best.on == "test":
+        return f"best point ({ON_TEST}): {where}: final {name} {show(best.test)} (mean over seeds)"
+    return (f"best point (selected on final val_{metric}, mean over seeds): {where}: final {name} "
+            f"{show(best.test)} (validation {show(best.validation)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path, help="OUT/sweep.nc of a grid sweep")
@@ -114,6 +140,9 @@ def main() -> None:
         except (KeyError, ValueError):
             fail(f"--sel {item!r}: {dim} has no value {value!r} (values: {', '.join(map(str, coord.tolist()))})")
     print(table(ds, args.var, args.cols, args.error, args.loss_flag, args.digits))
+    line = best_line(ds, args.var, args.error, args.digits)
+    if line:
+        print("\n" + line)
 
 
 if __name__ == "__main__":

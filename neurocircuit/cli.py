@@ -290,12 +290,15 @@ def summary_table(ds: xr.Dataset) -> str:
         return "\n".join(lines)
     last = ds.isel(step=-1)
     top = str(ds["layer"].values[-1])
-    lines = [f"{'arm':<20} {'test acc (%)':>15} {'angle B-W ' + top + ' (deg)':>22} {'max angle (deg)':>16} "
-             f"{'ms/step':>9}"]
+    val = "val_accuracy" in ds  # runs with a validation split: its final accuracy beside the test one
+    lines = [f"{'arm':<20} {'test acc (%)':>15} " + (f"{'val acc (%)':>15} " if val else "")
+             + f"{'angle B-W ' + top + ' (deg)':>22} {'max angle (deg)':>16} {'ms/step':>9}"]
     for arm in ds["arm"].values:
         r = last.sel(arm=arm)
         acc, angle = 100 * r["test_accuracy"], r["weight_angle"]
-        lines.append(f"{arm!s:<20} {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f} "
+        val_cell = f"{float(100 * r['val_accuracy'].mean()):8.2f} ± {float(100 * r['val_accuracy'].std()):4.2f} " \
+            if val else ""
+        lines.append(f"{arm!s:<20} {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f} {val_cell}"
                      f"{float(angle.sel(layer=top).mean()):15.2f} ± {float(angle.sel(layer=top).std()):4.2f} "
                      f"{float(angle.max('layer').mean()):16.2f} {1e3 * float(r['seconds_per_step'].mean()):9.2f}")
     return "\n".join(lines)
@@ -304,8 +307,9 @@ def summary_table(ds: xr.Dataset) -> str:
 def _brian_summary_table(ds: xr.Dataset) -> str:
     layers = [str(v) for v in ds["layer"].values]
     head = f"{'arm':<12} " + " ".join(f"{'angle ' + n + ' (deg)':>20}" for n in layers)
-    has_acc, has_twin = "test_accuracy" in ds, "twin_test_accuracy" in ds
-    lines = [head + (f" {'test acc (%)':>15}" if has_acc else "") + (f" {'torch twin (%)':>15}" if has_twin else "")]
+    has_acc, has_twin, has_val = "test_accuracy" in ds, "twin_test_accuracy" in ds, "val_accuracy" in ds
+    lines = [head + (f" {'test acc (%)':>15}" if has_acc else "") + (f" {'val acc (%)':>15}" if has_val else "")
+             + (f" {'torch twin (%)':>15}" if has_twin else "")]
     for arm in ds["arm"].values:
         # arms may end at different times: the last snapshot each arm has
         r = ds["weight_angle"].sel(arm=arm).dropna("weight_time", how="all").isel(weight_time=-1)
@@ -314,6 +318,9 @@ def _brian_summary_table(ds: xr.Dataset) -> str:
         if has_acc:
             acc = 100 * ds["test_accuracy"].sel(arm=arm).dropna("step", how="all").isel(step=-1)
             line += f" {float(acc.mean()):8.2f} ± {float(acc.std()):4.2f}"
+        if has_val:
+            val = 100 * ds["val_accuracy"].sel(arm=arm).dropna("step", how="all").isel(step=-1)
+            line += f" {float(val.mean()):8.2f} ± {float(val.std()):4.2f}"
         if has_twin:
             twin = 100 * ds["twin_test_accuracy"].sel(arm=arm).dropna("step", how="all").isel(step=-1)
             line += f" {float(twin.mean()):8.2f} ± {float(twin.std()):4.2f}"

@@ -5,6 +5,10 @@ from IDX files, and the image data sets of :mod:`neurocircuit.images` (``imagefo
 Every loader returns ``(train, test, info)``: :class:`torch.utils.data.TensorDataset` s of float32 inputs
 (batch first; images as ``(N, 1, H, W)``) and targets (int64 class labels, or float32 for regression), and a
 :class:`DatasetInfo`. Networks built from circuits reshape an image to a vector population when the sizes match.
+
+:func:`load_splits` adds a validation set carved from the training set (``[data] validation = 0.1``): drawn with
+its own seed (``validation_seed``), not the run's, so every arm and seed sees the same one; stratified by class for
+classification; served with the test-time transform (no training augmentation).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from .errors import ConfigError, DataError, UnknownNameError
 from .transforms import parse_transform
 
 __all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashion_mnist", "load_fashion_mnist",
-           "transform_images", "parse_transform", "load_dataset", "list_datasets", "check_dataset_name"]
+           "transform_images", "parse_transform", "load_dataset", "list_datasets", "check_dataset_name",
+           "check_validation", "validation_indices", "split_validation", "load_splits"]
 
 
 @dataclass(frozen=True)
@@ -45,15 +50,20 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     return order[n_test:], order[:n_test]
 
 
-def load_digits(*, test_fraction: float = 0.25, split_seed: int = 0
-                ) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
-    """scikit-learn's 1797 8x8 digit images, pixels scaled to [0, 1], shaped ``(N, 1, 8, 8)``."""
+def load_digits(*, test_fraction: float = 0.25, split_seed: int = 0, train_samples: int | None = None,
+                test_samples: int | None = None) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
+    """scikit-learn's 1797 8x8 digit images, pixels scaled to [0, 1], shaped ``(N, 1, 8, 8)``. ``train_samples`` /
+    ``test_samples`` keep the first N of each split (quick runs, e.g. a Brian2 circuit's first presentations)."""
     from sklearn.datasets import load_digits as _sk_digits
 
     bunch = _sk_digits()
     x = torch.tensor(bunch.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
     y = torch.tensor(bunch.target, dtype=torch.int64)
     train, test = _split(len(x), test_fraction, split_seed)
+    for key, value in (("train_samples", train_samples), ("test_samples", test_samples)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"data.{key} must be an int >= 1, got {value!r}")
+    train, test = train[:train_samples], test[:test_samples]
     return (TensorDataset(x[train], y[train]), TensorDataset(x[test], y[test]),
             DatasetInfo("digits", (1, 8, 8), 10, "classification"))
 
@@ -251,6 +261,9 @@ def load_dataset(name: str, **options: Any) -> tuple[Any, Any, DatasetInfo]:
     image data sets (whose training set takes ``(index, seed)`` for reproducible augmentation) for the others.
     """
     check_dataset_name(name)
+    if "validation" in options or "validation_seed" in options:
+        raise ConfigError("data.validation is a key of load_splits (train, validation, test, info), not of "
+                          "load_dataset")
     if name.startswith(_TORCHVISION):
         from .images import load_torchvision
 
@@ -262,3 +275,93 @@ def load_dataset(name: str, **options: Any) -> tuple[Any, Any, DatasetInfo]:
         return loader(**options)
     except TypeError as exc:
         raise ConfigError(f"dataset {name!r}: {exc}") from None
+
+
+def check_validation(fraction: Any, seed: Any = 0) -> tuple[float, int]:
+    """``(fraction, seed)`` of ``[data] validation`` / ``validation_seed`` if valid, else a one-line
+    :class:`ConfigError`: the fraction is a finite number in [0, 1), the seed an integer >= 0."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not np.isfinite(fraction) \
+            or not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"data.validation must be a finite number in [0, 1) (0: no validation split), "
+                          f"got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"data.validation_seed must be an integer >= 0, got {seed!r}")
+    return float(fraction), int(seed)
+
+
+def validation_indices(n: int, fraction: float, seed: int = 0, labels: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` indices (sorted) of ``n`` samples, the validation part ``round(fraction * n)`` of
+    them (at least one for ``fraction > 0``).
+
+    With ``labels`` the split is stratified: each class gives the floor or the ceiling of ``fraction`` times its
+    count (the ceilings go to the largest remainders, ties drawn at random), so every class keeps its proportion to
+    within one sample; without, it is a plain random split. The same ``seed`` gives the same indices on every run.
+    Raises :class:`ConfigError` if a class (or the whole set) would keep no training sample.
+    """
+    fraction, seed = check_validation(fraction, seed)
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        groups = [np.arange(n)]
+    else:
+        labels = np.asarray(labels)
+        if len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} samples")
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]  # sorted classes: reproducible draws
+    total = max(1, int(np.floor(fraction * n + 0.5))) if fraction > 0 else 0
+    share = np.array([fraction * len(g) for g in groups])
+    counts = np.floor(share).astype(int)
+    # the rest of the total, one each to the classes with the largest remainders that can spare a sample
+    order = sorted(range(len(groups)), key=lambda k: (-(share[k] - counts[k]), rng.random()))
+    for k in [k for k in order if len(groups[k]) - counts[k] > 1][:max(0, total - counts.sum())]:
+        counts[k] += 1
+    smallest = min(range(len(groups)), key=lambda k: len(groups[k]) - counts[k])
+    if counts.sum() < total or len(groups[smallest]) - counts[smallest] < 1:
+        which = "the training set" if labels is None else \
+            f"class {labels[groups[smallest][0]]} ({len(groups[smallest])} samples)"
+        raise ConfigError(f"data.validation = {fraction} ({total} of {n} samples) leaves {which} no training sample")
+    val = [rng.permutation(members)[:k] for members, k in zip(groups, counts)]
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[val_idx] = False
+    return np.flatnonzero(keep), val_idx
+
+
+def _labels(dataset: Any) -> np.ndarray:
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None:
+        return tensors[1].numpy()
+    from .images import image_labels
+
+    return image_labels(dataset)
+
+
+def split_validation(train: Any, test: Any, info: DatasetInfo, fraction: float, seed: int = 0
+                     ) -> tuple[Any, Any | None]:
+    """``(train part, validation part)`` of ``train``; ``(train, None)`` for ``fraction = 0``.
+
+    Classification sets are split per class (:func:`validation_indices`). The validation part is served as the test
+    set is: an augmenting training set's part is rebuilt with the test set's transform.
+    """
+    fraction, seed = check_validation(fraction, seed)
+    if fraction == 0:
+        return train, None
+    labels = _labels(train) if info.task == "classification" else None
+    keep, val = validation_indices(len(train), fraction, seed, labels)
+    if isinstance(train, TensorDataset) and not getattr(train, "takes_seed", False):
+        pick_train, pick_val = torch.from_numpy(keep), torch.from_numpy(val)
+        return (TensorDataset(*(t[pick_train] for t in train.tensors)),
+                TensorDataset(*(t[pick_val] for t in train.tensors)))
+    from .images import split_images
+
+    return split_images(train, test, keep, val)
+
+
+def load_splits(name: str, *, validation: Any = 0.0, validation_seed: Any = 0, **options: Any
+                ) -> tuple[Any, Any | None, Any, DatasetInfo]:
+    """``(train, validation, test, info)``: :func:`load_dataset` with ``validation`` (a fraction in [0, 1)) of the
+    training set held out, drawn with ``validation_seed``; the validation set is None for ``validation = 0``."""
+    fraction, seed = check_validation(validation, validation_seed)
+    train, test, info = load_dataset(name, **options)
+    train, val = split_validation(train, test, info, fraction, seed)
+    return train, val, test, info

@@ -13,15 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from .data import DatasetInfo
 from .errors import ConfigError, DataError
 
 __all__ = ["SeededDataset", "SyntheticImages", "load_imagefolder", "load_torchvision", "load_synthetic", "rgb_images",
-           "AUGMENTATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "AUGMENTATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "image_labels", "split_images"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -270,3 +271,32 @@ def rgb_images(train: Any, test: Any, info: DatasetInfo, *, image_size: int, aug
     flip = augment != "none"  # images already of the final size: "imagenet" and "flip" both mean a random flip
     return (_GrayToRGB(*train.tensors, image_size, flip=flip), _GrayToRGB(*test.tensors, image_size),
             DatasetInfo(info.name, (3, image_size, image_size), info.n_outputs, info.task))
+
+
+def image_labels(dataset: Dataset) -> np.ndarray:
+    """The class label of every sample of an image data set of this module, read without loading any image."""
+    if isinstance(dataset, _GrayToRGB):
+        return dataset.labels.numpy()
+    base = dataset.base if isinstance(dataset, SeededDataset) else dataset
+    if isinstance(base, SyntheticImages):
+        return np.arange(base.size) % base.num_classes
+    for attr in ("targets", "labels", "_labels"):  # ImageFolder, most torchvision sets; SVHN, STL10; Flowers102
+        values = getattr(base, attr, None)
+        if values is not None and len(values) == len(base):  # type: ignore[arg-type]
+            return np.asarray(values)
+    raise ConfigError(f"data.validation: cannot read the class labels of {type(base).__name__} without loading "
+                      "every image; set data.validation = 0 (or use an ImageFolder tree)")
+
+
+def split_images(train: Dataset, test: Dataset, keep: np.ndarray, val: np.ndarray) -> tuple[Dataset, Dataset]:
+    """``train``'s samples ``keep`` (augmented as before) and ``val``, served as ``test`` is (its transform: a
+    centre crop, no flip) — a validation set must be judged as the test set is."""
+    if isinstance(train, _GrayToRGB):
+        side = train.images.shape[-1]
+        pick, held = torch.from_numpy(keep), torch.from_numpy(val)
+        return (_GrayToRGB(train.images[pick], train.labels[pick], side, flip=train.flip),
+                _GrayToRGB(train.images[held], train.labels[held], side, flip=getattr(test, "flip", False)))
+    if isinstance(train, SeededDataset) and isinstance(test, SeededDataset):
+        return (SeededDataset(Subset(train.base, keep.tolist()), train.transform, train.batch_transform),
+                SeededDataset(Subset(train.base, val.tolist()), test.transform, test.batch_transform))
+    raise ConfigError(f"data.validation: cannot split a training set of type {type(train).__name__}")

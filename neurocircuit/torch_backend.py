@@ -60,10 +60,15 @@ class TorchBackend(Backend):
     def prepare(self, sim: Simulation) -> None:
         import torch
 
+        from .data import check_validation
         from .registry import get_model, is_torchvision_model
         from .train import make_optimizer, optimizer_settings, resolve_device
 
         resolve_device(sim.torch.device)
+        try:
+            check_validation(sim.data.get("validation", 0.0), sim.data.get("validation_seed", 0))
+        except ConfigError as exc:
+            raise ConfigError(f"{sim.source}: {exc}") from None
         torchvision_model = is_torchvision_model(sim.model)
         for arm in sim.arms:
             try:
@@ -86,17 +91,17 @@ class TorchBackend(Backend):
                               f"setting to replace")
 
     def load_data(self, sim: Simulation) -> Any:
-        from .data import load_dataset, transform_images
+        from .data import load_splits, transform_images
 
         # every option is a named parameter of the data set's loader (an unknown one is refused there)
         options = sim.data.consumed(without=("name",))
-        train, test, info = load_dataset(sim.data["name"], **options)
+        train, val, test, info = load_splits(sim.data["name"], **options)
         ood = []
         for spec in sim.train.ood_transforms:
             if not hasattr(test, "tensors"):
                 raise ConfigError(f"train.ood_transforms: data {info.name!r} is not an in-memory image set")
             ood.append((spec, transform_images(test, spec)))
-        return train, test, info, tuple(ood)
+        return train, test, info, tuple(ood), val
 
     def run_arm(self, sim: Simulation, arm: Any, seed: int, data: Any, *, out: Path | None = None,
                 resume: bool = False, progress: bool | None = None, stop_after_steps: int | None = None,
@@ -106,7 +111,8 @@ class TorchBackend(Backend):
         from .registry import get_model, is_torchvision_model
         from .train import Trainer
 
-        train_set, test_set, info, ood = data
+        train_set, test_set, info, ood, *rest = data  # (a 4-tuple from older callers: no validation set)
+        val_set = rest[0] if rest else None
         if not is_torchvision_model(sim.model):
             from .registry import load_model
 
@@ -130,7 +136,7 @@ class TorchBackend(Backend):
                               optimizer=sim.optimizer, train=sim.train, torch_settings=sim.torch,
                               schedule=sim.schedule_for(arm), mirror=sim.mirror, seed=seed, out=out,
                               label=f"{arm.label} seed {seed}", progress=progress,
-                              config={**sim.to_dict(), "arm": arm.label})
+                              config={**sim.to_dict(), "arm": arm.label}, val_set=val_set)
             trainer.ood_datasets = ood
             trainer.on_record = on_record
             return trainer.run(resume=resume, stop_after_steps=stop_after_steps)

@@ -466,6 +466,12 @@ _PER_LAYER = {
 }
 _SCALARS = {"lr": "1", "train_loss": "1", "train_accuracy": "1", "test_loss": "1", "test_accuracy": "1",
             "test_top5": "1", "images_per_second": "1/s", "replica_spread": "1"}
+#: Recorded beside ``test_*`` when the trainer has a validation set (``[data] validation``).
+_VAL_SCALARS = {"val_loss": ("1", "loss on the validation set (held out of the training data)"),
+                "val_accuracy": ("1", "top-1 accuracy on the validation set (held out of the training data)"),
+                "val_top5": ("1", "top-5 accuracy on the validation set (held out of the training data)")}
+_TEST_NAMES = {"test_loss": "loss on the test set", "test_accuracy": "top-1 accuracy on the test set",
+               "test_top5": "top-5 accuracy on the test set"}
 
 
 class Trainer:
@@ -489,6 +495,9 @@ class Trainer:
         shared :class:`~neurocircuit.phases.MirrorSettings`).
     seed
         The run seed: data order, augmentation, the mirror and prenatal noise, and the rules' randomness.
+    val_set
+        A validation set held out of the training data (served as the test set is), evaluated at every record
+        beside the test set as ``val_loss``, ``val_accuracy`` and ``val_top5``; None: no ``val_*`` records.
     out
         A folder for ``checkpoint.pt``, ``results.nc`` and finished phases (None: nothing is written).
     config
@@ -499,7 +508,8 @@ class Trainer:
                  n_classes: int, optimizer: Mapping[str, Any] | torch.optim.Optimizer, train: TrainSettings,
                  torch_settings: TorchSettings | None = None, schedule: Schedule | None = None,
                  mirror: MirrorSettings | None = None, seed: int = 0, out: str | Path | None = None,
-                 label: str = "run", progress: bool | None = None, config: Mapping[str, Any] | None = None) -> None:
+                 label: str = "run", progress: bool | None = None, config: Mapping[str, Any] | None = None,
+                 val_set: Dataset | None = None) -> None:
         torch_settings = torch_settings or TorchSettings()
         schedule = schedule or Schedule((EngagedPhase(),))
         self.train, self.settings, self.schedule = train, torch_settings, schedule
@@ -509,7 +519,9 @@ class Trainer:
         self.config = dict(config or {})
         self.device = resolve_device(torch_settings.device)
         self.ctx = _init_distributed(self.device)
-        self.train_set, self.test_set = _Indexed(train_set), test_set
+        self.train_set, self.test_set, self.val_set = _Indexed(train_set), test_set, val_set
+        if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
+            raise ConfigError("the validation set is empty")
         self._device_tensors: dict[int, tuple[Tensor, ...]] = {}  # in-memory data sets, moved to the device once
         self.input_shape, self.n_classes = tuple(input_shape), n_classes
         self.loss_fn = LOSSES[train.loss]
@@ -930,7 +942,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ records
     @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None) -> dict[str, float]:
-        """Loss, top-1 and top-5 accuracy (NaN for regression) on the test set (sharded over ranks, summed)."""
+        """Loss, top-1 and top-5 accuracy (NaN for regression) on the test set, or on ``dataset`` (sharded over ranks,
+        summed); keys ``test_*`` either way."""
         self.model.eval()
         dataset = self.test_set if dataset is None else dataset
         sampler = ShardSampler(len(dataset), num_replicas=self.ctx.world_size, rank=self.ctx.rank)
@@ -991,6 +1004,8 @@ class Trainer:
             dist.all_reduce(sums)
         loss, correct, count = sums.tolist()
         test = self.evaluate()
+        if self.val_set is not None:
+            test.update({"val" + k[4:]: v for k, v in self.evaluate(self.val_set).items()})
         align = alignment(self.model, *(self.probe or (None, None)), loss_fn=self.loss_fn)
         effective = effective_dimensionality(self.model)
         nan = math.nan
@@ -1020,6 +1035,11 @@ class Trainer:
             steps = [r["step"] for r in recs]
             data: dict[str, Any] = {k: ("step", np.array([r[k] for r in recs], dtype=float), {"units": u})
                                     for k, u in _SCALARS.items()}
+            for key, name in _TEST_NAMES.items():
+                data[key][2]["long_name"] = name
+            if "val_accuracy" in recs[-1]:  # a run with a validation set records it from its first record
+                data.update({k: ("step", np.array([r.get(k, math.nan) for r in recs], dtype=float),
+                                 {"units": u, "long_name": name}) for k, (u, name) in _VAL_SCALARS.items()})
             for key, attrs in _PER_LAYER.items():
                 # .get: records from a checkpoint written before a metric existed
                 data[key] = (("step", "layer"), np.array([r.get(key, [math.nan] * len(layer_names)) for r in recs],
@@ -1077,7 +1097,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
         record_every: int | str = "epoch", alignment_samples: int = 256, progress: bool | None = None,
         mirror: MirrorSettings | None = None, mirror_every: int = 0, mirror_steps: int = 1,
         mirror_follows_lr: bool = False, lr_schedule: str = "constant", out: str | Path | None = None,
-        resume: bool = False) -> xr.Dataset:
+        resume: bool = False, val_set: Dataset | None = None) -> xr.Dataset:
     """Train ``model`` (single process) and record the learning and alignment curves: the :class:`Trainer` with one
     engaged phase.
 
@@ -1095,6 +1115,9 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
         Interleaved weight mirroring, as in :class:`~neurocircuit.phases.EngagedPhase`.
     out, resume
         Keep a checkpoint (and results) in ``out``; continue from it with ``resume``.
+    val_set
+        A validation set held out of the training data (e.g. from :func:`neurocircuit.data.load_splits`):
+        recorded as ``val_loss``, ``val_accuracy``, ``val_top5`` beside the test metrics.
 
     Returns
     -------
@@ -1115,7 +1138,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, optimizer: t
                       optimizer=optimizer, train=train, torch_settings=TorchSettings(device=str(device)),
                       schedule=Schedule((EngagedPhase(mirror_every=mirror_every, mirror_steps=mirror_steps,
                                                       mirror_follows_lr=mirror_follows_lr),)),
-                      mirror=mirror or MirrorSettings(), seed=seed, out=out, progress=progress)
+                      mirror=mirror or MirrorSettings(), seed=seed, out=out, progress=progress, val_set=val_set)
     with torch.random.fork_rng(devices=[]):
         return trainer.run(resume=resume)
 

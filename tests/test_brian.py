@@ -290,7 +290,7 @@ def test_digits_are_learned_well_above_chance(rule: str) -> None:
                       "lambda_mirror": "2.5 Hz", "noise_tau": "1 ms", "record_every": 1000}}
     sim = parse_simulation(raw)
     backend = BrianBackend()
-    (x_train, y_train), (x_test, y_test) = backend.load_data(sim)
+    (x_train, y_train), (x_test, y_test), _ = backend.load_data(sim)
     ds = backend.run_arm(sim, sim.arms[0], 0, ((x_train[:600], y_train[:600]), (x_test[:100], y_test[:100])))
     assert float(ds["test_accuracy"][-1]) > 0.6  # chance: 0.1 (measured: fa 0.72, kp 0.79, wm 0.84)
 

@@ -21,7 +21,8 @@ It honours the keys in :attr:`BrianBackend.honours` and refuses every other (e.g
 Results follow the package convention: dims ``arm`` (with the ``rule`` coordinate), ``seed``, ``layer``;
 ``weight_angle`` and ``norm_ratio`` over ``weight_time`` (s); sampled activity ``<population>_y`` /
 ``<population>_delta`` over ``time`` (s) and ``<population>_neuron``; ``phase`` labels on both times;
-``test_accuracy`` / ``test_loss`` over ``step`` (training presentations done) with an ``epoch`` coordinate.
+``test_accuracy`` / ``test_loss`` (and with ``[data] validation``, ``val_accuracy`` / ``val_loss``) over ``step``
+(training presentations done) with an ``epoch`` coordinate.
 """
 
 from __future__ import annotations
@@ -105,6 +106,12 @@ class BrianBackend(Backend):
         return set(SYNAPSE_RULES)
 
     def prepare(self, sim: Any) -> None:
+        from ..data import check_validation
+
+        try:
+            check_validation(sim.data.get("validation", 0.0), sim.data.get("validation_seed", 0))
+        except ConfigError as exc:
+            raise ConfigError(f"{sim.source}: {exc}") from None
         variant, rate_params, spiking_params = brian_parameters(sim)
         if rate_params.device == "cuda_standalone":
             from .network import check_cuda_device
@@ -141,18 +148,21 @@ class BrianBackend(Backend):
             return None
         from torch.utils.data import TensorDataset
 
-        from ..data import load_dataset
+        from ..data import load_splits
 
         # validate() refused DATA_TRANSFORM_KEYS; every other option is a named parameter of the loader
         options = sim.data.consumed(without=("name",))
-        train, test, info = load_dataset(str(sim.data["name"]), **options)
+        train, val, test, info = load_splits(str(sim.data["name"]), **options)
         if info.task != "classification" or type(train) is not TensorDataset:
             # the circuit is driven by the stored tensors: a set that transforms its samples when they are drawn
             # would be learned untransformed
             raise ConfigError(f"data {info.name!r}: the Brian2 backend learns in-memory classification tasks whose "
                               "samples are the stored tensors")
-        return ((train.tensors[0].numpy().reshape(len(train), -1).astype(float), train.tensors[1].numpy()),
-                (test.tensors[0].numpy().reshape(len(test), -1).astype(float), test.tensors[1].numpy()))
+
+        def arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+            return ds.tensors[0].numpy().reshape(len(ds), -1).astype(float), ds.tensors[1].numpy()
+
+        return arrays(train), arrays(test), None if val is None else arrays(val)
 
     def run_arm(self, sim: Any, arm: Any, seed: int, data: Any, *, out: Path | None = None, resume: bool = False,
                 progress: bool | None = None, stop_after_steps: int | None = None, on_record: Any = None
@@ -172,6 +182,7 @@ class BrianBackend(Backend):
         phases = sim.schedule_for(arm).phases
         protocol = build_protocol(phases, n_in=circuit.input.size, n_out=circuit.output.size,
                                   train=data[0] if data else None, test=data[1] if data else None,
+                                  validation=data[2] if data and len(data) > 2 else None,
                                   epochs=sim.train.epochs, seed=seed)
         params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
         with brian_device(params):
@@ -250,7 +261,7 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
     twin = run_twin(circuit, initial_weights(circuit, seed), params, protocol, seed=seed)
     layers = list(ds["layer"].values)
     # Learning phases only: "<engaged>_test" blocks change nothing, "end" is the protocol's closing blank window.
-    phases = [name for name in twin.phase_angles if name != "end" and not name.endswith("_test")]
+    phases = [name for name in twin.phase_angles if name != "end" and not name.endswith(("_test", "_val"))]
     out = xr.Dataset(
         {"twin_weight_angle": (("twin_phase", "layer"), [[twin.phase_angles[p][n] for n in layers] for p in phases],
                                {"units": "degree", "long_name": "torch twin: angle between B and W^T at the end "
@@ -259,6 +270,9 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
     if "test_accuracy" in ds:
         out["twin_test_accuracy"] = ("step", twin.test_accuracy, {"units": "1", "long_name": "torch twin"})
         out["twin_test_loss"] = ("step", twin.test_loss, {"units": "1", "long_name": "torch twin"})
+    if "val_accuracy" in ds:
+        out["twin_val_accuracy"] = ("step", twin.val_accuracy, {"units": "1", "long_name": "torch twin, validation"})
+        out["twin_val_loss"] = ("step", twin.val_loss, {"units": "1", "long_name": "torch twin, validation"})
     return out.assign_coords(layer=layers)
 
 

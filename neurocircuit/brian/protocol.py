@@ -29,8 +29,9 @@ class Protocol:
     learn_w: np.ndarray             # (steps,) forward plasticity on (engaged learning and prenatal phases)
     learn_b: np.ndarray             # (steps,) Kolen-Pollack feedback plasticity on (engaged learning only)
     phase: np.ndarray               # (steps,) phase name of each step
-    labels: np.ndarray              # (steps,) class of a test presentation, else -1
+    labels: np.ndarray              # (steps,) class of a test or validation presentation, else -1
     test_blocks: list[tuple[int, int, int]] = field(default_factory=list)  # (first step, end step, epoch)
+    val_blocks: list[tuple[int, int, int]] = field(default_factory=list)  # the same, of the validation set
 
     @property
     def steps(self) -> int:
@@ -46,16 +47,19 @@ def _blank(n: int, n_in: int, n_out: int, name: str) -> dict[str, np.ndarray]:
 def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase], *, n_in: int, n_out: int,
                    train: tuple[np.ndarray, np.ndarray] | None = None,
                    test: tuple[np.ndarray, np.ndarray] | None = None, epochs: int = 1,
-                   seed: int = 0) -> Protocol:
+                   seed: int = 0, validation: tuple[np.ndarray, np.ndarray] | None = None) -> Protocol:
     """Unroll ``phases``. Engaged phases present every training sample once per epoch (shuffled) and then every
-    test sample with plasticity off; prenatal phases present Gaussian noise patterns with random one-hot targets."""
+    test sample and (if given) every ``validation`` sample with plasticity off; prenatal phases present Gaussian
+    noise patterns with random one-hot targets."""
     rng = np.random.default_rng(seed)
     parts: list[dict[str, np.ndarray]] = []
+    kinds: list[str] = []  # per part: "test", "val" (a block that is scored) or ""
     for phase in phases:
         if isinstance(phase, MirrorPhase):
             part = _blank(phase.steps, n_in, n_out, phase.name)
             part["mirror"][:] = 1
             parts.append(part)
+            kinds.append("")
         elif isinstance(phase, PrenatalPhase):
             n = phase.samples
             part = _blank(n, n_in, n_out, phase.name)
@@ -73,10 +77,11 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
                 part["target"][:] = 1.0 / n_out
             part["learn_w"][:] = 1
             parts.append(part)
+            kinds.append("")
         elif isinstance(phase, EngagedPhase):
             if train is None or test is None:
                 raise ConfigError(f"phase {phase.name!r}: an engaged phase needs data")
-            (x_train, y_train), (x_test, y_test) = train, test
+            x_train, y_train = train
             for _ in range(phase.epochs if phase.epochs is not None else epochs):
                 order = rng.permutation(len(x_train))
                 part = _blank(len(order), n_in, n_out, phase.name)
@@ -85,23 +90,29 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
                 part["learn_w"][:] = 1
                 part["learn_b"][:] = 1
                 parts.append(part)
-                test_part = _blank(len(x_test), n_in, n_out, f"{phase.name}_test")
-                test_part["stimulus"] = x_test.reshape(len(x_test), -1)
-                test_part["target"][np.arange(len(x_test)), y_test] = 1.0
-                test_part["labels"] = np.asarray(y_test, dtype=np.int64)
-                parts.append(test_part)
+                kinds.append("")
+                # The validation block follows the test block, so the test block sits where it always did.
+                for kind, (x, y) in (("test", test), ("val", validation)) if validation is not None \
+                        else (("test", test),):
+                    block = _blank(len(x), n_in, n_out, f"{phase.name}_{kind}")
+                    block["stimulus"] = x.reshape(len(x), -1)
+                    block["target"][np.arange(len(x)), y] = 1.0
+                    block["labels"] = np.asarray(y, dtype=np.int64)
+                    parts.append(block)
+                    kinds.append(kind)
         else:  # dispatch is explicit: a kind without a branch here is never run as another
             raise ConfigError(f"phase {phase.name!r}: the brian2 backend has no phase of kind "
                               f"{getattr(phase, 'kind', type(phase).__name__)!r}")
     if not parts:
         raise ConfigError("the schedule has no phases")
-    blocks, start = [], 0
-    for part in parts:
+    blocks: dict[str, list[tuple[int, int, int]]] = {"test": [], "val": []}
+    start = 0
+    for part, kind in zip(parts, kinds):
         n = len(part["mirror"])
-        if (part["labels"] >= 0).any():
-            blocks.append((start, start + n, len(blocks) + 1))
+        if kind and n:
+            blocks[kind].append((start, start + n, len(blocks[kind]) + 1))
         start += n
     # One last blank window, so the state at the end of the last real window is recorded at its start.
     parts.append(_blank(1, n_in, n_out, "end"))
     merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return Protocol(**merged, test_blocks=blocks)
+    return Protocol(**merged, test_blocks=blocks["test"], val_blocks=blocks["val"])

@@ -13,7 +13,7 @@ from brian2 import second
 
 from ..nn.metrics import angle_degrees
 
-__all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels", "readout_scores"]
+__all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels", "readout_scores", "block_scores"]
 
 
 def phase_labels(times: np.ndarray, phase: np.ndarray, presentation: float) -> np.ndarray:
@@ -99,27 +99,34 @@ def readout_scores(outputs: np.ndarray, labels: np.ndarray, targets: np.ndarray,
     return accuracy, float(0.5 * ((targets - outputs) ** 2).sum(1).mean())
 
 
+def block_scores(readout: np.ndarray, protocol: Any, blocks: list[tuple[int, int, int]], loss: str
+                 ) -> tuple[list[float], list[float]]:
+    """(accuracies, losses) of the scored ``blocks`` of ``protocol``, from ``readout`` (steps + 1, n_out): the
+    state at the start of each window, so a window's answer is the next row."""
+    scores = [readout_scores(readout[start + 1:end + 1], protocol.labels[start:end], protocol.target[start:end], loss)
+              for start, end, _ in blocks]
+    return [a for a, _ in scores], [b for _, b in scores]
+
+
 def _accuracy(net: Any) -> xr.Dataset | None:
     protocol = net.protocol
     if "readout" not in net.monitors or not protocol.test_blocks:
         return None
     readout = np.asarray(net.monitors["readout"].y).T  # (steps, n_out): state at the start of each window
-    acc, loss, steps, epochs = [], [], [], []
-    for start, end, epoch in protocol.test_blocks:
-        outputs = readout[start + 1:end + 1]  # the state at the end of each test window
-        labels = protocol.labels[start:end]
-        targets = protocol.target[start:end]
-        accuracy, block_loss = readout_scores(outputs, labels, targets, net.params.loss)
-        acc.append(accuracy)
-        loss.append(block_loss)
-        steps.append(int(protocol.learn_b[:start].sum()))
-        epochs.append(epoch)
-    return xr.Dataset({"test_accuracy": ("step", acc, {"units": "1"}),
-                       "test_loss": ("step", loss, {"units": "1", "long_name": (
-                           "cross-entropy of softmax(y)" if net.params.loss == "cross_entropy"
-                           else "0.5 ||target - y||^2")})},
-                      coords={"step": ("step", steps, {"long_name": "training presentations done"}),
-                              "epoch": ("step", epochs, {"units": "epoch"})})
+    acc, loss = block_scores(readout, protocol, protocol.test_blocks, net.params.loss)
+    steps = [int(protocol.learn_b[:start].sum()) for start, _, _ in protocol.test_blocks]
+    epochs = [epoch for _, _, epoch in protocol.test_blocks]
+    loss_name = "cross-entropy of softmax(y)" if net.params.loss == "cross_entropy" else "0.5 ||target - y||^2"
+    data = {"test_accuracy": ("step", acc, {"units": "1", "long_name": "accuracy on the test set"}),
+            "test_loss": ("step", loss, {"units": "1", "long_name": f"{loss_name} on the test set"})}
+    if protocol.val_blocks:  # one validation block right after each test block: the same record steps
+        val_acc, val_loss = block_scores(readout, protocol, protocol.val_blocks, net.params.loss)
+        data["val_accuracy"] = ("step", val_acc, {"units": "1", "long_name": (
+            "accuracy on the validation set (held out of the training data)")})
+        data["val_loss"] = ("step", val_loss, {"units": "1", "long_name": (
+            f"{loss_name} on the validation set (held out of the training data)")})
+    return xr.Dataset(data, coords={"step": ("step", steps, {"long_name": "training presentations done"}),
+                                    "epoch": ("step", epochs, {"units": "epoch"})})
 
 
 def rate_results(net: Any) -> xr.Dataset:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,12 +47,15 @@ __all__ = ["TwinRun", "check_twin_parameters", "run_twin", "twin_learning_rate"]
 @dataclass
 class TwinRun:
     """What the twin ends with: W and B per projection (W's layout), per test block its accuracy and loss, and the
-    B-W angle per projection at the end of every phase (keyed by the protocol's phase names, in order)."""
+    B-W angle per projection at the end of every phase (keyed by the protocol's phase names, in order), and per
+    validation block its accuracy and loss."""
 
     weights: dict[str, tuple[np.ndarray, np.ndarray]]
     test_accuracy: list[float]
     test_loss: list[float]
     phase_angles: dict[str, dict[str, float]]
+    val_accuracy: list[float] = field(default_factory=list)  # per validation block (none without a split)
+    val_loss: list[float] = field(default_factory=list)
 
 
 def check_twin_parameters(params: RateParameters) -> None:
@@ -126,10 +129,13 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
                 outputs[k] = net(x)[0].numpy()
     scores = [readout_scores(outputs[start:end], protocol.labels[start:end], protocol.target[start:end], params.loss)
               for start, end, _ in protocol.test_blocks]
+    val_scores = [readout_scores(outputs[start:end], protocol.labels[start:end], protocol.target[start:end],
+                                 params.loss) for start, end, _ in protocol.val_blocks]
     final = {name: (m.weight.detach().numpy().copy(), m.current_feedback().detach().numpy().copy())
              for name, m in layers.items()}
     phase_angles[str(protocol.phase[-1])] = _angles(layers)
-    return TwinRun(final, [a for a, _ in scores], [loss for _, loss in scores], phase_angles)
+    return TwinRun(final, [a for a, _ in scores], [loss for _, loss in scores], phase_angles,
+                   [a for a, _ in val_scores], [loss for _, loss in val_scores])
 
 
 def _angles(layers: Mapping[str, FeedbackLayer]) -> dict[str, float]:
