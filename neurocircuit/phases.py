@@ -27,8 +27,8 @@ from ._reads import Tracked, origins_of, set_origins
 from ._toml import check_keys, expect
 from .errors import ConfigError
 
-__all__ = ["PHASE_KINDS", "MirrorSettings", "EngagedPhase", "MirrorPhase", "PrenatalPhase", "Schedule", "parse_schedule",
-           "mirror_settings_from_dict"]
+__all__ = ["PHASE_KINDS", "MirrorSettings", "EngagedPhase", "MirrorPhase", "PrenatalPhase", "Schedule",
+           "parse_schedule", "mirror_settings_from_dict"]
 
 NOISE_KINDS = ("gaussian", "uniform")
 

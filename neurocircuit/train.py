@@ -536,7 +536,7 @@ class Trainer:
                                         seed=seed)
         per_rank = len(self.sampler)
         full, rest = divmod(per_rank, train.batch_size)
-        self.steps_per_epoch = full + (1 if rest and not train.drop_last else 0)
+        self.steps_per_epoch = full + (1 if not train.drop_last and rest else 0)
         if self.steps_per_epoch == 0:
             raise ConfigError(f"the training set ({len(train_set)} samples) gives no batch of {train.batch_size} "
                               f"per process ({self.ctx.world_size} processes, drop_last = {train.drop_last})")

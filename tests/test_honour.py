@@ -37,7 +37,8 @@ TORCH_ALL = {
              {"kind": "engaged", "name": "eng", "epochs": 1, "mirror_every": 1, "mirror_steps": 1,
               "mirror_follows_lr": True}]},
         "fa"],
-    "data": {"name": "digits", "test_fraction": 0.25, "split_seed": 1},
+    "data": {"name": "digits", "test_fraction": 0.25, "split_seed": 1, "train_samples": 200, "test_samples": 50,
+             "validation": 0.1, "validation_seed": 1},
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
     "train": {"epochs": 1, "batch_size": 16, "loss": "cross_entropy", "label_smoothing": 0.1, "record_every": 2,
               "alignment_samples": 8, "lr_schedule": "step", "warmup_epochs": 0.5, "lr_step_epochs": 1,
@@ -51,6 +52,8 @@ TORCH_ALL = {
 
 BRIAN_TIMES = {"dt": "0.5 ms", "tau": "1 ms", "tau_feedback": "1 ms", "presentation": "2 ms", "settle": "1 ms",
                "noise_tau": "1 ms", "record_dt": "1 ms"}
+#: what the spiking variant does not read, and refuses (measured by the rate keys' test below)
+SPIKING_UNREAD = ("tau", "tau_feedback", "settle")
 BRIAN_RATE_ALL = {
     "name": "every_key_brian2", "description": "d", "model": "mlp_digits", "backend": "brian2", "seeds": [0],
     "arms": [{"rule": "kp", "label": "kp", "overrides": {"W2": "fa"}, "options": {"gain": 1.0, "decay": 0.5},
@@ -58,7 +61,8 @@ BRIAN_RATE_ALL = {
                           "inputs": "noise", "labels": "random"},
                          {"kind": "engaged", "name": "eng"}]},
              "wm"],
-    "data": {"name": "digits", "test_fraction": 0.97, "split_seed": 1},
+    "data": {"name": "digits", "test_fraction": 0.3, "split_seed": 1, "train_samples": 20, "test_samples": 6,
+             "validation": 0.25, "validation_seed": 1},
     "train": {"epochs": 1},
     "phases": [{"kind": "mirror", "name": "mir", "steps": 3}, {"kind": "engaged", "name": "learn", "epochs": 1}],
     "brian2": {"variant": "rate", **BRIAN_TIMES, "tau_population": {"hidden": "2 ms"}, "noise_sigma": 0.5,
@@ -71,7 +75,8 @@ BRIAN_SPIKING_ALL = {
     "name": "every_key_spiking", "description": "d", "model": "mlp_digits", "backend": "brian2", "seeds": [0],
     "arms": [{"rule": "wm", "label": "wm"}],
     "phases": [{"kind": "mirror", "name": "mir", "steps": 3}],
-    "brian2": {"variant": "spiking", **BRIAN_TIMES, "noise_sigma": 0.5, "eta_mirror": "20 Hz",
+    "brian2": {"variant": "spiking", **{k: v for k, v in BRIAN_TIMES.items() if k not in SPIKING_UNREAD},
+               "noise_sigma": 0.5, "eta_mirror": "20 Hz",
                "lambda_mirror": "20 Hz", "p_forward": 1.0, "p_feedback": 0.9, "delay": "1 ms", "record_neurons": 3,
                "record_every": 1, "record_weights": True, "plasticity_dt": "1 ms", "precision": "double",
                "target": "numpy", "device": "runtime",
@@ -163,10 +168,13 @@ def _shrunk(raw: dict, data: dict[str, str]) -> dict:
     for phases in [raw.get("phases", [])] + [a.get("phases", []) for a in raw["arms"] if isinstance(a, dict)]:
         for phase in phases:
             if phase["kind"] == "mirror":
-                phase.update(steps=2, record_every=1)
+                phase.update(steps=2, **({"record_every": 1} if "record_every" in phase else {}))
             elif phase["kind"] == "prenatal":
-                phase.update(samples=8, batch_size=4, **({"dataset_size": 4} if phase.get("dataset_size", 1) !=
-                                                         "fresh" else {}))
+                phase["samples"] = 8
+                if "batch_size" in phase:
+                    phase["batch_size"] = 4
+                if phase.get("dataset_size") not in (None, "fresh"):
+                    phase["dataset_size"] = 4
             elif "epochs" in phase:
                 phase["epochs"] = 1
     data_table = raw.get("data", {})
@@ -182,12 +190,13 @@ def _shrunk(raw: dict, data: dict[str, str]) -> dict:
             data_table.update(train_samples=12, test_samples=6)
     else:
         train = raw.setdefault("train", {})
-        train.update(batch_size=4, steps_per_epoch=1, val_batches=1, alignment_samples=4)
+        # four steps: the shipped interleaved mirrors (every 2 or 4 steps) run once
+        train.update(batch_size=4, steps_per_epoch=4, val_batches=1, alignment_samples=4)
         if "epochs" in train:
             train["epochs"] = 1
         if "lr_milestones" in train:
             train["lr_milestones"] = [1]
-        raw.setdefault("torch", {}).update(device="cpu")
+        raw.setdefault("torch", {}).update(device="cpu", **({"workers": 0} if "workers" in raw["torch"] else {}))
         if "mirror" in raw and "batch_size" in raw["mirror"]:
             raw["mirror"]["batch_size"] = 8
     return raw
@@ -196,7 +205,7 @@ def _shrunk(raw: dict, data: dict[str, str]) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_simulation_reads_every_key_it_sets(name, tmp_path, monkeypatch):
-    """Each shipped simulation, made small but with every key its file sets, runs its first engaged step (torch;
+    """Each shipped simulation, made small but with every key its file sets, runs its first engaged steps (torch;
     Brian2: the whole shrunk schedule) and reads every key its file sets."""
     from neurocircuit._toml import read_toml
     from neurocircuit.backends import get_backend
@@ -215,7 +224,7 @@ def test_every_shipped_simulation_reads_every_key_it_sets(name, tmp_path, monkey
             for arm in sim.arms:
                 try:
                     backend.run_arm(sim, arm, sim.seeds[0], loaded, out=tmp_path / "runs" / arm.label,
-                                    progress=False, stop_after_steps=1)
+                                    progress=False, stop_after_steps=4)
                 except TrainingInterrupted:
                     pass
             reads.update({"name", "description"})  # results' labels: read by run_simulation (tests above)

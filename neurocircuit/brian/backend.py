@@ -223,6 +223,9 @@ def brian_parameters(sim: Any) -> tuple[str, RateParameters, SpikingParameters]:
     if "seed" in table:
         raise ConfigError(f"{where}.seed: Brian2's random numbers are seeded from the simulation's seeds; set seeds "
                           "(or --set seed=N) instead")
+    if variant == "spiking":
+        # the spiking variant has no settling time (RATE_ONLY): its default must not bound the presentation
+        table.setdefault("settle", "0 ms")
     try:
         params, spiking = parameters_from_dict(table, where)
     except ConfigError as exc:
