@@ -102,7 +102,7 @@ RUN = {
     "unknown amp": ([SIM, *S("torch.amp=fp8")], "torch.amp: unknown value"),
     "negative workers": ([SIM, *S("torch.workers=-1")], "torch.workers must be"),
     "negative checkpoint_every": ([SIM, *S("torch.checkpoint_every=-5")], "checkpoint_every must be"),
-    "brian2 section on torch": ([SIM, *S('brian2.tau="2 ms"')], "brian2 is not honoured by the torch backend"),
+    "brian2 section on torch": ([SIM, *S('brian2.tau="2 ms"')], "brian2.tau is not honoured by the torch backend"),
     # phases and mirror settings
     "unknown phase": ([SIM, *S('phases=[{kind="dream"}]')], "'kind' must be one of"),
     "phase without kind": ([SIM, *S("phases=[{steps=3}]")], "'kind' must be one of"),
@@ -130,7 +130,7 @@ RUN = {
     "brian2 infinite": ([BRIAN, *S('brian2.tau="1e400 ms"')], "not finite"),
     "brian2 nan noise": ([BRIAN, *S("brian2.noise_sigma=nan")], "noise_sigma must be > 0"),
     "brian2 seed": ([BRIAN, *S("brian2.seed=3")], "seeded from the simulation's seeds"),
-    "brian2 unknown parameter": ([BRIAN, *S('brian2.tua="2 ms"')], "unknown key 'tua'"),
+    "brian2 unknown parameter": ([BRIAN, *S('brian2.tua="2 ms"')], "brian2.tua is not honoured"),
     "brian2 variant": ([BRIAN, *S("brian2.variant=bursting")], "variant must be one of"),
     "brian2 twin not a flag": ([BRIAN, *S("brian2.twin=yes")], "brian2.twin"),
     "brian2 twin of spiking": (["brian2_weight_mirror_spiking", *S("brian2.twin=true")],
@@ -141,7 +141,7 @@ RUN = {
     "fresh noise misspelt": ([SIM, *S('arms=[{rule="fa", phases=[{kind="prenatal", dataset_size="new"}, '
                                       '{kind="engaged"}]}]')], 'dataset_size must be a number of patterns or "fresh"'),
     "brian2 mirror noise_std": ([BRIAN, *S("phases.0.noise_std=0.5")], "not honoured by the brian2 backend"),
-    "brian2 optimizer": ([BRIAN, *S("optimizer.lr=0.1")], "optimizer is not honoured by the brian2 backend"),
+    "brian2 optimizer": ([BRIAN, *S("optimizer.lr=0.1")], "optimizer.lr is not honoured by the brian2 backend"),
     "brian2 sign-symmetry": ([BRIAN, *S('arms=["usf"]')], "not implemented by the brian2 backend"),
     # output locations and checkpoints
     "out under a file": ([SIM, *S("train.epochs=0"), "--out", "{tmp}/afile/sub"], "cannot write there"),
