@@ -1,5 +1,6 @@
 """The ``neurocircuit`` command: ``run`` any simulation on its backend (``train`` is the same command, for
-``torchrun -m neurocircuit train``), ``sweep`` settings, ``plot`` results, ``list`` what is available.
+``torchrun -m neurocircuit train``), ``sweep`` settings, ``plot`` results, ``list`` what is available,
+``summarize`` a results file into the results book and ``report`` (regenerate) the book.
 
 Bad input (unknown names, malformed or mistyped files, settings a backend does not honour, shapes that do not
 chain, missing files) ends with one line on stderr and exit code 2.
