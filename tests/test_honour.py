@@ -229,3 +229,15 @@ def test_every_shipped_simulation_reads_every_key_it_sets(name, tmp_path, monkey
                     pass
             reads.update({"name", "description"})  # results' labels: read by run_simulation (tests above)
     assert sorted(where for _, _, where in set_keys(raw) if where not in reads) == []
+
+
+def test_defaults_no_arm_can_use_are_refused_by_name():
+    own = {"kind": "engaged", "epochs": 1}
+    with pytest.raises(ConfigError, match="phases is never used: every arm gives its own phases"):
+        parse_simulation({"model": "mlp_digits", "arms": [{"rule": "fa", "phases": [own]}],
+                          "phases": [{"kind": "engaged"}]})
+    with pytest.raises(ConfigError, match="train.epochs is never used: every engaged phase gives its own epochs"):
+        parse_simulation({"model": "mlp_digits", "arms": ["fa"], "phases": [own], "train": {"epochs": 3}})
+    # used by one arm: accepted
+    parse_simulation({"model": "mlp_digits", "arms": [{"rule": "fa", "phases": [own]}, "bp"],
+                      "phases": [{"kind": "engaged"}], "train": {"epochs": 3}})
