@@ -11,8 +11,9 @@ To add a backend: subclass :class:`Backend`, fill in ``name``, ``honours`` and :
 
 from __future__ import annotations
 
+import difflib
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +34,31 @@ SECTIONS = ("top", "arm", "train", "mirror", "torch", "phase.engaged", "phase.mi
 _TABLES = ("data", "optimizer", "train", "mirror", "torch", "phases", "arms", "brian2")
 
 _BACKENDS: dict[str, type[Backend]] = {}
+
+
+def _schema_keys(section: str) -> frozenset[str]:
+    """Every key the schema's records take in ``section`` (empty where a backend alone defines them)."""
+    import dataclasses
+
+    from . import phases, simulation
+
+    def fields(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls) if f.init}
+
+    known = {"top": set(simulation.TOP_KEYS), "arm": set(simulation.ARM_KEYS),
+             "train": fields(simulation.TrainSettings), "torch": fields(simulation.TorchSettings),
+             "mirror": fields(phases.MirrorSettings), "phase.engaged": fields(phases.EngagedPhase),
+             "phase.prenatal": fields(phases.PrenatalPhase),
+             "phase.mirror": fields(phases.MirrorPhase) | fields(phases.MirrorSettings)}
+    return frozenset(known.get(section, ()))
+
+
+def _did_you_mean(key: str, section: str, allowed: Iterable[str]) -> str:
+    """A suggestion for a misspelt key (not for a real key this backend does not honour)."""
+    if key in _schema_keys(section):
+        return ""
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def set_keys(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -86,30 +112,37 @@ class Backend:
         """The rules this backend implements (each has an entry in the backend's rule table)."""
         raise NotImplementedError
 
-    def honoured(self, sim: Any) -> Mapping[str, frozenset[str] | None]:
-        """The keys this backend honours in ``sim``, by section (:data:`SECTIONS`); ``None``: every key the section's
-        own parser accepts (e.g. a data set's loader options); a section missing here: none. Backends whose
-        settings depend on others (a Brian2 variant) override this."""
+    def honoured(self, raw: Mapping[str, Any]) -> Mapping[str, frozenset[str] | None]:
+        """The keys this backend honours in the simulation table ``raw``, by section (:data:`SECTIONS`); ``None``:
+        every key the section's own parser accepts (e.g. the rule's options); a section missing here: none.
+        Backends whose settings depend on others (a Brian2 variant, a data set's loader) override this."""
         return self.honours
 
-    def validate(self, sim: Any) -> None:
-        """Refuse every setting this backend does not honour — all of them at once, in one line — and every rule it
-        does not implement, then :meth:`prepare` (build what the runs need, so bad input fails before any work)."""
-        honoured = self.honoured(sim)
+    def refuse_unhonoured(self, raw: Mapping[str, Any], source: str) -> None:
+        """Refuse every setting of ``raw`` this backend does not honour — all of them at once, in one line naming
+        each key, the backend and what it honours there. Runs on the raw table, before any section is parsed, so
+        misspelt keys of every section are named together."""
+        honoured = self.honoured(raw)
         refused = []
-        for section, key, where in set_keys(sim.raw):
+        for section, key, where in set_keys(raw):
             if section.startswith("phase.") and section[6:] not in PHASE_KINDS:
                 continue  # an unknown phase kind: the phase parser names it
             allowed = honoured.get(section, frozenset())
             if allowed is not None and key not in allowed:
-                refused.append((section, where, allowed))
+                refused.append((section, where))
         if refused:
-            sections = sorted({section for section, _, _ in refused})
+            sections = sorted({section for section, _ in refused})
             hint = "; ".join(f"{section}: {', '.join(sorted(honoured.get(section) or ())) or 'nothing'}"
                              for section in sections)
-            names = ", ".join(where for _, where, _ in refused)
-            raise ConfigError(f"{sim.source}: {names} {'is' if len(refused) == 1 else 'are'} not honoured by the "
-                              f"{self.name} backend{self._refusal_context(sim)} (it honours here — {hint})")
+            names = ", ".join(where + _did_you_mean(where.rsplit(".", 1)[-1], section, honoured.get(section) or ())
+                              for section, where in refused)
+            raise ConfigError(f"{source}: {names} {'is' if len(refused) == 1 else 'are'} not honoured by the "
+                              f"{self.name} backend{self._refusal_context(raw)} (it honours here — {hint})")
+
+    def validate(self, sim: Any) -> None:
+        """Refuse what this backend does not honour (:meth:`refuse_unhonoured`) and every rule it does not implement,
+        then :meth:`prepare` (build what the runs need, so bad input fails before any work)."""
+        self.refuse_unhonoured(sim.raw, sim.source)
         rules = self.rule_names()
         for arm in sim.arms:
             for rule in (arm.rule, *arm.overrides.values()):
@@ -118,7 +151,7 @@ class Backend:
                                       f"{self.name} backend (it implements: {', '.join(sorted(rules))})")
         self.prepare(sim)
 
-    def _refusal_context(self, sim: Any) -> str:
+    def _refusal_context(self, raw: Mapping[str, Any]) -> str:
         """Words after the backend's name in a refusal (e.g. which variant)."""
         return ""
 

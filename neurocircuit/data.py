@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from .errors import ConfigError, DataError, UnknownNameError
+from .datasets import DATASET_NAMES, TORCHVISION_PREFIX, check_dataset_name, list_datasets
+from .errors import ConfigError, DataError
 from .transforms import parse_transform
 
 __all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashion_mnist", "load_fashion_mnist",
@@ -239,19 +240,8 @@ _LOADERS: dict[str, Callable[..., tuple[Any, Any, DatasetInfo]]] = {
     "imagefolder": lambda **options: _image_loader("imagefolder")(**options),
     "synthetic": lambda **options: _image_loader("synthetic")(**options),
 }
-_TORCHVISION = "torchvision:"
-
-
-def list_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset` (plus ``torchvision:<Class>`` for any torchvision data set)."""
-    return sorted(_LOADERS) + [f"{_TORCHVISION}<Class>"]
-
-
-def check_dataset_name(name: Any, where: str = "data.name") -> str:
-    """``name`` if :func:`load_dataset` knows it, else an :class:`UnknownNameError` naming ``where``."""
-    if isinstance(name, str) and (name in _LOADERS or (name.startswith(_TORCHVISION) and len(name) > 12)):
-        return name
-    raise UnknownNameError(f"{where}: unknown dataset {name!r} (known: {', '.join(list_datasets())})")
+_TORCHVISION = TORCHVISION_PREFIX
+assert set(_LOADERS) == set(DATASET_NAMES), "neurocircuit.datasets names every loader"
 
 
 def load_dataset(name: str, **options: Any) -> tuple[Any, Any, DatasetInfo]:

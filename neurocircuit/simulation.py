@@ -42,6 +42,7 @@ from typing import Any
 
 from ._reads import Tracked, TrackedDict, origins_of, set_origins
 from ._toml import check_keys, expect, read_toml, tomllib
+from .datasets import check_dataset_name, list_datasets
 from .errors import ConfigError
 from .phases import EngagedPhase, MirrorSettings, Schedule, mirror_settings_from_dict, parse_schedule
 from .registry import simulation_file
@@ -345,12 +346,21 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     where = source
     expect(raw, dict, where)
     _refuse_old_formats(raw, where)
-    check_keys(raw, TOP_KEYS, where)
     for key in ("model", "arms"):
         if key not in raw:
             raise ConfigError(f"{where}: missing key {key!r}")
     model = expect(raw["model"], str, f"{where}: model")
     backend = expect(raw.get("backend", "torch"), str, f"{where}: backend")
+    from .backends import get_backend
+
+    runner = get_backend(backend, where=f"{where}: backend")
+    if isinstance(raw.get("data"), Mapping) and "name" not in raw["data"]:
+        raise ConfigError(f"{where}: [data] has no name (the data set to load; known: {', '.join(list_datasets())})")
+    if isinstance(raw.get("data", {}), Mapping):
+        check_dataset_name(raw.get("data", {}).get("name", "digits"), f"{where}: data.name")
+    # every key the backend does not honour, misspelt ones of every section included, in one line
+    runner.refuse_unhonoured(raw, where)
+    check_keys(raw, TOP_KEYS, where)
     mirror = mirror_settings_from_dict(expect(raw.get("mirror", {}), dict, f"{where}: mirror"), f"{where}: mirror",
                                        key="mirror")
     schedule = (parse_schedule(raw["phases"], mirror=mirror, where=f"{where}: phases", key="phases")
@@ -370,9 +380,6 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of distinct ints, got {seeds}")
     data = dict(expect(raw.get("data", {"name": "digits"}), dict, f"{where}: data"))
-    from .data import check_dataset_name
-
-    check_dataset_name(data.get("name"), f"{where}: data.name")
     optimizer = dict(expect(raw.get("optimizer", {"name": "sgd", "lr": 0.01}), dict, f"{where}: optimizer"))
     optimizer.setdefault("name", "sgd")
     expect(optimizer["name"], str, f"{where}: optimizer.name")
@@ -383,9 +390,7 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
                      dict(expect(raw.get(backend, {}), dict, f"{where}: {backend}")) if backend in TOP_KEYS else {},
                      str(raw.get("description", "")), source, copy.deepcopy(dict(raw)))
     set_origins(sim, {k: k for k in ("name", "description", "model", "backend", "seeds") if k in raw})
-    from .backends import get_backend
-
-    get_backend(backend, where=f"{where}: backend").validate(sim)
+    runner.validate(sim)
     return sim
 
 

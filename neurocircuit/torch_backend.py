@@ -41,12 +41,20 @@ class TorchBackend(Backend):
 
     name = "torch"
 
+    def honoured(self, raw: Any) -> dict[str, frozenset[str] | None]:
+        """:attr:`honours`, with ``[data]``: the options of the named data set's loader."""
+        from .datasets import loader_options
+
+        data = raw.get("data", {})
+        name = data.get("name", "digits") if isinstance(data, dict) else "digits"
+        return {**self.honours, "data": loader_options(name)}
+
     @property
-    def honours(self) -> dict[str, frozenset[str]]:  # type: ignore[override]
+    def honours(self) -> dict[str, frozenset[str] | None]:  # type: ignore[override]
         from .phases import MirrorSettings
 
-        # [data], [optimizer] and rule options: every key their own parsers accept (the data set's loader, the
-        # torch.optim class, the rule's options) is a named argument there.
+        # [optimizer] and rule options: every key their own parsers accept (the torch.optim class, checked by a
+        # probe optimizer in prepare(); the rule's options, by check_rule) is a named argument there.
         return {"top": frozenset(TOP_KEYS) - {"brian2"}, "arm": frozenset(ARM_KEYS),
                 "data": None, "optimizer": None, "options": None,
                 "train": _fields(TrainSettings), "mirror": _fields(MirrorSettings), "torch": _fields(TorchSettings),

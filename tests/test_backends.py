@@ -74,8 +74,10 @@ def _cases() -> list[tuple[str, str, dict]]:
             if value is not None:
                 phase = {"kind": kind, key: value, **({"steps": 1} if kind == "mirror" and key != "steps" else {})}
                 cases.append((f"phase.{kind}", key, {"phases": [phase]}))
-    for key, value in (("test_fraction", 0.25), ("split_seed", 1), ("channels", 3), ("augment", "flip")):
+    for key, value in (("test_fraction", 0.25), ("split_seed", 1), ("validation", 0.1)):
         cases.append(("data", key, {"data": {"name": "digits", key: value}}))
+    for key, value in (("channels", 3), ("augment", "flip"), ("train_samples", 10)):
+        cases.append(("data", key, {"data": {"name": "fashion_mnist", key: value}}))
     cases.append(("optimizer", "momentum", {"optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}}))
     for key, value in _defaults(RateParameters).items():
         if key not in ("seed", "tau_population") and value is not None:
@@ -97,16 +99,9 @@ def test_the_walk_covers_every_section_and_every_key_is_honoured_somewhere():
                 raw = {**BASE[backend], **change}
                 if "brian2" in raw:
                     raw["brian2"] = {**raw["brian2"], "variant": variant}
-                allowed = get_backend(backend).honoured(_View(raw)).get(section, frozenset())
+                allowed = get_backend(backend).honoured(raw).get(section, frozenset())
                 honoured |= allowed is None or key in allowed
         assert honoured, (section, key)
-
-
-class _View:
-    """What Backend.honoured reads of a simulation, from its table."""
-
-    def __init__(self, raw: dict) -> None:
-        self.backend_section, self.data, self.model = raw.get("brian2", {}), raw.get("data", {}), raw["model"]
 
 
 @pytest.mark.parametrize("backend", ["torch", "brian2"])
@@ -119,7 +114,7 @@ def test_every_key_is_honoured_or_refused_by_name(backend):
         raw = {**copy.deepcopy(BASE[backend]), **copy.deepcopy(change)}
         if backend == "brian2" and section == "phase.engaged":
             raw["phases"] = [{"kind": "engaged", "epochs": 0, **change["phases"][0]}]
-        allowed = get_backend(backend).honoured(_View(raw)).get(section, frozenset())
+        allowed = get_backend(backend).honoured(raw).get(section, frozenset())
         if allowed is None or key in allowed:
             parse_simulation(raw)  # honoured: accepted (the run reads it: tests/test_honour.py)
         else:
@@ -145,8 +140,8 @@ def test_every_offending_key_is_refused_at_once_in_one_line():
         assert key in message
     assert "(spiking variant)" in message
     rate = {**BASE["brian2"], "brian2": {"spiking": {"tau_trace": "5 ms"}, "tau_population": {"hiden": "2 ms"}}}
-    with pytest.raises(ConfigError, match=r"brian2\.spiking\.tau_trace, brian2\.tau_population\.hiden are not "
-                                          r"honoured by the brian2 backend \(rate variant\)"):
+    with pytest.raises(ConfigError, match=r"brian2\.spiking\.tau_trace, brian2\.tau_population\.hiden \(did you "
+                                          r"mean 'hidden'\?\) are not honoured by the brian2 backend \(rate variant\)"):
         parse_simulation(rate)
 
 
@@ -197,7 +192,7 @@ def test_circuit_and_simulation_schema_import_no_torch():
     code = ("import sys, neurocircuit.circuit, neurocircuit.rules, neurocircuit.phases, neurocircuit.simulation as s; "
             "s.TrainSettings(ood_transforms=('rotate:20',)); s.TorchSettings(); "
             "s.parse_schedule([{'kind': 'mirror', 'steps': 2}, {'kind': 'engaged'}]); "
-            "s.apply_settings({'model': 'x'}, ['train.epochs=2']); "
+            "s.apply_settings({'model': 'x'}, ['train.epochs=2']); s.check_dataset_name('fashion_mnist'); "
             "print('torch' in sys.modules, 'brian2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -46,7 +46,7 @@ __all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
 
 VARIANTS = ("rate", "spiking")
 #: [data] keys that only act through a training-time transform pipeline, which the circuit never sees.
-DATA_TRANSFORM_KEYS = ("channels", "augment")
+DATA_TRANSFORM_KEYS = frozenset({"channels", "augment"})
 #: [brian2] keys only the rate circuit reads, and keys only the spiking variant reads (measured with
 #: neurocircuit._reads: tests/test_honour.py fails on any key a variant accepts and never reads).
 RATE_ONLY = frozenset({"tau", "tau_feedback", "settle", "eta_w", "lambda_w", "loss", "dale"})
@@ -68,37 +68,41 @@ class BrianBackend(Backend):
         "phase.prenatal": frozenset({"name", "samples", "dataset_size", "noise_std", "inputs", "labels"}),
     }
 
-    def honoured(self, sim: Any) -> dict[str, frozenset[str] | None]:
+    def honoured(self, raw: Any) -> dict[str, frozenset[str] | None]:
         """:attr:`honours`, plus the ``[data]``, rule-option and ``[brian2]`` keys the chosen variant reads."""
-        variant = sim.backend_section.get("variant", "rate")
+        from ..datasets import loader_options
+
+        section = raw.get("brian2", {}) if isinstance(raw.get("brian2", {}), dict) else {}
+        spiking = section.get("variant", "rate") == "spiking"
         rate_keys = {f.name for f in dataclasses.fields(RateParameters)} - {"seed", "tau_population"}
-        spiking = variant == "spiking"
         out: dict[str, frozenset[str] | None] = dict(self.honours)
+        data = raw.get("data", {}) if isinstance(raw.get("data", {}), dict) else {}
         # The circuit learns from the loaded tensors themselves: options that only act in a training-time transform
         # pipeline (three-channel copies, augmentation) would be loaded and never used.
-        out["data"] = frozenset(k for k in sim.data if k not in DATA_TRANSFORM_KEYS)
+        out["data"] = loader_options(data.get("name", "digits")) - DATA_TRANSFORM_KEYS
         out["options"] = None  # each rule's options shape its initial B (initial_weights) or its plasticity
         out["brian2"] = frozenset({"variant"} | (rate_keys - RATE_ONLY if spiking else rate_keys - SPIKING_ONLY)
                                   | ({"spiking"} if spiking else {"tau_population"}))
         out["brian2.spiking"] = frozenset(f.name for f in dataclasses.fields(SpikingParameters)) if spiking \
             else frozenset()
-        out["brian2.tau_population"] = frozenset() if spiking else self._population_names(sim)
+        out["brian2.tau_population"] = frozenset() if spiking else self._population_names(raw.get("model"))
         return out
 
-    def _population_names(self, sim: Any) -> frozenset[str]:
+    def _population_names(self, model: Any) -> frozenset[str]:
         try:
-            return frozenset(p.name for p in load_model(sim.model).populations)
+            return frozenset(p.name for p in load_model(model).populations)
         except Exception:  # noqa: BLE001 - an unloadable model is named by prepare(), not here
             return frozenset()
 
-    def validate(self, sim: Any) -> None:
-        if "seed" in sim.backend_section:  # a key users reach for: say what to do instead
-            raise ConfigError(f"{sim.source}: brian2.seed: Brian2's random numbers are seeded from the simulation's "
+    def refuse_unhonoured(self, raw: Any, source: str) -> None:
+        if isinstance(raw.get("brian2"), dict) and "seed" in raw["brian2"]:  # a key users reach for: say what to do
+            raise ConfigError(f"{source}: brian2.seed: Brian2's random numbers are seeded from the simulation's "
                               "seeds; set seeds (or --set seed=N) instead")
-        super().validate(sim)
+        super().refuse_unhonoured(raw, source)
 
-    def _refusal_context(self, sim: Any) -> str:
-        return f" ({sim.backend_section.get('variant', 'rate')} variant)"
+    def _refusal_context(self, raw: Any) -> str:
+        section = raw.get("brian2", {}) if isinstance(raw.get("brian2", {}), dict) else {}
+        return f" ({section.get('variant', 'rate')} variant)"
 
     def rule_names(self) -> set[str]:
         from .network import SYNAPSE_RULES

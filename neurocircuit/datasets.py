@@ -1,0 +1,46 @@
+"""The names of the data registry, without torch: the schema checks ``[data] name`` and the backends check a data
+set's options before any loader (and torch) is imported. The loaders themselves are in :mod:`neurocircuit.data`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .errors import UnknownNameError
+
+__all__ = ["DATASET_NAMES", "TORCHVISION_PREFIX", "SPLIT_KEYS", "list_datasets", "check_dataset_name",
+           "loader_options"]
+
+#: Data sets with a loader in :mod:`neurocircuit.data`; any torchvision data set is ``torchvision:<Class>``.
+DATASET_NAMES = ("digits", "fashion_mnist", "imagefolder", "synthetic", "teacher")
+TORCHVISION_PREFIX = "torchvision:"
+#: ``[data]`` keys every data set takes besides its loader's options: the validation split (``load_splits``).
+SPLIT_KEYS = ("name", "validation", "validation_seed")
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`neurocircuit.data.load_dataset` (plus ``torchvision:<Class>``)."""
+    return sorted(DATASET_NAMES) + [f"{TORCHVISION_PREFIX}<Class>"]
+
+
+def check_dataset_name(name: Any, where: str = "data.name") -> str:
+    """``name`` if the data registry knows it, else an :class:`UnknownNameError` naming ``where``."""
+    if isinstance(name, str) and (name in DATASET_NAMES or (name.startswith(TORCHVISION_PREFIX)
+                                                            and len(name) > len(TORCHVISION_PREFIX))):
+        return name
+    raise UnknownNameError(f"{where}: unknown dataset {name!r} (known: {', '.join(list_datasets())})")
+
+
+def loader_options(name: str) -> frozenset[str]:
+    """The ``[data]`` keys data set ``name`` takes: its loader's keyword parameters plus :data:`SPLIT_KEYS`
+    (imports the loader, and so torch)."""
+    from . import data, images
+
+    check_dataset_name(name)
+    if name.startswith(TORCHVISION_PREFIX):
+        loader: Any = images.load_torchvision
+    else:
+        loader = {"imagefolder": images.load_imagefolder, "synthetic": images.load_synthetic}.get(name) \
+            or data._LOADERS[name]
+    parameters = inspect.signature(loader).parameters.values()
+    return frozenset(SPLIT_KEYS) | {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
