@@ -137,7 +137,10 @@ RUN = {
                                "the spiking variant has none"),
     "brian2 twin of a sparse circuit": (["brian2_learning", *S("brian2.p_feedback=0.5")],
                                         "brian2.twin needs dense connections"),
-    "brian2 unknown loss": ([BRIAN, *S("brian2.loss=hinge")], "brian2.loss: unknown value 'hinge'"),
+    "brian2 unknown loss": (["brian2_learning", *S("brian2.loss=hinge")], "brian2.loss: unknown value 'hinge'"),
+    "brian2 loss without learning": ([BRIAN, *S("brian2.loss=mse")], "brian2.loss is not honoured by the brian2"),
+    "brian2 data without learning": ([BRIAN, *S('data.name="digits"', "data.validation=0.1")],
+                                     "data.name, data.validation are not honoured by the brian2"),
     "fresh noise misspelt": ([SIM, *S('arms=[{rule="fa", phases=[{kind="prenatal", dataset_size="new"}, '
                                       '{kind="engaged"}]}]')], 'dataset_size must be a number of patterns or "fresh"'),
     "brian2 mirror noise_std": ([BRIAN, *S("phases.0.noise_std=0.5")], "not honoured by the brian2 backend"),

@@ -51,6 +51,19 @@ DATA_TRANSFORM_KEYS = frozenset({"channels", "augment"})
 #: neurocircuit._reads: tests/test_honour.py fails on any key a variant accepts and never reads).
 RATE_ONLY = frozenset({"tau", "tau_feedback", "settle", "eta_w", "lambda_w", "loss", "dale"})
 SPIKING_ONLY = frozenset({"delay"})
+#: [brian2] keys of the forward synapses' learning (engaged and prenatal phases): refused where no arm has one.
+FORWARD_LEARNING = frozenset({"eta_w", "lambda_w", "loss", "settle"})
+
+
+def _phase_kinds(raw: Any) -> set[str]:
+    """The phase kinds some arm of the simulation table ``raw`` runs (an arm without phases: the top-level ones,
+    or one engaged phase)."""
+    top = raw.get("phases", [{"kind": "engaged"}])
+    kinds = set()
+    for arm in raw.get("arms", []) if isinstance(raw.get("arms"), list) else []:
+        phases = arm.get("phases", top) if isinstance(arm, dict) else top
+        kinds |= {p.get("kind") for p in phases if isinstance(p, dict)} if isinstance(phases, list) else set()
+    return kinds
 
 
 @register_backend
@@ -80,7 +93,12 @@ class BrianBackend(Backend):
         # The circuit learns from the loaded tensors themselves: options that only act in a training-time transform
         # pipeline (three-channel copies, augmentation) would be loaded and never used.
         out["data"] = loader_options(data.get("name", "digits")) - DATA_TRANSFORM_KEYS
+        kinds = _phase_kinds(raw)
+        if "engaged" not in kinds:  # no data is presented: a [data] table would be loaded for nothing
+            out["data"] = frozenset()
         out["options"] = None  # each rule's options shape its initial B (initial_weights) or its plasticity
+        if not kinds & {"engaged", "prenatal"}:  # W never learns: its plasticity settings would change nothing
+            rate_keys -= FORWARD_LEARNING
         out["brian2"] = frozenset({"variant"} | (rate_keys - RATE_ONLY if spiking else rate_keys - SPIKING_ONLY)
                                   | ({"spiking"} if spiking else {"tau_population"}))
         out["brian2.spiking"] = frozenset(f.name for f in dataclasses.fields(SpikingParameters)) if spiking \
