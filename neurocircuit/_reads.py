@@ -44,9 +44,10 @@ def note_read(*keys: str) -> None:
         log.update(keys)
 
 
-def _internal_caller() -> bool:
+def _internal_caller(record: Any) -> bool:
+    """Whether the read comes from the record's own checks and copies (or a copying module), not from a user."""
     frame = sys._getframe(2)
-    return (frame.f_code.co_name in _INTERNAL_FUNCTIONS
+    return ((frame.f_code.co_name in _INTERNAL_FUNCTIONS and frame.f_locals.get("self") is record)
             or frame.f_globals.get("__name__") in _INTERNAL_MODULES)
 
 
@@ -67,7 +68,7 @@ class Tracked:
     def __getattribute__(self, name: str) -> Any:
         if _LOGS and name[:1] != "_":
             origins = object.__getattribute__(self, "__dict__").get("_origins")
-            if origins and name in origins and not _internal_caller():
+            if origins and name in origins and not _internal_caller(self):
                 note_read(origins[name])
         return object.__getattribute__(self, name)
 

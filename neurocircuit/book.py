@@ -499,13 +499,16 @@ def _measured_body(data: Mapping[str, Any]) -> list[str]:
                 mean, low, high, n = paired_difference([p[0] for p in pairs], [p[1] for p in pairs])
                 if n == 0:
                     cells.append("–")
-                elif n == 1:
-                    cells.append(f"{_fmt(mean)} (n=1, no CI)")
+                elif n < 3 or low == high:
+                    # two pairs give a t interval with one degree of freedom, and identical differences (counts
+                    # of a small evaluation set) a zero-width one: neither is evidence of precision
+                    cells.append(f"{_fmt(mean)} (n={n}, no CI)")
                 else:
                     cells.append(f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] (n={n})")
             rows.append(cells)
         lines += ["", f"Paired difference to `{REFERENCE_ARM}` by seed (arm − {REFERENCE_ARM}, percentage points): "
-                  "mean [95 % CI, t-distribution with n − 1 degrees of freedom], n = seeds paired.", ""]
+                  "mean [95 % CI, t-distribution with n − 1 degrees of freedom], n = seeds paired; no CI is shown "
+                  "with fewer than 3 pairs or when every pair differs by the same amount.", ""]
         lines += _table(["arm", *(f"Δ {m} (pp)" for m in compared)], rows)
     return lines
 
@@ -547,7 +550,9 @@ def render_book(folder: str | Path) -> str:
         "- **measured** tables come from `results/v1/measured/TABLE.json`, written from a run's results by "
         "`neurocircuit summarize OUT/results.nc --table TABLE --title TITLE --command COMMAND` after running "
         "the table's command; then `neurocircuit report`. A measured table is **stale** when the stored hash of its "
-        "resolved simulation no longer equals what the shipped simulation resolves to today.",
+        "resolved simulation no longer equals what the shipped simulation resolves to today. Only the simulation "
+        "is compared: a change of the package's code does not make a table stale (each table names the commit that "
+        "made it).",
         "- **transcribed** tables come from `results/v1/transcribed/TABLE.toml`: numbers whose runs are not at hand "
         "(GPU measurements, long CPU runs), cells exactly as their source gives them. They are always stale.",
         "",

@@ -9,6 +9,8 @@ chain, missing files) ends with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,11 +95,12 @@ def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
     summ.add_argument("results", type=Path, help="the results.nc of a 'neurocircuit run'")
     summ.add_argument("--table", required=True, help="the table's id (its file name)")
     summ.add_argument("--title", required=True, help="the table's heading in the book")
-    summ.add_argument("--command", dest="run_command", required=True, metavar="COMMAND",
-                      help="the exact command that produced RESULTS")
-    summ.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+    summ.add_argument("--command", dest="run_command", metavar="COMMAND",
+                      help="the exact command that produced RESULTS (default: the one 'neurocircuit run' recorded in "
+                           "it)")
+    summ.add_argument("--set", dest="settings", action="append", default=None, metavar="KEY=VALUE",
                       help="a setting that command applied (repeatable): the stale check resolves the simulation "
-                           "with them")
+                           "with them (default: the ones recorded in RESULTS)")
     summ.add_argument("--device", help="where it ran (default: the results' device attribute, else this machine)")
     summ.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
 
@@ -185,6 +188,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
                         on_record=None if quiet_log else log)
     if not rank0:
         return
+    # what made this file, for its provenance in the results book (neurocircuit summarize reads both)
+    ds.attrs["command"] = args.command_line
+    ds.attrs["settings"] = json.dumps([*_shortcut_settings(args), *args.settings])
     path = write_netcdf(ds, args.out / "results.nc")
     figures = [] if args.no_figures else save_figures(ds, args.out)
     print(summary_table(ds))
@@ -257,10 +263,18 @@ def _cmd_summarize(args: argparse.Namespace) -> None:
 
     if not args.results.is_file():
         raise NeurocircuitError(f"results file not found: {args.results}")
-    for item in args.settings:
+    results = read_results(args.results)
+    command = args.run_command or results.attrs.get("command")
+    if not command:
+        raise NeurocircuitError(f"{args.results} records no command (made before runs recorded theirs): give "
+                                "--command and the --set settings it used")
+    settings = args.settings
+    if settings is None:
+        settings = json.loads(results.attrs["settings"]) if "settings" in results.attrs else []
+    for item in settings:
         parse_setting(item)
-    summary = summarize(read_results(args.results), table=args.table, title=args.title, command=args.run_command,
-                        settings=args.settings, device=args.device)
+    summary = summarize(results, table=args.table, title=args.title, command=command, settings=settings,
+                        device=args.device)
     print(f"wrote {write_summary(summary, args.root / BOOK_FOLDER)}; run 'neurocircuit report' to regenerate the book")
     stale = stale_reason(summary)
     if stale is not None:
@@ -332,6 +346,7 @@ def _brian_summary_table(ds: xr.Dataset) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neurocircuit`` console command; returns the exit code."""
     args = _parser().parse_args(argv)
+    args.command_line = "neurocircuit " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
         if args.command == "list":
             _cmd_list()

@@ -92,7 +92,8 @@ def best_point(ds: xr.Dataset, *, metric: str = "accuracy", allow_test: bool = F
     if "step" in chooser.dims:
         chooser, test = chooser.isel(step=-1), test.isel(step=-1)
     dims = [d for d in reduce if d in chooser.dims]
-    score, test = chooser.mean(dims), test.mean(dims)
+    # a point where any seed diverged (NaN) has no mean: it is never the best
+    score, test = chooser.mean(dims, skipna=False), test.mean(dims, skipna=False)
     values = np.asarray(score.values, dtype=float)
     if not np.isfinite(values).any():
         raise ValueError(f"no finite final {chooser.name} to select on")

@@ -142,9 +142,15 @@ def test_measured_table_shows_mean_sd_n_and_paired_ci_and_is_current(tmp_path):
     text = render_book(_book(tmp_path, [_summary()]))
     assert "current: the stored simulation hash equals" in text and "stale" not in text.split("## Measured")[1]
     assert "| `bp` | 2 | 91.00 ± 1.41 |" in text and "| `fa` | 2 | 89.50 ± 0.71 |" in text
-    mean, low, high, _ = paired_difference([89.0, 90.0], [90.0, 92.0])
-    assert f"| `fa` | {mean:.2f} [{low:.2f}, {high:.2f}] (n=2) |" in text
+    assert "| `fa` | -1.50 (n=2, no CI) |" in text  # two pairs: no interval claimed
     assert "No validation split" in text
+    three = _summary(runs=[{"arm": a, "seed": k, "test_accuracy_final": v} for a, vs in
+                           (("bp", (90.0, 92.0, 91.0)), ("fa", (89.0, 90.0, 91.5))) for k, v in enumerate(vs)])
+    mean, low, high, _ = paired_difference([89.0, 90.0, 91.5], [90.0, 92.0, 91.0])
+    assert f"| `fa` | {mean:.2f} [{low:.2f}, {high:.2f}] (n=3) |" in render_book(_book(tmp_path / "3", [three]))
+    same = _summary(runs=[{"arm": a, "seed": k, "test_accuracy_final": v} for a, vs in
+                          (("bp", (90.0, 92.0, 91.0)), ("fa", (89.0, 91.0, 90.0))) for k, v in enumerate(vs)])
+    assert "| `fa` | -1.00 (n=3, no CI) |" in render_book(_book(tmp_path / "same", [same]))
 
 
 def test_measured_table_with_another_hash_is_stale_and_settings_are_honoured(tmp_path):
@@ -249,3 +255,15 @@ def test_summarize_command_writes_the_summary_and_refuses_bad_input(tmp_path, ca
     assert main(["summarize", str(tmp_path / "none.nc"), *args[2:]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "table id 'bad/id'" in err[0] and "results file not found" in err[1]
+
+
+def test_summarize_takes_the_command_and_settings_the_run_recorded(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "default", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2", "--arm", "bp",
+                 "--out", str(out), "--quiet", "--no-figures"]) == 0
+    assert main(["summarize", str(out / "results.nc"), "--table", "tiny", "--title", "T", "--root",
+                 str(tmp_path)]) == 0
+    provenance = json.loads((tmp_path / BOOK_FOLDER / "measured" / "tiny.json").read_text())["provenance"]
+    assert provenance["command"] == (f"neurocircuit run default --set train.epochs=1 --set train.steps_per_epoch=2 "
+                                     f"--arm bp --out {out} --quiet --no-figures")
+    assert provenance["settings"] == ["train.epochs=1", "train.steps_per_epoch=2"]

@@ -199,3 +199,12 @@ def test_paired_table_best_column_is_chosen_on_validation(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, script, str(without)], capture_output=True, text=True, check=True)
     row = done.stdout.splitlines()[1].split()
     assert row[row.index("±", 4) - 1] == "5.00" and f"{ON_TEST}: bp seed 0" in done.stdout
+
+
+def test_a_sweep_point_where_a_seed_diverged_is_never_the_best():
+    # lr 1.0 has the best surviving seed but two of its three seeds diverged (NaN)
+    val = np.array([[0.90, 0.91, 0.89], [0.99, np.nan, np.nan]])
+    ds = xr.Dataset({"val_accuracy": (("optimizer.lr", "seed"), val),
+                     "test_accuracy": (("optimizer.lr", "seed"), val - 0.01)},
+                    coords={"optimizer.lr": [0.1, 1.0], "seed": [0, 1, 2]})
+    assert best_point(ds).where == {"optimizer.lr": 0.1}
