@@ -131,8 +131,24 @@ def test_a_phase_kind_without_a_branch_is_an_error_in_the_brian2_backend():
 
 
 # ------------------------------------------------------------------------------------ shipped simulations
-SHIPPED = sorted(p.stem for p in Path(simulation_file("default")).parent.glob("*.toml")
-                 if not p.stem.startswith("sweep_"))
+_FILES = sorted(p.stem for p in Path(simulation_file("default")).parent.glob("*.toml"))
+#: Every shipped simulation, and every shipped sweep as its first point.
+SHIPPED = [n for n in _FILES if not n.startswith("sweep_")] + [f"sweep:{n}" for n in _FILES if n.startswith("sweep_")]
+
+
+def _shipped_table(name: str) -> dict:
+    """The table a shipped simulation (or a sweep's first point, as the sweep builds it) is parsed from."""
+    from neurocircuit._toml import read_toml
+    from neurocircuit.simulation import apply_settings, set_key
+    from neurocircuit.sweep import load_sweep
+
+    if not name.startswith("sweep:"):
+        return read_toml(simulation_file(name))
+    sweep = load_sweep(name[len("sweep:"):])
+    raw = apply_settings(read_toml(simulation_file(sweep.simulation)), sweep.fixed)
+    for key, value in sweep.points()[0].items():
+        set_key(raw, key, value)
+    return raw
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -205,15 +221,14 @@ def _shrunk(raw: dict, data: dict[str, str]) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_simulation_reads_every_key_it_sets(name, tmp_path, monkeypatch):
-    """Each shipped simulation, made small but with every key its file sets, runs its first engaged steps (torch;
-    Brian2: the whole shrunk schedule) and reads every key its file sets."""
-    from neurocircuit._toml import read_toml
+    """Each shipped simulation (and each shipped sweep's first point), made small but with every key its file sets,
+    runs its first engaged steps (torch; Brian2: the whole shrunk schedule) and reads every key its file sets."""
     from neurocircuit.backends import get_backend
     from neurocircuit.train import TrainingInterrupted
 
     data = _fake_data(tmp_path / "data")
     monkeypatch.setenv("NEUROCIRCUIT_DATA", data["NEUROCIRCUIT_DATA"])
-    raw = read_toml(simulation_file(name))
+    raw = _shipped_table(name)
     sim = parse_simulation(_shrunk(raw, data), source=name)
     with recording_reads() as reads:
         if sim.backend == "brian2":
