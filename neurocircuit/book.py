@@ -192,38 +192,39 @@ def _reduce_last(var: xr.DataArray, dim: str) -> xr.DataArray:
 
 def _best_on_validation(results: xr.Dataset) -> list[tuple[str, str, Any]]:
     """Per arm × seed: the best validation accuracy, the epoch (or step) where it was reached — the first such
-    record — and the test accuracy there. Selection never looks at the test accuracy."""
+    record — and the test accuracy there (:func:`neurocircuit.selection.best_record`: the test accuracy never
+    chooses)."""
     import numpy as np
     import xarray as xr
+
+    from .selection import best_record
 
     val = results["val_accuracy"]
     dim = _time_dim(val, "val_accuracy", ("arm", "seed"))
     if "test_accuracy" not in results or results["test_accuracy"].dims != val.dims:
         raise BookError("val_accuracy needs a test_accuracy over the same dimensions to report the test accuracy "
                         "at the best validation epoch")
-    test = results["test_accuracy"]
     when_name = "epoch" if "epoch" in results.coords and results["epoch"].dims == (dim,) else dim
-    when = np.asarray(results[when_name].values, dtype=float)
+    shape = (results.sizes["arm"], results.sizes["seed"])
+    best, epoch, at = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    for i, arm in enumerate(results["arm"].values):
+        for j, seed in enumerate(results["seed"].values):
+            run = results[["val_accuracy", "test_accuracy"]].sel(arm=arm, seed=seed)
+            if not np.isfinite(np.asarray(run["val_accuracy"].values, dtype=float)).any():
+                continue  # this arm has no validation record (e.g. no engaged phase)
+            chosen = best_record(run, dim=dim)
+            best[i, j], at[i, j] = chosen.validation, chosen.test
+            epoch[i, j] = float(results[when_name].sel({dim: chosen.where[dim]}))
 
-    def best_index(v: Any) -> float:
-        v = np.asarray(v, dtype=float)
-        return float("nan") if not np.isfinite(v).any() else float(np.nanargmax(v))  # first maximum
+    def over_runs(values: np.ndarray) -> xr.DataArray:
+        return xr.DataArray(values, dims=("arm", "seed"), coords={"arm": results["arm"], "seed": results["seed"]})
 
-    index = xr.apply_ufunc(best_index, val, input_core_dims=[[dim]], vectorize=True)
-
-    def pick(source: Any, i: float) -> float:
-        return float("nan") if not math.isfinite(i) else float(np.asarray(source, dtype=float)[int(i)])
-
-    at = xr.apply_ufunc(pick, test, index, input_core_dims=[[dim], []], vectorize=True)
-    best = xr.apply_ufunc(pick, val, index, input_core_dims=[[dim], []], vectorize=True)
-    epoch = xr.apply_ufunc(lambda i: float("nan") if not math.isfinite(i) else float(when[int(i)]), index,
-                           vectorize=True)
     val_factor, val_unit = _scale(val)
-    test_factor, test_unit = _scale(test)
+    test_factor, test_unit = _scale(results["test_accuracy"])
     unit_when = str(results[when_name].attrs.get("units", when_name))
-    return [("val_accuracy_best", val_unit, val_factor * best),
-            (f"{when_name}_at_best_val", unit_when, epoch),
-            ("test_accuracy_at_best_val", test_unit, test_factor * at)]
+    return [("val_accuracy_best", val_unit, val_factor * over_runs(best)),
+            (f"{when_name}_at_best_val", unit_when, over_runs(epoch)),
+            ("test_accuracy_at_best_val", test_unit, test_factor * over_runs(at))]
 
 
 def _package_version() -> str:
