@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["recording_reads", "note_read", "set_origins", "Tracked", "TrackedDict"]
+__all__ = ["recording_reads", "note_read", "set_origins", "origins_of", "Tracked", "TrackedDict"]
 
 _LOGS: list[set[str]] = []
 
@@ -99,11 +99,3 @@ class TrackedDict(dict):  # type: ignore[type-arg]
         out = {k: v for k, v in dict.items(self) if k not in without}
         note_read(*(f"{self.where}.{k}" for k in out))
         return out
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (TrackedDict, (dict(self), self.where))
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> TrackedDict:
-        import copy
-
-        return TrackedDict(copy.deepcopy(dict(self), memo), self.where)

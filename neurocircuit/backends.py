@@ -140,9 +140,9 @@ class Backend:
                               f"{self.name} backend{self._refusal_context(raw)} (it honours here — {hint})")
 
     def validate(self, sim: Any) -> None:
-        """Refuse what this backend does not honour (:meth:`refuse_unhonoured`) and every rule it does not implement,
-        then :meth:`prepare` (build what the runs need, so bad input fails before any work)."""
-        self.refuse_unhonoured(sim.raw, sim.source)
+        """Refuse every rule this backend does not implement, then :meth:`prepare` (build what the runs need, so bad
+        input fails before any work). :func:`~neurocircuit.simulation.parse_simulation` has already refused the
+        settings this backend does not honour (:meth:`refuse_unhonoured`), before parsing any section."""
         rules = self.rule_names()
         for arm in sim.arms:
             for rule in (arm.rule, *arm.overrides.values()):

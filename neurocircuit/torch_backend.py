@@ -54,9 +54,10 @@ class TorchBackend(Backend):
         from .phases import MirrorSettings
 
         # [optimizer] and rule options: every key their own parsers accept (the torch.optim class, checked by a
-        # probe optimizer in prepare(); the rule's options, by check_rule) is a named argument there.
+        # probe optimizer in prepare(); the rule's options, by check_rule) is a named argument there. [data]: see
+        # honoured().
         return {"top": frozenset(TOP_KEYS) - {"brian2"}, "arm": frozenset(ARM_KEYS),
-                "data": None, "optimizer": None, "options": None,
+                "optimizer": None, "options": None,
                 "train": _fields(TrainSettings), "mirror": _fields(MirrorSettings), "torch": _fields(TorchSettings),
                 **{f"phase.{k}": _phase_keys(k) for k in ("engaged", "mirror", "prenatal")}}
 
