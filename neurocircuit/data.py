@@ -13,6 +13,7 @@ classification; served with the test-time transform (no training augmentation).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from collections.abc import Callable
@@ -24,12 +25,12 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from .datasets import DATASET_NAMES, TORCHVISION_PREFIX, check_dataset_name, list_datasets
+from .datasets import TORCHVISION_PREFIX, check_dataset_name, list_datasets
 from .errors import ConfigError, DataError
 from .transforms import parse_transform
 
 __all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashion_mnist", "load_fashion_mnist",
-           "transform_images", "parse_transform", "load_dataset", "list_datasets", "check_dataset_name",
+           "transform_images", "parse_transform", "loader", "load_dataset", "list_datasets", "check_dataset_name",
            "check_validation", "validation_indices", "split_validation", "load_splits"]
 
 
@@ -227,21 +228,20 @@ def transform_images(dataset: TensorDataset, spec: str) -> TensorDataset:
     return TensorDataset(out + base, y)
 
 
-def _image_loader(name: str) -> Callable[..., tuple[Any, Any, DatasetInfo]]:
-    from . import images
+def loader(name: str) -> Callable[..., tuple[Any, Any, DatasetInfo]]:
+    """The loader function of data set ``name`` (:data:`neurocircuit.datasets.DATASET_NAMES` or
+    ``torchvision:<Class>``); the image loaders are imported on first use. Its keyword parameters are the data set's
+    ``[data]`` options (:func:`neurocircuit.datasets.loader_options`)."""
+    check_dataset_name(name)
+    if name.startswith(TORCHVISION_PREFIX):
+        from .images import load_torchvision
 
-    return {"imagefolder": images.load_imagefolder, "synthetic": images.load_synthetic}[name]
+        return functools.partial(load_torchvision, name[len(TORCHVISION_PREFIX):])
+    if name in ("imagefolder", "synthetic"):
+        from . import images
 
-
-_LOADERS: dict[str, Callable[..., tuple[Any, Any, DatasetInfo]]] = {
-    "digits": load_digits,
-    "teacher": teacher_task,
-    "fashion_mnist": load_fashion_mnist,
-    "imagefolder": lambda **options: _image_loader("imagefolder")(**options),
-    "synthetic": lambda **options: _image_loader("synthetic")(**options),
-}
-_TORCHVISION = TORCHVISION_PREFIX
-assert set(_LOADERS) == set(DATASET_NAMES), "neurocircuit.datasets names every loader"
+        return {"imagefolder": images.load_imagefolder, "synthetic": images.load_synthetic}[name]
+    return {"digits": load_digits, "teacher": teacher_task, "fashion_mnist": load_fashion_mnist}[name]
 
 
 def load_dataset(name: str, **options: Any) -> tuple[Any, Any, DatasetInfo]:
@@ -250,19 +250,12 @@ def load_dataset(name: str, **options: Any) -> tuple[Any, Any, DatasetInfo]:
     Returns map-style ``(train, test, info)``: :class:`~torch.utils.data.TensorDataset` s for the small sets,
     image data sets (whose training set takes ``(index, seed)`` for reproducible augmentation) for the others.
     """
-    check_dataset_name(name)
     if "validation" in options or "validation_seed" in options:
         raise ConfigError("data.validation is a key of load_splits (train, validation, test, info), not of "
                           "load_dataset")
-    if name.startswith(_TORCHVISION):
-        from .images import load_torchvision
-
-        loader: Callable[..., tuple[Any, Any, DatasetInfo]] = lambda **o: load_torchvision(  # noqa: E731
-            name[len(_TORCHVISION):], **o)
-    else:
-        loader = _LOADERS[name]
+    load = loader(name)
     try:
-        return loader(**options)
+        return load(**options)
     except TypeError as exc:
         raise ConfigError(f"dataset {name!r}: {exc}") from None
 

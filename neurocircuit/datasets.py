@@ -34,13 +34,7 @@ def check_dataset_name(name: Any, where: str = "data.name") -> str:
 def loader_options(name: str) -> frozenset[str]:
     """The ``[data]`` keys data set ``name`` takes: its loader's keyword parameters plus :data:`SPLIT_KEYS`
     (imports the loader, and so torch)."""
-    from . import data, images
+    from .data import loader
 
-    check_dataset_name(name)
-    if name.startswith(TORCHVISION_PREFIX):
-        loader: Any = images.load_torchvision
-    else:
-        loader = {"imagefolder": images.load_imagefolder, "synthetic": images.load_synthetic}.get(name) \
-            or data._LOADERS[name]
-    parameters = inspect.signature(loader).parameters.values()
+    parameters = inspect.signature(loader(name)).parameters.values()
     return frozenset(SPLIT_KEYS) | {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}

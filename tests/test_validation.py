@@ -208,3 +208,14 @@ def test_a_sweep_point_where_a_seed_diverged_is_never_the_best():
                      "test_accuracy": (("optimizer.lr", "seed"), val - 0.01)},
                     coords={"optimizer.lr": [0.1, 1.0], "seed": [0, 1, 2]})
     assert best_point(ds).where == {"optimizer.lr": 0.1}
+
+
+def test_every_registered_data_set_has_a_loader_whose_options_are_known():
+    from neurocircuit.data import loader
+    from neurocircuit.datasets import DATASET_NAMES, SPLIT_KEYS, loader_options
+
+    for name in (*DATASET_NAMES, "torchvision:CIFAR10"):
+        assert callable(loader(name))
+        assert set(SPLIT_KEYS) < loader_options(name)
+    assert {"test_fraction", "split_seed", "train_samples"} <= loader_options("digits")
+    assert {"root", "download", "image_size"} <= loader_options("torchvision:CIFAR10")
