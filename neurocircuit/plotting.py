@@ -224,7 +224,8 @@ def _number(text: str, units: str) -> float | None:
         return None
     number, _, unit = text.strip().partition(" ")
     prefix = unit.strip()[:-len(units)] if unit.strip().endswith(units) else None
-    if prefix is not None and prefix in _PREFIXES:  # "440 ms", "0.44 s" on a coordinate in s
+    # "440 ms", "0.44 s" on a coordinate in s: the common prefixes without importing Brian2 (seconds to import)
+    if prefix is not None and prefix in _PREFIXES:
         try:
             return float(number) * _PREFIXES[prefix]
         except ValueError:

@@ -474,9 +474,9 @@ def quantity_value(text: str) -> tuple[float, str] | None:
         return None
     import brian2
 
-    from .brian.parameters import _read_quantity
+    from .brian.parameters import read_quantity
 
-    quantity = _read_quantity(text.strip())
+    quantity = read_quantity(text.strip())
     if quantity is None:
         return None
     units = str(brian2.get_dimensions(quantity))

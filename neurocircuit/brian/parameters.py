@@ -21,7 +21,8 @@ from .._reads import Tracked, TrackedDict, set_origins
 from .._toml import check_keys, expect
 from ..errors import ConfigError
 
-__all__ = ["RateParameters", "SpikingParameters", "parse_quantity", "parameters_from_dict", "TARGETS", "DEVICES"]
+__all__ = ["RateParameters", "SpikingParameters", "parse_quantity", "read_quantity", "parameters_from_dict", "TARGETS",
+           "DEVICES"]
 
 TARGETS = ("numpy", "cython")
 PRECISIONS = ("double", "single")
@@ -35,7 +36,7 @@ _NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*")
 _FACTOR = re.compile(r"\s*([*/]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(?:\*\*|\^)\s*([+-]?\d+))?\s*")
 
 
-def _read_quantity(text: str) -> Quantity | None:
+def read_quantity(text: str) -> Quantity | None:
     """A quantity from a number and a product/quotient of unit names — read, never evaluated; None if it is not one."""
     match = _NUMBER.match(text)
     if match is None:
@@ -61,7 +62,7 @@ def parse_quantity(value: Any, *, dimension: Quantity, where: str) -> Quantity:
     if isinstance(value, Quantity):
         quantity = value
     elif isinstance(value, str):
-        quantity = _read_quantity(value.strip())
+        quantity = read_quantity(value.strip())
         if quantity is None:
             raise ConfigError(f"{where}: cannot read {value!r} as a quantity (write a number and units, e.g. '5 ms', "
                               "'20 Hz', '0.02 / ms')")
