@@ -39,7 +39,7 @@ from neurocircuit.brian.backend import initial_weights
 from neurocircuit.brian.reference import mirror_loop
 from neurocircuit.errors import ConfigError, NeurocircuitError
 from neurocircuit.phases import MirrorPhase
-from neurocircuit.registry import load_model
+from neurocircuit.registry import load_circuit
 
 PARAMS = dict(dt=0.5 * ms, tau=2 * ms, tau_feedback=2 * ms, presentation=40 * ms, settle=30 * ms, noise_tau=1 * ms,
               eta_mirror="0.3 Hz", lambda_mirror="0.3 Hz", record_every=25, record_dt=10 * ms, record_neurons=5)
@@ -76,7 +76,7 @@ class RuntimeLoop:
 
     def __init__(self, model: str, seconds: float, target: str, runs: int, profile: bool = False,
                  **settings: object) -> None:
-        circuit = load_model(model, rule="wm")
+        circuit = load_circuit(model, rule="wm")
         self.seconds, self.settings = seconds, settings
         self.params = RateParameters(**{**PARAMS, **settings}, device="runtime", target=target)
         self.spent: list[float] = []
@@ -150,7 +150,7 @@ class StandaloneBinary:
     def __init__(self, model: str, seconds: float, **settings: object) -> None:
         import brian2
 
-        circuit = load_model(model, rule="wm")
+        circuit = load_circuit(model, rule="wm")
         self.seconds = seconds
         params = RateParameters(**{**PARAMS, **settings}, device="cpp_standalone", target="numpy")
         with brian_device(params, directory=tempfile.mkdtemp(prefix="nc_bench_")):
@@ -195,7 +195,7 @@ def brian_rate(model: str, seconds: float, device: str, target: str, profile: bo
 
 def hand_rate(model: str, seconds: float, plasticity_every: int = 1, repeats: int = 1) -> float:
     """Simulated s per wall s of :func:`~neurocircuit.brian.reference.mirror_loop`, best of ``repeats``."""
-    circuit = load_model(model, rule="wm")
+    circuit = load_circuit(model, rule="wm")
     weights = initial_weights(circuit, 0)
     names = [p.name for p in circuit.projections]
     w = [weights[n][0] for n in names]
@@ -242,7 +242,7 @@ def main() -> None:
         tuned = RateParameters(**PARAMS, plasticity_dt=args.plasticity_dt)  # checks it as a simulation file's would be
         every = int(round(float(tuned.plasticity_step / tuned.dt)))
         for model in args.models.split(","):
-            load_model(model, rule="wm")
+            load_circuit(model, rule="wm")
     except NeurocircuitError as exc:  # bad input: one line, exit 2, before anything runs
         print(f"brian2_mirror_speed.py: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         sys.exit(2)

@@ -31,10 +31,11 @@ from torch.utils.data import TensorDataset
 
 from neurocircuit.errors import NeurocircuitError
 from neurocircuit.nn import FeedbackOptimizer
-from neurocircuit.registry import get_model
 from neurocircuit.simulation import load_simulation
-from neurocircuit.torch_backend import TorchBackend
-from neurocircuit.train import cuda_default, make_optimizer, optimizer_settings
+from neurocircuit.torch.backend import TorchBackend
+from neurocircuit.torch.distributed import cuda_default, make_optimizer, optimizer_settings
+from neurocircuit.torch.networks import build_network
+from neurocircuit.torch.settings import torch_settings
 
 
 def fail(message: str) -> None:
@@ -107,10 +108,11 @@ def main() -> None:
     train_set, _, info, _ = proxy
     batch = sim.train.batch_size
     steps = len(train_set) // batch
-    model = get_model(sim.model, rule=arm.rule, seed=0, num_classes=info.n_outputs).to(device)
+    model = build_network(sim.model, rule=arm.rule, seed=0, num_classes=info.n_outputs).to(device)
     cuda = device.type == "cuda"
-    channels_last = cuda_default(sim.torch.channels_last, device)  # as the trainer decides them
-    compiled = cuda_default(sim.torch.compile, device)
+    settings = torch_settings(sim)
+    channels_last = cuda_default(settings.channels_last, device)  # as the trainer decides them
+    compiled = cuda_default(settings.compile, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     name, settings = optimizer_settings(sim.optimizer, batch)

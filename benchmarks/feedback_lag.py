@@ -34,7 +34,7 @@ def run(arm: dict, seed: int, data: tuple, args: argparse.Namespace) -> tuple[fl
     (x, y), (xt, yt) = data
     torch.manual_seed(seed)
     rule = arm.get("rule", "wm")
-    model = nc.get_model("lenet5", rule=rule, seed=seed)
+    model = nc.build_network("lenet5", rule=rule, seed=seed)
     layers = mirror_layers(model)
     generator = torch.Generator().manual_seed(seed)
     if "copy_every" in arm:  # exact copies from the start

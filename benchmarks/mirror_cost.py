@@ -18,12 +18,12 @@ import torch
 
 from neurocircuit.errors import NeurocircuitError
 from neurocircuit.nn import FeedbackOptimizer
-from neurocircuit.nn.build import build_network
-from neurocircuit.nn.mirror import mirror_step
 from neurocircuit.phases import EngagedPhase
-from neurocircuit.registry import load_model
+from neurocircuit.registry import load_circuit
 from neurocircuit.simulation import load_simulation
-from neurocircuit.train import make_optimizer
+from neurocircuit.torch.nn.circuit_network import network_from_circuit
+from neurocircuit.torch.nn.mirror import mirror_step
+from neurocircuit.torch.optim import make_optimizer
 
 
 def main() -> None:
@@ -43,13 +43,13 @@ def main() -> None:
         sys.exit(2)
     engaged = sim.schedule_for(spec).engaged or EngagedPhase()
     settings = {k: v for k, v in sim.optimizer.items() if k != "name"}
-    circuit = load_model(sim.model, rule=spec.rule, overrides=spec.overrides, options=spec.options)
+    circuit = load_circuit(sim.model, rule=spec.rule, overrides=spec.overrides, options=spec.options)
     x = torch.randn(sim.train.batch_size, *circuit.input.shape)
     y = torch.randint(0, circuit.output.size, (sim.train.batch_size,))
 
     arms = {}
     for name, rule in (("bp", "bp"), ("fa", "fa"), (args.arm, spec.rule)):
-        model = build_network(circuit.with_rules(rule), seed=0)
+        model = network_from_circuit(circuit.with_rules(rule), seed=0)
         opt = make_optimizer(model.parameters(), sim.optimizer["name"], **settings)
         FeedbackOptimizer(model, opt)
         arms[name] = (model, opt, name == args.arm)

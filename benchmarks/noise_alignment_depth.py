@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurocircuit.nn.layers import FeedbackLinear
-from neurocircuit.nn.metrics import weight_alignment
 from neurocircuit.phases import PrenatalPhase
-from neurocircuit.train import run_prenatal_phase
+from neurocircuit.torch.nn.layers import FeedbackLinear
+from neurocircuit.torch.nn.metrics import weight_alignment
+from neurocircuit.torch.phase_runners import run_prenatal_phase
 
 SETUPS = ("default", "he", "he+bn")
 

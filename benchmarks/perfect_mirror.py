@@ -18,15 +18,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+import neurocircuit.train
 import torch
 from torch import nn
 
-import neurocircuit.train
 from neurocircuit.cli import main as cli_main
 from neurocircuit.errors import NeurocircuitError
 from neurocircuit.nn import mirror_layers
-from neurocircuit.nn.layers import FeedbackLayer
 from neurocircuit.simulation import load_simulation
+from neurocircuit.torch.nn.layers import FeedbackLayer
 
 
 @torch.no_grad()

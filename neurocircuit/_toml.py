@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["read_toml", "check_keys", "expect"]
+__all__ = ["read_toml", "check_keys", "expect", "expect_number"]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -46,6 +47,14 @@ def expect(value: Any, types: type | tuple[type, ...], where: str) -> Any:
     if not ok:
         names = " or ".join(t.__name__ for t in _as_tuple(types))
         raise ConfigError(f"{where}: expected {names}, got {value!r}")
+    return value
+
+
+def expect_number(value: Any, where: str, *, low: float = 0.0, strict: bool = True, integer: bool = False) -> Any:
+    """``value`` if it is a finite number above ``low`` (or equal, unless ``strict``), else a ConfigError."""
+    expect(value, int if integer else (int, float), where)
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise ConfigError(f"{where} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
     return value
 
 

@@ -36,26 +36,9 @@ _TABLES = ("data", "optimizer", "train", "mirror", "torch", "phases", "arms", "b
 _BACKENDS: dict[str, type[Backend]] = {}
 
 
-def _schema_keys(section: str) -> frozenset[str]:
-    """Every key the schema's records take in ``section`` (empty where a backend alone defines them)."""
-    import dataclasses
-
-    from . import phases, simulation
-
-    def fields(cls: type) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls) if f.init}
-
-    known = {"top": set(simulation.TOP_KEYS), "arm": set(simulation.ARM_KEYS),
-             "train": fields(simulation.TrainSettings), "torch": fields(simulation.TorchSettings),
-             "mirror": fields(phases.MirrorSettings), "phase.engaged": fields(phases.EngagedPhase),
-             "phase.prenatal": fields(phases.PrenatalPhase),
-             "phase.mirror": fields(phases.MirrorPhase) | fields(phases.MirrorSettings)}
-    return frozenset(known.get(section, ()))
-
-
-def _did_you_mean(key: str, section: str, allowed: Iterable[str]) -> str:
-    """A suggestion for a misspelt key (not for a real key this backend does not honour)."""
-    if key in _schema_keys(section):
+def _did_you_mean(key: str, schema: Iterable[str], allowed: Iterable[str]) -> str:
+    """A suggestion for a misspelt key (not for a key of the schema that this backend does not honour)."""
+    if key in schema:
         return ""
     close = difflib.get_close_matches(key, list(allowed), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -118,10 +101,13 @@ class Backend:
         Backends whose settings depend on others (a Brian2 variant, a data set's loader) override this."""
         return self.honours
 
-    def refuse_unhonoured(self, raw: Mapping[str, Any], source: str) -> None:
+    def refuse_unhonoured(self, raw: Mapping[str, Any], source: str,
+                          schema: Mapping[str, frozenset[str]] | None = None) -> None:
         """Refuse every setting of ``raw`` this backend does not honour — all of them at once, in one line naming
         each key, the backend and what it honours there. Runs on the raw table, before any section is parsed, so
-        misspelt keys of every section are named together."""
+        misspelt keys of every section are named together. ``schema``: the keys the schema's records take, by
+        section (a real key gets no "did you mean")."""
+        schema = schema or {}
         honoured = self.honoured(raw)
         refused = []
         for section, key, where in set_keys(raw):
@@ -134,7 +120,8 @@ class Backend:
             sections = sorted({section for section, _ in refused})
             hint = "; ".join(f"{section}: {', '.join(sorted(honoured.get(section) or ())) or 'nothing'}"
                              for section in sections)
-            names = ", ".join(where + _did_you_mean(where.rsplit(".", 1)[-1], section, honoured.get(section) or ())
+            names = ", ".join(where + _did_you_mean(where.rsplit(".", 1)[-1], schema.get(section, ()),
+                                                    honoured.get(section) or ())
                               for section, where in refused)
             raise ConfigError(f"{source}: {names} {'is' if len(refused) == 1 else 'are'} not honoured by the "
                               f"{self.name} backend{self._refusal_context(raw)} (it honours here — {hint})")
@@ -188,8 +175,9 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
-#: The built-in backends' modules (imported when first asked for, so a torch run never imports Brian2).
-_BUILTIN = {"torch": "neurocircuit.torch_backend", "brian2": "neurocircuit.brian.backend"}
+#: The built-in backends' modules, imported by name when first asked for (so a torch run never imports Brian2): a
+#: plugin table, like entry points — this interface module depends on no backend, each backend depends on it.
+_BUILTIN = {"torch": "neurocircuit.torch.backend", "brian2": "neurocircuit.brian.backend"}
 
 
 def list_backends() -> list[str]:
@@ -223,7 +211,7 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
     steps or simulated time). A variable an arm does not have is NaN there. With ``out``, every run keeps its
     checkpoint and results under ``out/runs/`` and ``resume`` continues an interrupted simulation where it stopped.
     """
-    from . import __version__
+    from ._version import __version__
     from .results import attach_config
 
     backend = get_backend(sim.backend)

@@ -228,7 +228,7 @@ def _best_on_validation(results: xr.Dataset) -> list[tuple[str, str, Any]]:
 
 
 def _package_version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

@@ -108,12 +108,12 @@ def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
 def _cmd_list() -> None:
     from .backends import list_backends
     from .data import list_datasets
-    from .registry import list_models, list_simulations, load_model
+    from .registry import list_circuits, list_simulations, load_circuit
     from .rules import describe_rule, list_rules
 
     print("models (circuits; any torchvision classifier name works too):")
-    for name in list_models():
-        print(f"  {name:<24} {load_model(name).description}")
+    for name in list_circuits():
+        print(f"  {name:<24} {load_circuit(name).description}")
     print("rules:")
     for name in list_rules():
         print(f"  {name:<24} {describe_rule(name).summary}")

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import gzip
+import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +25,13 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from .datasets import TORCHVISION_PREFIX, check_dataset_name, list_datasets
+from .datasets import SPLIT_KEYS, TORCHVISION_PREFIX, DatasetInfo, check_dataset_name, list_datasets
 from .errors import ConfigError, DataError
 from .transforms import parse_transform
 
 __all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashion_mnist", "load_fashion_mnist",
            "transform_images", "parse_transform", "loader", "load_dataset", "list_datasets", "check_dataset_name",
-           "check_validation", "validation_indices", "split_validation", "load_splits"]
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a data set."""
-
-    name: str
-    input_shape: tuple[int, ...]
-    n_outputs: int
-    task: str  # "classification" or "regression"
+           "check_validation", "validation_indices", "split_validation", "load_splits", "loader_options"]
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +221,7 @@ def transform_images(dataset: TensorDataset, spec: str) -> TensorDataset:
 def loader(name: str) -> Callable[..., tuple[Any, Any, DatasetInfo]]:
     """The loader function of data set ``name`` (:data:`neurocircuit.datasets.DATASET_NAMES` or
     ``torchvision:<Class>``); the image loaders are imported on first use. Its keyword parameters are the data set's
-    ``[data]`` options (:func:`neurocircuit.datasets.loader_options`)."""
+    ``[data]`` options (:func:`loader_options`)."""
     check_dataset_name(name)
     if name.startswith(TORCHVISION_PREFIX):
         from .images import load_torchvision
@@ -242,6 +232,13 @@ def loader(name: str) -> Callable[..., tuple[Any, Any, DatasetInfo]]:
 
         return {"imagefolder": images.load_imagefolder, "synthetic": images.load_synthetic}[name]
     return {"digits": load_digits, "teacher": teacher_task, "fashion_mnist": load_fashion_mnist}[name]
+
+
+def loader_options(name: str) -> frozenset[str]:
+    """The ``[data]`` keys data set ``name`` takes: its loader's keyword parameters plus
+    :data:`~neurocircuit.datasets.SPLIT_KEYS`."""
+    parameters = inspect.signature(loader(name)).parameters.values()
+    return frozenset(SPLIT_KEYS) | {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def load_dataset(name: str, **options: Any) -> tuple[Any, Any, DatasetInfo]:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from .data import DatasetInfo
+from .datasets import DatasetInfo
 from .errors import ConfigError, DataError
 
 __all__ = ["SeededDataset", "SyntheticImages", "load_imagefolder", "load_torchvision", "load_synthetic", "rgb_images",

@@ -15,7 +15,7 @@ from ._toml import read_toml
 from .circuit import Circuit, circuit_from_dict
 from .errors import ConfigError, UnknownNameError
 
-__all__ = ["list_models", "load_model", "get_model", "is_torchvision_model", "list_simulations", "simulation_file"]
+__all__ = ["list_circuits", "load_circuit", "list_simulations", "simulation_file", "is_circuit_name"]
 
 
 def _folder(package: str) -> Path:
@@ -51,7 +51,7 @@ def _resolve(name: str | Path, package: str, what: str) -> Path:
     return _folder(package) / f"{name}.toml"
 
 
-def list_models() -> list[str]:
+def list_circuits() -> list[str]:
     """Names of the circuits shipped in ``models/``."""
     return _names("neurocircuit.models")
 
@@ -66,51 +66,22 @@ def simulation_file(name: str | Path) -> Path:
     return _resolve(name, "neurocircuit.simulations", "simulation")
 
 
-def load_model(name: str | Path, *, rule: str | None = None, overrides: Mapping[str, str] | None = None,
-               options: Mapping[str, Any] | None = None) -> Circuit:
-    """The :class:`Circuit` called ``name`` (or read from a path), optionally with ``rule`` everywhere
+def is_circuit_name(name: str | Path) -> bool:
+    """Whether ``name`` is a path or the name of a shipped circuit (anything else may name a torchvision network)."""
+    return isinstance(name, Path) or _is_path(name) or name in list_circuits()
+
+
+def load_circuit(name: str | Path | Circuit, *, rule: str | None = None, overrides: Mapping[str, str] | None = None,
+                 options: Mapping[str, Any] | None = None) -> Circuit:
+    """The :class:`Circuit` called ``name`` (or read from a path, or given), optionally with ``rule`` everywhere
     except the projections named in ``overrides``."""
-    path = _resolve(name, "neurocircuit.models", "model")
-    circuit = circuit_from_dict(read_toml(path), where=str(path) if _is_path(str(name)) else f"model {name!r}")
+    if isinstance(name, Circuit):
+        circuit = name
+    else:
+        path = _resolve(name, "neurocircuit.models", "model")
+        circuit = circuit_from_dict(read_toml(path), where=str(path) if _is_path(str(name)) else f"model {name!r}")
     if rule is not None:
         circuit = circuit.with_rules(rule, overrides, options)
     elif overrides:
         circuit = circuit.with_rules(circuit.default_rule, overrides)
     return circuit
-
-
-def is_torchvision_model(name: str | Path) -> bool:
-    """Whether ``name`` names a torchvision classifier rather than a circuit (circuits win a name clash)."""
-    if isinstance(name, Path) or _is_path(name) or name in list_models():
-        return False
-    import torchvision
-
-    return name in torchvision.models.list_models(module=torchvision.models)
-
-
-def get_model(name: str | Path, *, rule: str = "bp", overrides: Mapping[str, str] | None = None,
-              options: Mapping[str, Any] | None = None, seed: int | None = None, num_classes: int = 1000) -> Any:
-    """A torch network with feedback layers: a circuit from ``models/`` (or a path) built as a
-    :class:`neurocircuit.nn.CircuitNetwork`, or a torchvision classifier (``resnet18``, ``resnet50``, ...) with
-    every Linear/Conv2d converted to ``rule`` (``overrides``: module-name pattern -> rule).
-
-    Keyword-only, like torchvision's builders: ``get_model("mlp_digits", rule="kp", seed=0)``,
-    ``get_model("resnet18", rule="kp", num_classes=10, seed=0)``. ``seed`` fixes W and B (None: torch's RNG).
-    """
-    if is_torchvision_model(name):
-        import torch
-        import torchvision
-
-        from .nn.convert import convert
-
-        if seed is not None:
-            torch.manual_seed(seed)
-        model = torchvision.models.get_model(str(name), weights=None, num_classes=num_classes)
-        convert(model, rule, overrides=dict(overrides or {}), options=dict(options or {}), seed=seed)
-        return model
-    if not (isinstance(name, Path) or _is_path(name)) and name not in list_models():
-        raise UnknownNameError(f"unknown model {name!r}: neither a circuit ({', '.join(list_models())}) nor a "
-                               "torchvision classifier (e.g. resnet18, resnet50)")
-    from .nn.build import build_network
-
-    return build_network(load_model(name, rule=rule, overrides=overrides, options=options), seed=seed)

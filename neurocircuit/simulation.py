@@ -34,40 +34,37 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._reads import Tracked, TrackedDict, origins_of, set_origins
-from ._toml import check_keys, expect, read_toml, tomllib
+from ._toml import check_keys, expect, expect_number, read_toml, tomllib
+from .backends import get_backend
 from .datasets import check_dataset_name, list_datasets
 from .errors import ConfigError
-from .phases import EngagedPhase, MirrorSettings, Schedule, mirror_settings_from_dict, parse_schedule
+from .phases import (
+    EngagedPhase,
+    MirrorPhase,
+    MirrorSettings,
+    PrenatalPhase,
+    Schedule,
+    mirror_settings_from_dict,
+    parse_schedule,
+)
 from .registry import simulation_file
 from .rules import check_rule
 from .transforms import parse_transform
 
-__all__ = ["Arm", "TrainSettings", "TorchSettings", "Simulation", "parse_simulation", "load_simulation",
-           "apply_settings", "set_key", "parse_setting", "TOP_KEYS"]
+__all__ = ["Arm", "TrainSettings", "Simulation", "parse_simulation", "load_simulation",
+           "apply_settings", "set_key", "parse_setting", "parse_record", "TOP_KEYS"]
 
 TOP_KEYS = ("name", "description", "model", "backend", "seeds", "arms", "data", "optimizer", "train", "mirror",
             "phases", "torch", "brian2")
 ARM_KEYS = ("rule", "label", "overrides", "options", "phases")
 LR_SCHEDULES = ("constant", "cosine", "step")
-#: Initialisation schemes of the torch backend (:func:`neurocircuit.nn.initialize`).
-INIT_SCHEMES = ("default", "xavier")
 LOSS_NAMES = ("cross_entropy", "mse")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-
-
-def _number(value: Any, where: str, *, low: float = 0.0, strict: bool = True, integer: bool = False) -> Any:
-    """``value`` if it is a finite number above ``low`` (or equal, unless ``strict``), else a ConfigError."""
-    expect(value, int if integer else (int, float), where)
-    if not math.isfinite(value) or value < low or (strict and value == low):
-        raise ConfigError(f"{where} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -142,87 +139,45 @@ class TrainSettings(Tracked):
 
     def __post_init__(self) -> None:
         w = "train"
-        _number(self.epochs, f"{w}.epochs", strict=False, integer=True)
+        expect_number(self.epochs, f"{w}.epochs", strict=False, integer=True)
         for key in ("batch_size", "lr_step_epochs"):
-            _number(getattr(self, key), f"{w}.{key}", integer=True)
-        _number(self.alignment_samples, f"{w}.alignment_samples", integer=True)
+            expect_number(getattr(self, key), f"{w}.{key}", integer=True)
+        expect_number(self.alignment_samples, f"{w}.alignment_samples", integer=True)
         for key in ("steps_per_epoch", "val_batches"):
             if getattr(self, key) is not None:
-                _number(getattr(self, key), f"{w}.{key}", integer=True)
+                expect_number(getattr(self, key), f"{w}.{key}", integer=True)
         if self.loss not in LOSS_NAMES:
             raise ConfigError(f"{w}.loss: unknown loss {self.loss!r} (known: {', '.join(LOSS_NAMES)})")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"{w}.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        _number(self.label_smoothing, f"{w}.label_smoothing", strict=False)
+        expect_number(self.label_smoothing, f"{w}.label_smoothing", strict=False)
         if self.label_smoothing >= 1:
             raise ConfigError(f"{w}.label_smoothing must be < 1, got {self.label_smoothing!r}")
-        _number(self.warmup_epochs, f"{w}.warmup_epochs", strict=False)
+        expect_number(self.warmup_epochs, f"{w}.warmup_epochs", strict=False)
         if self.early_weight_decay is not None:
-            _number(self.early_weight_decay, f"{w}.early_weight_decay", strict=False)
+            expect_number(self.early_weight_decay, f"{w}.early_weight_decay", strict=False)
             if not self.early_weight_decay_epochs:
                 raise ConfigError(f"{w}.early_weight_decay = {self.early_weight_decay!r} needs "
                                   f"{w}.early_weight_decay_epochs > 0 (how long it lasts)")
-            _number(self.early_weight_decay_epochs, f"{w}.early_weight_decay_epochs")
+            expect_number(self.early_weight_decay_epochs, f"{w}.early_weight_decay_epochs")
         elif self.early_weight_decay_epochs:
             raise ConfigError(f"{w}.early_weight_decay_epochs = {self.early_weight_decay_epochs!r} needs "
                               f"{w}.early_weight_decay (the weight decay to use for those epochs)")
-        _number(self.lr_gamma, f"{w}.lr_gamma")
+        expect_number(self.lr_gamma, f"{w}.lr_gamma")
         milestones = expect(self.lr_milestones, (list, tuple), f"{w}.lr_milestones")
         for m in milestones:
-            _number(m, f"{w}.lr_milestones", integer=True)
+            expect_number(m, f"{w}.lr_milestones", integer=True)
         if list(milestones) != sorted(set(milestones)):
             raise ConfigError(f"{w}.lr_milestones must be increasing epochs, got {list(milestones)!r}")
         if milestones and self.lr_schedule != "step":
             raise ConfigError(f"{w}.lr_milestones needs lr_schedule = \"step\" (got {self.lr_schedule!r})")
         object.__setattr__(self, "lr_milestones", tuple(milestones))
-        if self.init not in INIT_SCHEMES:
-            raise ConfigError(f"{w}.init: unknown initialisation {self.init!r} (known: {', '.join(INIT_SCHEMES)})")
+        expect(self.init, str, f"{w}.init")  # the torch backend knows the schemes (neurocircuit.nn.INIT_SCHEMES)
         if self.record_every != "epoch":
-            _number(self.record_every, f"{w}.record_every (or \"epoch\")", integer=True)
+            expect_number(self.record_every, f"{w}.record_every (or \"epoch\")", integer=True)
         expect(self.drop_last, bool, f"{w}.drop_last")
         for spec in self.ood_transforms:
             parse_transform(expect(spec, str, f"{w}.ood_transforms"))
-
-
-@dataclass(frozen=True)
-class TorchSettings(Tracked):
-    """What only the torch backend has: where and how the maths runs, and how runs are kept.
-
-    Parameters
-    ----------
-    device
-        ``auto`` (the local CUDA device if any, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-    amp
-        ``auto`` = bf16 autocast on CUDA, off on CPU; ``bf16``, ``fp16`` or ``off``.
-    channels_last, compile
-        Memory format and ``torch.compile`` of the network (None, the default: on CUDA only, where compiling removes
-        the rule layers' per-layer Python from the step; on the CPU eager mode is as fast and starts at once).
-    workers
-        DataLoader worker processes per process (0: load in the training process).
-    checkpoint_every, log_every
-        Checkpoint every N optimizer steps (and at every epoch end and phase end; 0: only those); check the loss for
-        NaN/inf every N steps.
-    """
-
-    device: str = "auto"
-    amp: str = "auto"
-    channels_last: bool | None = None
-    compile: bool | None = None
-    workers: int = 0
-    checkpoint_every: int = 1000
-    log_every: int = 50
-
-    def __post_init__(self) -> None:
-        expect(self.device, str, "torch.device")
-        if self.amp not in AMP_MODES:
-            raise ConfigError(f"torch.amp: unknown value {self.amp!r} (use {', '.join(AMP_MODES)})")
-        if self.channels_last is not None:
-            expect(self.channels_last, bool, "torch.channels_last")
-        if self.compile is not None:
-            expect(self.compile, bool, "torch.compile")
-        _number(self.workers, "torch.workers", strict=False, integer=True)
-        _number(self.checkpoint_every, "torch.checkpoint_every", strict=False, integer=True)
-        _number(self.log_every, "torch.log_every", integer=True)
 
 
 @dataclass(frozen=True)
@@ -239,7 +194,6 @@ class Simulation(Tracked):
     train: TrainSettings = TrainSettings()
     schedule: Schedule = Schedule((EngagedPhase(),))
     mirror: MirrorSettings = MirrorSettings()
-    torch: TorchSettings = TorchSettings()
     backend_section: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<dict>"
@@ -340,6 +294,17 @@ def _refuse_overridden(raw: Mapping[str, Any], schedule: Schedule, arms: tuple[A
                           "there is none)")
 
 
+def schema_keys() -> dict[str, frozenset[str]]:
+    """Every key the backend-neutral schema's records take, by section of :data:`neurocircuit.backends.SECTIONS`
+    (a backend's own sections, ``[torch]`` and ``[brian2]``, are the backend's)."""
+    def fields(cls: type) -> frozenset[str]:
+        return frozenset(f.name for f in dataclasses.fields(cls) if f.init)
+
+    return {"top": frozenset(TOP_KEYS), "arm": frozenset(ARM_KEYS), "train": fields(TrainSettings),
+            "mirror": fields(MirrorSettings), "phase.engaged": fields(EngagedPhase),
+            "phase.prenatal": fields(PrenatalPhase), "phase.mirror": fields(MirrorPhase) | fields(MirrorSettings)}
+
+
 def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simulation:
     """Validate the table of a simulation file and build a :class:`Simulation`; the backend then checks that it
     honours every key the file sets, and builds what it needs (circuit, data, optimizer) before anything runs."""
@@ -351,15 +316,13 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
             raise ConfigError(f"{where}: missing key {key!r}")
     model = expect(raw["model"], str, f"{where}: model")
     backend = expect(raw.get("backend", "torch"), str, f"{where}: backend")
-    from .backends import get_backend
-
     runner = get_backend(backend, where=f"{where}: backend")
     if isinstance(raw.get("data"), Mapping) and "name" not in raw["data"]:
         raise ConfigError(f"{where}: [data] has no name (the data set to load; known: {', '.join(list_datasets())})")
     if isinstance(raw.get("data", {}), Mapping):
         check_dataset_name(raw.get("data", {}).get("name", "digits"), f"{where}: data.name")
     # every key the backend does not honour, misspelt ones of every section included, in one line
-    runner.refuse_unhonoured(raw, where)
+    runner.refuse_unhonoured(raw, where, schema_keys())
     check_keys(raw, TOP_KEYS, where)
     mirror = mirror_settings_from_dict(expect(raw.get("mirror", {}), dict, f"{where}: mirror"), f"{where}: mirror",
                                        key="mirror")
@@ -383,10 +346,9 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     optimizer = dict(expect(raw.get("optimizer", {"name": "sgd", "lr": 0.01}), dict, f"{where}: optimizer"))
     optimizer.setdefault("name", "sgd")
     expect(optimizer["name"], str, f"{where}: optimizer.name")
-    train = _record(TrainSettings, raw.get("train", {}), where, "train", tuples=("ood_transforms",))
-    torch_settings = _record(TorchSettings, raw.get("torch", {}), where, "torch")
+    train = parse_record(TrainSettings, raw.get("train", {}), where, "train", tuples=("ood_transforms",))
     sim = Simulation(expect(raw.get("name", Path(source).stem), str, f"{where}: name"), model, arms, tuple(seeds),
-                     backend, data, optimizer, train, schedule, mirror, torch_settings,
+                     backend, data, optimizer, train, schedule, mirror,
                      dict(expect(raw.get(backend, {}), dict, f"{where}: {backend}")) if backend in TOP_KEYS else {},
                      str(raw.get("description", "")), source, copy.deepcopy(dict(raw)))
     set_origins(sim, {k: k for k in ("name", "description", "model", "backend", "seeds") if k in raw})
@@ -394,7 +356,7 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     return sim
 
 
-def _record(cls: type, table: Any, source: str, section: str, tuples: tuple[str, ...] = ()) -> Any:
+def parse_record(cls: type, table: Any, source: str, section: str, tuples: tuple[str, ...] = ()) -> Any:
     """A settings record from the ``[section]`` table of ``source``: unknown keys and bad values are errors naming
     both (the records' own checks name ``section.key``)."""
     where = f"{source}: {section}"

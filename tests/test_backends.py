@@ -14,7 +14,8 @@ from neurocircuit.backends import SECTIONS, get_backend, list_backends
 from neurocircuit.errors import ConfigError
 from neurocircuit.phases import EngagedPhase, MirrorPhase, MirrorSettings, PrenatalPhase
 from neurocircuit.rules import RuleDescription, describe, list_rules
-from neurocircuit.simulation import ARM_KEYS, TOP_KEYS, TorchSettings, TrainSettings, parse_simulation
+from neurocircuit.simulation import ARM_KEYS, TOP_KEYS, TrainSettings, parse_simulation
+from neurocircuit.torch.settings import TorchSettings
 
 BASE = {
     "torch": {"model": "mlp_digits", "arms": ["wm"], "phases": [{"kind": "mirror", "steps": 1}, {"kind": "engaged"}]},
@@ -178,8 +179,8 @@ def test_a_described_rule_without_an_implementation_is_refused_by_name(monkeypat
 
 def test_every_backend_rule_is_described_and_torch_takes_its_flags_from_the_description():
     from neurocircuit.brian.network import SYNAPSE_RULES
-    from neurocircuit.nn.rules import get_rule
     from neurocircuit.rules import describe_rule
+    from neurocircuit.torch.nn.feedback_rules import get_rule
 
     assert set(SYNAPSE_RULES) <= set(list_rules())
     for name in ("bp", "fa", "usf", "brsf", "frsf", "kp", "wm"):
@@ -192,7 +193,8 @@ def test_every_backend_rule_is_described_and_torch_takes_its_flags_from_the_desc
 def test_circuit_and_simulation_schema_import_no_torch():
     # The schema module itself, and its records built and checked (an OOD transform spec included).
     code = ("import sys, neurocircuit.circuit, neurocircuit.rules, neurocircuit.phases, neurocircuit.simulation as s; "
-            "s.TrainSettings(ood_transforms=('rotate:20',)); s.TorchSettings(); "
+            "s.TrainSettings(ood_transforms=('rotate:20',)); "
+            "import neurocircuit.torch.settings as t; t.TorchSettings(); "
             "s.parse_schedule([{'kind': 'mirror', 'steps': 2}, {'kind': 'engaged'}]); "
             "s.apply_settings({'model': 'x'}, ['train.epochs=2']); s.check_dataset_name('fashion_mnist'); "
             "print('torch' in sys.modules, 'brian2' in sys.modules)")

@@ -13,11 +13,11 @@ from neurocircuit.brian.protocol import Protocol
 from neurocircuit.circuit import circuit_from_dict
 from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError
-from neurocircuit.nn import build_network
-from neurocircuit.nn.metrics import angle_degrees
+from neurocircuit.nn import network_from_circuit
 from neurocircuit.phases import EngagedPhase, MirrorPhase, PrenatalPhase
-from neurocircuit.registry import list_simulations, load_model
+from neurocircuit.registry import list_simulations, load_circuit
 from neurocircuit.simulation import load_simulation, parse_simulation
+from neurocircuit.torch.nn.metrics import angle_degrees
 
 FAST = dict(dt=0.5 * ms, tau=2 * ms, tau_feedback=2 * ms, noise_tau=1 * ms, presentation=40 * ms, settle=30 * ms,
             record_dt=10 * ms, record_neurons=4)
@@ -55,8 +55,8 @@ def settled_state(circuit, weights, x: np.ndarray, target: np.ndarray, loss: str
                                                  ("fa", "cross_entropy", "double"), ("fa", "mse", "single"),
                                                  ("wm", "cross_entropy", "single")])
 def test_steady_state_equals_the_torch_forward_and_backward_pass(rule: str, loss: str, precision: str) -> None:
-    circuit = load_model("mlp_digits", rule=rule)
-    net = build_network(circuit, seed=3).double()
+    circuit = load_circuit("mlp_digits", rule=rule)
+    net = network_from_circuit(circuit, seed=3).double()
     weights = initial_weights(circuit, 3)
     rng = np.random.default_rng(0)
     x, target = rng.normal(size=64), np.eye(10)[4]
@@ -451,7 +451,7 @@ def test_cli_refuses_cuda_standalone_before_running(monkeypatch, capsys) -> None
 
 def test_dfa_error_populations_equal_the_torch_dfa_signals() -> None:
     circuit = small_circuit("dfa", sizes=(12, 16, 10, 6))
-    net = build_network(circuit, seed=5).double()
+    net = network_from_circuit(circuit, seed=5).double()
     weights = initial_weights(circuit, 5)
     assert weights["W1"][2].shape == (6, 12) and weights["W2"][2].shape == (6, 16)  # D: from the output errors
     rng = np.random.default_rng(1)
@@ -468,7 +468,7 @@ def test_dfa_error_populations_equal_the_torch_dfa_signals() -> None:
     for pop, grad in (("p3", u3.grad), ("p2", u2.grad), ("p1", u1.grad), ("p0", xt.grad)):
         np.testing.assert_allclose(state[pop]["delta"], -grad.numpy()[0], rtol=1e-3, atol=1e-9)
     # The control: FA's first hidden error (through W3's and W2's B) is a different signal.
-    fa = build_network(small_circuit("fa", sizes=(12, 16, 10, 6)), seed=5).double()
+    fa = network_from_circuit(small_circuit("fa", sizes=(12, 16, 10, 6)), seed=5).double()
     h = torch.tanh(fa.W1(torch.tensor(x[None])))
     u2_fa = fa.W2(h)
     u2_fa.retain_grad()

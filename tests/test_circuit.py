@@ -13,12 +13,12 @@ def _mlp(**kw):
 
 
 def test_shipped_models_load_and_run():
-    assert set(nc.list_models()) >= {"mlp_digits", "mlp_784_500_10", "mlp_784_1000_1000_10", "lenet5"}
-    for name in nc.list_models():
-        net = nc.get_model(name, rule="fa", seed=0)
+    assert set(nc.list_circuits()) >= {"mlp_digits", "mlp_784_500_10", "mlp_784_1000_1000_10", "lenet5"}
+    for name in nc.list_circuits():
+        net = nc.build_network(name, rule="fa", seed=0)
         c = net.circuit
         assert net(torch.randn(2, *c.input.shape)).shape == (2, c.output.size)
-    lenet = nc.load_model("lenet5")
+    lenet = nc.load_circuit("lenet5")
     assert lenet.input.shape == (1, 32, 32)
     assert [p.name for p in lenet.projections if p.plastic] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
 
@@ -26,7 +26,7 @@ def test_shipped_models_load_and_run():
 def test_rules_default_and_overrides():
     c = _mlp().with_rules("kp", {"W2": "bp"})
     assert c.feedback_for("W1").rule == "kp" and c.feedback_for("W2").rule == "bp"
-    net = nc.nn.build_network(c, seed=0)
+    net = nc.nn.network_from_circuit(c, seed=0)
     assert net.W1.rule.name == "kp" and net.W2.rule.name == "bp"
     with pytest.raises(nc.ConfigError, match="unknown projection 'W3'"):
         _mlp().with_rules("fa", {"W3": "bp"})
@@ -67,40 +67,40 @@ def test_conv_shapes_chain_with_stride_padding_dilation():
                 (Projection("C", "x", "y", kind="conv2d", kernel_size=(3, 3), stride=(2, 2), padding=(0, 1),
                             dilation=(1, 2)),
                  Projection("P", "y", "p", kind="avgpool2d", kernel_size=2)))
-    net = nc.nn.build_network(c.with_rules("fa"), seed=0)
+    net = nc.nn.network_from_circuit(c.with_rules("fa"), seed=0)
     assert net.populations(torch.randn(3, 2, 9, 9))["y"].shape == (3, 4, 4, 4)
 
 
 def test_toml_round_trip_and_strict_keys(tmp_path):
-    c = nc.load_model("lenet5", rule="kp", overrides={"fc2": "bp"})
+    c = nc.load_circuit("lenet5", rule="kp", overrides={"fc2": "bp"})
     again = nc.circuit_from_dict(c.to_dict())
     assert again == c
     path = tmp_path / "m.toml"
     path.write_text('name = "m"\n[[populations]]\nname = "x"\nshape = [3]\n[[populations]]\nname = "y"\n'
                     'shape = [2]\nactivaton = "relu"\n[[projections]]\nsource = "x"\ntarget = "y"\n')
     with pytest.raises(nc.ConfigError, match=r"unknown key 'activaton' \(did you mean 'activation'\?\)"):
-        nc.load_model(path)
+        nc.load_circuit(path)
 
 
 def test_build_is_seeded_and_leaves_global_rng_alone():
     torch.manual_seed(5)
     state = torch.get_rng_state()
-    a = nc.get_model("mlp_digits", rule="fa", seed=1)
+    a = nc.build_network("mlp_digits", rule="fa", seed=1)
     assert torch.equal(torch.get_rng_state(), state)
-    b = nc.get_model("mlp_digits", rule="fa", seed=1)
+    b = nc.build_network("mlp_digits", rule="fa", seed=1)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
 
 
 def test_wrong_input_shape_is_a_clear_error():
-    net = nc.get_model("mlp_digits", seed=0)
+    net = nc.build_network("mlp_digits", seed=0)
     with pytest.raises(ValueError, match="does not fit circuit 'mlp_digits'"):
         net(torch.randn(2, 63))
 
 
 def test_lenet5_biotorch_differs_from_lenet5_only_in_its_linear_f6() -> None:
     """BioTorch's le_net_mnist has no nonlinearity between its two dense layers; everything else is lenet5."""
-    ours, theirs = nc.load_model("lenet5"), nc.load_model("lenet5_biotorch")
+    ours, theirs = nc.load_circuit("lenet5"), nc.load_circuit("lenet5_biotorch")
     assert [p.name for p in ours.populations] == [p.name for p in theirs.populations]
     differ = {p.name for p, q in zip(ours.populations, theirs.populations) if p != q}
     assert differ == {"f6"}

@@ -106,7 +106,7 @@ def test_the_api_names_wrong_arguments_and_lists_what_it_cannot_convert():
     from neurocircuit.nn import alignment
 
     with pytest.raises(TypeError, match="model must be a name or a path, got int 5"):
-        nc.load_model(5)
+        nc.load_circuit(5)
     with pytest.raises(TypeError, match="module must be a torch nn.Module, got str 'resnet18'"):
         convert("resnet18", "fa")
     with pytest.raises(ValueError, match="has no feedback layers; convert it first"):

@@ -19,12 +19,13 @@ from PIL import Image
 from neurocircuit.backends import run_dir, run_simulation
 from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError, DataError
-from neurocircuit.nn.layers import FeedbackLayer
-from neurocircuit.nn.rules import list_rules
-from neurocircuit.registry import get_model
 from neurocircuit.results import read_results
 from neurocircuit.simulation import load_simulation, parse_simulation, set_key
-from neurocircuit.train import CHECKPOINT_NAME, TrainingInterrupted
+from neurocircuit.torch.checkpoint import CHECKPOINT_NAME
+from neurocircuit.torch.networks import build_network
+from neurocircuit.torch.nn.feedback_rules import list_rules
+from neurocircuit.torch.nn.layers import FeedbackLayer
+from neurocircuit.torch.stopping import TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,13 +79,13 @@ def test_every_rule_trains_on_an_image_folder(folder: Path, tmp_path: Path, rule
     phases = [{"kind": "mirror", "steps": 3}, {"kind": "engaged", "mirror_every": 1}] if rule == "wm" else \
         [{"kind": "engaged"}]
     raw = small(folder, arms=[{"rule": rule, "label": "x", "phases": phases}], train__epochs=1)
-    before = feedback_state(get_model("resnet18", rule=rule, seed=0, num_classes=3))
+    before = feedback_state(build_network("resnet18", rule=rule, seed=0, num_classes=3))
     ds = run(raw, tmp_path)
     assert list(ds["step"].values) == [0, 6]  # 24 images / batch 4, recorded before and after
     for var in ("train_loss", "test_loss", "test_accuracy", "test_top5", "images_per_second", "gradient_angle"):
         assert np.isfinite(ds[var].isel(step=-1).values).all(), var
     assert float(ds["test_top5"].min()) == 1.0  # 3 classes: the top 5 always hold the label
-    model = get_model("resnet18", rule=rule, seed=0, num_classes=3)
+    model = build_network("resnet18", rule=rule, seed=0, num_classes=3)
     model.load_state_dict(torch.load(checkpoint(tmp_path, "x"), weights_only=True)["model"])
     after = feedback_state(model)
     for name, (w0, b0) in before.items():
@@ -193,7 +194,7 @@ def test_two_process_gloo_run_keeps_w_and_b_identical_across_ranks(folder: Path,
                 train__epochs=1)
     mp.spawn(_ddp_replica, args=(2, _free_port(), raw, str(tmp_path)), nprocs=2, join=True)
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
-    start = feedback_state(get_model("resnet18", rule="kp", overrides={"layer4.*": "wm", "fc": "wm"}, seed=0,
+    start = feedback_state(build_network("resnet18", rule="kp", overrides={"layer4.*": "wm", "fc": "wm"}, seed=0,
                                      num_classes=3))
     assert states[0].keys() == states[1].keys()
     moved_b = 0
@@ -212,7 +213,7 @@ def _ddp_replica(rank: int, world: int, port: int, raw: dict, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from neurocircuit import train
+    from neurocircuit.torch import trainer as train
 
     # Capture the model each rank ends with (only rank 0 writes checkpoints).
     captured = {}
@@ -362,8 +363,8 @@ def test_rule_layers_trace_without_graph_breaks_under_bf16_autocast(rule: str) -
 
 
 def test_compile_and_channels_last_default_to_cuda_only() -> None:
-    from neurocircuit.simulation import TorchSettings
-    from neurocircuit.train import cuda_default
+    from neurocircuit.torch.distributed import cuda_default
+    from neurocircuit.torch.settings import TorchSettings
 
     settings = TorchSettings()
     assert settings.compile is None and settings.channels_last is None

@@ -13,7 +13,7 @@ from neurocircuit.nn import FeedbackLinear, alignment, convert, direct_layers, d
 
 
 def mlp(rule: str = "dfa") -> nn.Module:
-    return nc.get_model("mlp_784_1000_1000_10", rule=rule, seed=0).double()
+    return nc.build_network("mlp_784_1000_1000_10", rule=rule, seed=0).double()
 
 
 def test_hidden_deltas_are_the_output_error_through_each_direct_matrix_exactly():
@@ -54,13 +54,13 @@ def test_direct_matrices_are_drawn_like_a_layer_init_and_fixed_by_the_seed():
     assert d.abs().max() <= 1 / 1000**0.5 and d.abs().max() > 0.9 / 1000**0.5
     torch.testing.assert_close(d, direct_matrix(b.W2, 10, (1000,), dtype=torch.float64), rtol=0, atol=0)
     assert not torch.equal(direct_matrix(a.W1, 10, (1000,)), direct_matrix(a.W2, 10, (1000,)))  # own D per layer
-    gained = nc.get_model("mlp_784_1000_1000_10", rule="dfa", options={"gain": 0.5}, seed=0)
+    gained = nc.build_network("mlp_784_1000_1000_10", rule="dfa", options={"gain": 0.5}, seed=0)
     torch.testing.assert_close(direct_matrix(gained.W2, 10, (1000,), dtype=torch.float64), d / 2)
 
 
 def test_the_direct_seed_is_saved_so_a_restored_model_sends_the_same_error():
-    model = nc.get_model("mlp_784_1000_1000_10", rule="dfa")  # seed None: torch's RNG draws the seeds
-    other = nc.get_model("mlp_784_1000_1000_10", rule="dfa")
+    model = nc.build_network("mlp_784_1000_1000_10", rule="dfa")  # seed None: torch's RNG draws the seeds
+    other = nc.build_network("mlp_784_1000_1000_10", rule="dfa")
     assert int(model.W2.direct_seed) != int(other.W2.direct_seed)
     other.load_state_dict(model.state_dict())
     x, target = torch.randn(4, 784), torch.randint(0, 10, (4,))
@@ -130,7 +130,7 @@ def test_dfa_trains_the_digits_mlp():
 
     train, test, _ = load_dataset("digits")
     torch.manual_seed(0)
-    model = nc.get_model("mlp_digits", rule="dfa", seed=0)
+    model = nc.build_network("mlp_digits", rule="dfa", seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x, y = train.tensors
     for _ in range(30):

@@ -224,7 +224,7 @@ def test_every_shipped_simulation_reads_every_key_it_sets(name, tmp_path, monkey
     """Each shipped simulation (and each shipped sweep's first point), made small but with every key its file sets,
     runs its first engaged steps (torch; Brian2: the whole shrunk schedule) and reads every key its file sets."""
     from neurocircuit.backends import get_backend
-    from neurocircuit.train import TrainingInterrupted
+    from neurocircuit.torch.stopping import TrainingInterrupted
 
     data = _fake_data(tmp_path / "data")
     monkeypatch.setenv("NEUROCIRCUIT_DATA", data["NEUROCIRCUIT_DATA"])

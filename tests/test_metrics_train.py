@@ -14,7 +14,8 @@ import neurocircuit as nc
 from neurocircuit.data import load_digits, teacher_task
 from neurocircuit.nn import FeedbackLinear, alignment, convert, gradient_alignment, weight_alignment
 from neurocircuit.results import atomic_path, read_results, write_netcdf
-from neurocircuit.train import fit, make_optimizer
+from neurocircuit.torch.fit import fit
+from neurocircuit.torch.optim import make_optimizer
 
 
 def test_weight_alignment_bp_zero_fa_near_ninety():
@@ -58,7 +59,7 @@ def test_gradient_alignment_leaves_bn_statistics_and_grads_alone():
 
 def _short_fit(rule, seed=0, epochs=2):
     train, test, _ = load_digits()
-    model = nc.get_model("mlp_digits", rule=rule, seed=seed)
+    model = nc.build_network("mlp_digits", rule=rule, seed=seed)
     opt = make_optimizer(model.parameters(), "sgd", lr=0.05, momentum=0.9, weight_decay=0.005)
     return fit(model, train, test, optimizer=opt, epochs=epochs, seed=seed, progress=False)
 
@@ -77,7 +78,7 @@ def test_fit_records_named_dims_units_and_is_deterministic():
 
 def test_fit_records_every_n_steps():
     train, test, _ = load_digits()
-    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    model = nc.build_network("mlp_digits", rule="fa", seed=0)
     ds = fit(model, train, test, optimizer=torch.optim.Adam(model.parameters(), 1e-3), epochs=1, batch_size=100,
              record_every=5, progress=False)
     assert list(ds["step"].values) == [0, 5, 10, 14]
@@ -86,7 +87,7 @@ def test_fit_records_every_n_steps():
 def test_throughput_leaves_out_the_time_spent_evaluating(monkeypatch):
     # Each record's evaluation is made to take 0.5 s; 5 training steps of this MLP take a few ms. A record's
     # images_per_second covers only the training steps since the previous record.
-    from neurocircuit.train import Trainer
+    from neurocircuit.torch.trainer import Trainer
 
     evaluate = Trainer.evaluate
 
@@ -96,7 +97,7 @@ def test_throughput_leaves_out_the_time_spent_evaluating(monkeypatch):
 
     monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)
     train, test, _ = load_digits()
-    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    model = nc.build_network("mlp_digits", rule="fa", seed=0)
     ds = fit(model, train, test, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), epochs=2, batch_size=100,
              record_every=5, progress=False)
     steps = np.diff(ds["step"].values)
@@ -121,7 +122,7 @@ def test_nan_loss_stops_with_the_step():
     x, y = train.tensors
     x = x.clone()
     x.view(len(x), -1)[5, 3] = float("nan")
-    model = nc.get_model("mlp_digits", rule="bp", seed=0)
+    model = nc.build_network("mlp_digits", rule="bp", seed=0)
     with pytest.raises(FloatingPointError, match="loss became nan at step"):
         fit(model, TensorDataset(x, y), test, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=1,
             progress=False)
@@ -162,7 +163,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 def test_a_nan_at_the_last_step_of_an_epoch_is_named_in_that_epoch():
-    from neurocircuit.train import ResumableSampler
+    from neurocircuit.torch.sampling import ResumableSampler
 
     train, test, _ = load_digits()
     x, y = train.tensors
@@ -170,7 +171,7 @@ def test_a_nan_at_the_last_step_of_an_epoch_is_named_in_that_epoch():
     half = (len(x) + 1) // 2  # two steps per epoch
     second_batch = ResumableSampler(len(x), seed=0).permutation(0)[half:]
     x.view(len(x), -1)[int(second_batch[0]), 0] = float("nan")  # only step 2, the last of epoch 1, sees it
-    model = nc.get_model("mlp_digits", rule="bp", seed=0)
+    model = nc.build_network("mlp_digits", rule="bp", seed=0)
     with pytest.raises(FloatingPointError, match=r"at step 2 \(epoch 1\)"):
         fit(model, TensorDataset(x, y), test, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=3,
             batch_size=half, progress=False)
@@ -181,15 +182,15 @@ def test_in_memory_batches_are_the_data_loaders_batches():
     over the same sampler (a shuffled, part-way resumed epoch, and a last partial batch)."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from neurocircuit.train import ResumableSampler, _in_memory_tensors, _Indexed, _TensorBatches
+    from neurocircuit.torch.sampling import IndexedDataset, ResumableSampler, TensorBatches, in_memory_tensors
 
     data = TensorDataset(torch.randn(53, 3, 4), torch.randint(0, 5, (53,)))
     sampler = ResumableSampler(53, seed=3)
     sampler.set_position(2, 14)
-    expected = list(DataLoader(_Indexed(data), batch_size=8, sampler=sampler))
-    tensors, make = _in_memory_tensors(_Indexed(data))
+    expected = list(DataLoader(IndexedDataset(data), batch_size=8, sampler=sampler))
+    tensors, make = in_memory_tensors(IndexedDataset(data))
     assert make is None
-    got = list(_TensorBatches(tensors, sampler, 8))
+    got = list(TensorBatches(tensors, sampler, 8))
     assert len(got) == len(expected) == 5 and len(got[-1][1]) == 53 - 14 - 32
     for (x, y), (gx, gy) in zip(expected, got):
         assert torch.equal(x, gx) and torch.equal(y, gy)
@@ -197,7 +198,7 @@ def test_in_memory_batches_are_the_data_loaders_batches():
     class Augmenting(TensorDataset):
         takes_seed = True
 
-    assert _in_memory_tensors(_Indexed(Augmenting(*data.tensors))) is None  # augmentation keeps the loader
+    assert in_memory_tensors(IndexedDataset(Augmenting(*data.tensors))) is None  # augmentation keeps the loader
 
 
 def test_proxy_images_flip_whole_batches_on_the_device_as_the_loader_would():
@@ -206,15 +207,15 @@ def test_proxy_images_flip_whole_batches_on_the_device_as_the_loader_would():
     from torch.utils.data import DataLoader
 
     from neurocircuit.images import _GrayToRGB, flip_decisions
-    from neurocircuit.train import ResumableSampler, _in_memory_tensors, _Indexed, _TensorBatches
+    from neurocircuit.torch.sampling import IndexedDataset, ResumableSampler, TensorBatches, in_memory_tensors
 
     images = torch.randn(37, 1, 6, 6)
     data = _GrayToRGB(images, torch.randint(0, 10, (37,)), 8, flip=True)
     sampler = ResumableSampler(37, seed=5)
     sampler.set_position(1, 10)
-    expected = list(DataLoader(_Indexed(data), batch_size=8, sampler=sampler))
-    tensors, make = _in_memory_tensors(_Indexed(data))
-    got = list(_TensorBatches(tensors, sampler, 8, make))
+    expected = list(DataLoader(IndexedDataset(data), batch_size=8, sampler=sampler))
+    tensors, make = in_memory_tensors(IndexedDataset(data))
+    got = list(TensorBatches(tensors, sampler, 8, make))
     assert len(got) == len(expected) == 4
     for (x, y), (gx, gy) in zip(expected, got):
         assert gx.shape == x.shape and x.shape[1:] == (3, 8, 8)
@@ -235,8 +236,9 @@ def test_early_weight_decay_shrinks_kp_mismatch_by_the_decay_of_each_step():
     """With plain SGD, W - B of a KP layer shrinks by (1 - lr * lambda_t) per step, where lambda_t is
     train.early_weight_decay for the first early_weight_decay_epochs and the optimizer's own value after."""
     from neurocircuit.phases import EngagedPhase, MirrorSettings, Schedule
-    from neurocircuit.simulation import TorchSettings, TrainSettings
-    from neurocircuit.train import Trainer
+    from neurocircuit.simulation import TrainSettings
+    from neurocircuit.torch.settings import TorchSettings
+    from neurocircuit.torch.trainer import Trainer
 
     torch.manual_seed(0)
     x = torch.randn(60, 6, dtype=torch.float64)

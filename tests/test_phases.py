@@ -14,9 +14,9 @@ from torch import nn
 import neurocircuit as nc
 from neurocircuit.data import find_fashion_mnist, load_fashion_mnist, read_idx, transform_images
 from neurocircuit.nn import FeedbackConv2d, FeedbackLinear, angle_degrees, convert, participation_ratio
-from neurocircuit.nn.mirror import mirror_step, mirror_update
 from neurocircuit.phases import MirrorPhase, MirrorSettings, PrenatalPhase, parse_schedule
-from neurocircuit.train import run_mirror_phase, run_prenatal_phase
+from neurocircuit.torch.nn.mirror import mirror_step, mirror_update
+from neurocircuit.torch.phase_runners import run_mirror_phase, run_prenatal_phase
 
 MIRROR = MirrorSettings(noise_std=1.0, learning_rate=0.05, decay=0.05, batch_size=256)
 
@@ -45,7 +45,7 @@ def test_mirror_drives_the_angle_below_5_degrees_within_300_steps(make, noise):
 def test_a_mirror_step_adds_the_mean_of_drive_times_noise(make, sparse, batch_size):
     """decay 1, rate 1: B's active columns become mean(y x^T) over the step's noise, y = W x its drive (float64);
     the other columns keep their values."""
-    from neurocircuit.nn.mirror import _active_mask, spontaneous_noise
+    from neurocircuit.torch.nn.mirror import _active_mask, spontaneous_noise
 
     torch.manual_seed(0)
     layer = make().double()
@@ -80,7 +80,7 @@ def test_the_sync_free_mirror_step_is_the_sparse_step_on_masked_noise(make, deca
     (1 - lambda) B + eta mean(y x^T) over that noise, every other column keeps its value, and no ``nonzero`` runs
     (float64)."""
     from neurocircuit.nn import mirror
-    from neurocircuit.nn.mirror import _active_mask, _candidates, spontaneous_noise
+    from neurocircuit.torch.nn.mirror import _active_mask, _candidates, spontaneous_noise
 
     torch.manual_seed(0)
     layer = make().double()
@@ -112,7 +112,7 @@ def test_the_sync_free_mirror_step_is_the_sparse_step_on_masked_noise(make, deca
 
 def test_a_static_size_draw_keeps_every_active_unit_but_in_the_far_tail() -> None:
     """The candidates are the smallest k with P(Binomial(n, p) > k) < 1e-15: one fewer would not be enough."""
-    from neurocircuit.nn.mirror import _candidates
+    from neurocircuit.torch.nn.mirror import _candidates
 
     def above(n: int, p: Fraction, k: int) -> Fraction:  # exact
         return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k + 1, n + 1))
@@ -188,7 +188,7 @@ def test_an_unbalanced_mirror_warns_with_its_gain() -> None:
     from torch.utils.data import TensorDataset
 
     from neurocircuit.errors import FeedbackScaleWarning
-    from neurocircuit.train import fit
+    from neurocircuit.torch.fit import fit
 
     data = TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,)))
 
@@ -225,7 +225,7 @@ def test_mirror_touches_only_B():
 
 
 def test_prenatal_leaves_B_alone_and_aligns_W_with_B():
-    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    model = nc.build_network("mlp_digits", rule="fa", seed=0)
     buffers = {n: m.feedback_weight.clone() for n, m in model.named_modules() if hasattr(m, "feedback_weight")}
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     phase = PrenatalPhase(samples=64 * 300, dataset_size=640, batch_size=64, record_every=100)
@@ -241,7 +241,7 @@ def test_prenatal_leaves_B_alone_and_aligns_W_with_B():
 
 def test_prenatal_without_a_fixed_noise_set_does_not_align():
     """Fresh noise and labels every step give nothing to learn: the control of the memorised noise set."""
-    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    model = nc.build_network("mlp_digits", rule="fa", seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     ds = run_prenatal_phase(model, PrenatalPhase(samples=64 * 300, dataset_size=None, record_every=100),
                             input_shape=(64,), n_classes=10, optimizer=opt, generator=torch.Generator().manual_seed(0),
@@ -251,9 +251,9 @@ def test_prenatal_without_a_fixed_noise_set_does_not_align():
 
 def test_norm_matched_control_keeps_the_norms_but_not_the_alignment():
     """keep = "norms": every parameter back to its initial direction with the norm the noise phase gave it."""
-    model = nc.get_model("mlp_digits", rule="fa", seed=0)
+    model = nc.build_network("mlp_digits", rule="fa", seed=0)
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
-    twin = nc.get_model("mlp_digits", rule="fa", seed=0)
+    twin = nc.build_network("mlp_digits", rule="fa", seed=0)
     phase = dict(samples=64 * 300, dataset_size=640, record_every=300)
     for net, keep in ((model, "norms"), (twin, "all")):
         ds = run_prenatal_phase(net, PrenatalPhase(**phase, keep=keep), input_shape=(64,), n_classes=10,
@@ -278,7 +278,7 @@ def test_prenatal_fresh_noise_is_spelled_fresh():
 
 
 def test_prenatal_keeps_kp_feedback_fixed_too():
-    model = nc.get_model("mlp_digits", rule="kp", seed=0)
+    model = nc.build_network("mlp_digits", rule="kp", seed=0)
     b = model.W2.feedback_weight.clone()
     run_prenatal_phase(model, PrenatalPhase(samples=640, labels="uniform"), input_shape=(64,), n_classes=10,
                        optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
@@ -286,7 +286,7 @@ def test_prenatal_keeps_kp_feedback_fixed_too():
 
 
 def test_mirror_phase_records_angle_over_steps():
-    model = nc.get_model("mlp_digits", rule="wm", seed=0)
+    model = nc.build_network("mlp_digits", rule="wm", seed=0)
     ds = run_mirror_phase(model, MirrorPhase(steps=100, record_every=50, settings=MIRROR),
                           generator=torch.Generator().manual_seed(0))
     assert ds["mirror_weight_angle"].dims == ("mirror_step", "layer")

@@ -10,7 +10,7 @@ from torch import nn
 
 import neurocircuit as nc
 from neurocircuit.nn import FeedbackConv2d, FeedbackLinear, FeedbackOptimizer, attach_feedback_learning
-from neurocircuit.nn.rules import FeedbackRule, register_rule
+from neurocircuit.torch.nn.feedback_rules import FeedbackRule, register_rule
 
 
 def test_registry_lists_every_rule_and_rejects_unknown_names_and_options():
@@ -63,7 +63,7 @@ def test_brsf_draws_fresh_magnitudes_each_step():
 
 
 def test_brsf_magnitudes_are_uniform_and_follow_torch_seed():
-    from neurocircuit.nn.rules import uniform_like
+    from neurocircuit.torch.nn.feedback_rules import uniform_like
 
     layer = FeedbackLinear(400, 300, rule="brsf")
     torch.manual_seed(5)
@@ -83,7 +83,7 @@ def test_brsf_magnitudes_are_uniform_and_follow_torch_seed():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cpu_uniforms_fill_the_16_bit_grid_evenly(dtype: torch.dtype) -> None:
-    from neurocircuit.nn.rules import uniform_like
+    from neurocircuit.torch.nn.feedback_rules import uniform_like
 
     torch.manual_seed(0)
     n = 262_144

@@ -211,8 +211,8 @@ def test_a_sweep_point_where_a_seed_diverged_is_never_the_best():
 
 
 def test_every_registered_data_set_has_a_loader_whose_options_are_known():
-    from neurocircuit.data import loader
-    from neurocircuit.datasets import DATASET_NAMES, SPLIT_KEYS, loader_options
+    from neurocircuit.data import loader, loader_options
+    from neurocircuit.datasets import DATASET_NAMES, SPLIT_KEYS
 
     for name in (*DATASET_NAMES, "torchvision:CIFAR10"):
         assert callable(loader(name))

@@ -39,7 +39,7 @@ from ..backends import Backend, register_backend
 from ..circuit import Circuit
 from ..errors import ConfigError
 from ..phases import EngagedPhase
-from ..registry import load_model
+from ..registry import load_circuit
 from .parameters import RateParameters, SpikingParameters, parameters_from_dict
 
 __all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
@@ -83,7 +83,7 @@ class BrianBackend(Backend):
 
     def honoured(self, raw: Any) -> dict[str, frozenset[str] | None]:
         """:attr:`honours`, plus the ``[data]``, rule-option and ``[brian2]`` keys the chosen variant reads."""
-        from ..datasets import loader_options
+        from ..data import loader_options
 
         section = raw.get("brian2", {}) if isinstance(raw.get("brian2", {}), dict) else {}
         spiking = section.get("variant", "rate") == "spiking"
@@ -108,15 +108,15 @@ class BrianBackend(Backend):
 
     def _population_names(self, model: Any) -> frozenset[str]:
         try:
-            return frozenset(p.name for p in load_model(model).populations)
+            return frozenset(p.name for p in load_circuit(model).populations)
         except Exception:  # noqa: BLE001 - an unloadable model is named by prepare(), not here
             return frozenset()
 
-    def refuse_unhonoured(self, raw: Any, source: str) -> None:
+    def refuse_unhonoured(self, raw: Any, source: str, schema: Any = None) -> None:
         if isinstance(raw.get("brian2"), dict) and "seed" in raw["brian2"]:  # a key users reach for: say what to do
             raise ConfigError(f"{source}: brian2.seed: Brian2's random numbers are seeded from the simulation's "
                               "seeds; set seeds (or --set seed=N) instead")
-        super().refuse_unhonoured(raw, source)
+        super().refuse_unhonoured(raw, source, schema)
 
     def _refusal_context(self, raw: Any) -> str:
         section = raw.get("brian2", {}) if isinstance(raw.get("brian2", {}), dict) else {}
@@ -147,7 +147,7 @@ class BrianBackend(Backend):
 
             check_twin_parameters(rate_params)
         for arm in sim.arms:
-            circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
+            circuit = load_circuit(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
             for proj in circuit.projections:
                 if proj.kind != "dense":
                     raise ConfigError(f"{sim.source}: model {sim.model!r} has a {proj.kind} projection "
@@ -200,7 +200,7 @@ class BrianBackend(Backend):
         note_read("brian2.variant")  # it chooses the network built below
         # each rule option shapes the initial B (initial_weights builds the torch rule) or a plasticity rate
         options = arm.options.consumed() if hasattr(arm.options, "consumed") else arm.options
-        circuit = load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=options)
+        circuit = load_circuit(sim.model, rule=arm.rule, overrides=arm.overrides, options=options)
         phases = sim.schedule_for(arm).phases
         protocol = build_protocol(phases, n_in=circuit.input.size, n_out=circuit.output.size,
                                   train=data[0] if data else None, test=data[1] if data else None,
@@ -263,10 +263,10 @@ def initial_weights(circuit: Circuit, seed: int) -> dict[str, tuple[np.ndarray, 
     """
     import torch
 
-    from ..nn.build import build_network
-    from ..nn.direct import direct_matrix
+    from ..torch.nn.circuit_network import network_from_circuit
+    from ..torch.nn.direct import direct_matrix
 
-    net = build_network(circuit, seed=seed).double()
+    net = network_from_circuit(circuit, seed=seed).double()
     out = {}
     for proj in circuit.projections:
         layer = getattr(net, proj.name)

@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 from brian2 import second
 
-from ..nn.metrics import angle_degrees
+from ..torch.nn.metrics import angle_degrees
 
 __all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels", "readout_scores", "block_scores"]
 

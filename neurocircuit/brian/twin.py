@@ -31,12 +31,12 @@ from torch.nn import functional as F
 
 from ..circuit import Circuit
 from ..errors import ConfigError
-from ..nn.build import build_network
-from ..nn.feedback_optim import FeedbackOptimizer
-from ..nn.layers import FeedbackLayer
-from ..nn.metrics import angle_degrees
-from ..nn.mirror import mirror_update
 from ..phases import MirrorSettings
+from ..torch.nn.circuit_network import network_from_circuit
+from ..torch.nn.feedback_optim import FeedbackOptimizer
+from ..torch.nn.layers import FeedbackLayer
+from ..torch.nn.metrics import angle_degrees
+from ..torch.nn.mirror import mirror_update
 from .parameters import RateParameters
 from .protocol import Protocol
 from .record import readout_scores
@@ -84,7 +84,7 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
     """Run ``protocol`` on the torch network of ``circuit`` starting from ``weights`` (W, b, B per projection,
     float64), one presentation window per step. See the module docstring for the correspondence."""
     check_twin_parameters(params)
-    net = build_network(circuit, seed=seed).double()
+    net = network_from_circuit(circuit, seed=seed).double()
     layers: dict[str, FeedbackLayer] = {}
     with torch.no_grad():
         for name, (w, b, fb) in weights.items():

@@ -1,60 +1,32 @@
-"""The torch rate backend: feedback layers, conversion of any network, metrics and KP learning of B."""
+"""The public name of the torch backend's rule layers: everything in :mod:`neurocircuit.torch.nn`.
 
-from .build import ACTIVATION_FUNCTIONS, CircuitNetwork, build_network
-from .convert import ConversionReport, ConvertedLayer, convert
-from .direct import DirectFeedbackHub, direct_layers, direct_matrix, wire_direct_feedback
-from .feedback_optim import FeedbackOptimizer, attach_feedback_learning
-from .functional import feedback_conv2d, feedback_linear
-from .init import INIT_SCHEMES, initialize
-from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear, is_feedback_layer
-from .metrics import (
-    alignment,
-    angle_degrees,
-    effective_dimensionality,
-    feedback_layers,
-    gradient_alignment,
-    participation_ratio,
-    update_alignment,
-    weight_alignment,
-)
-from .mirror import mirror_gain, mirror_layers, mirror_step, mirror_update, spontaneous_noise
-from .rules import FeedbackRule, get_rule, register_rule
+``import neurocircuit.nn as ncnn`` and ``from neurocircuit.nn import FeedbackLinear, convert, mirror_step`` keep
+working; so do the old submodule paths (``neurocircuit.nn.rules``, ``.init``, ``.build``, ``.mirror``, ...), which
+are the modules of :mod:`neurocircuit.torch.nn` under their old names for one release.
+"""
 
-__all__ = [
-    "ACTIVATION_FUNCTIONS",
-    "CircuitNetwork",
-    "build_network",
-    "ConversionReport",
-    "ConvertedLayer",
-    "convert",
-    "DirectFeedbackHub",
-    "direct_layers",
-    "direct_matrix",
-    "wire_direct_feedback",
-    "FeedbackOptimizer",
-    "attach_feedback_learning",
-    "INIT_SCHEMES",
-    "initialize",
-    "feedback_conv2d",
-    "feedback_linear",
-    "FeedbackConv2d",
-    "FeedbackLayer",
-    "FeedbackLinear",
-    "is_feedback_layer",
-    "alignment",
-    "effective_dimensionality",
-    "participation_ratio",
-    "mirror_gain",
-    "mirror_layers",
-    "mirror_step",
-    "mirror_update",
-    "spontaneous_noise",
-    "angle_degrees",
-    "feedback_layers",
-    "gradient_alignment",
-    "update_alignment",
-    "weight_alignment",
-    "FeedbackRule",
-    "get_rule",
-    "register_rule",
-]
+import importlib
+import sys
+import warnings
+from typing import Any
+
+from ..torch.nn import *  # noqa: F403 - this package *is* the public name of those layers
+from ..torch.nn import __all__ as _layer_names
+from ..torch.nn.circuit_network import network_from_circuit
+
+__all__ = list(_layer_names)
+
+#: Old submodule names -> the modules of neurocircuit.torch.nn that hold them now.
+_MOVED = {"rules": "feedback_rules", "init": "initialization", "build": "circuit_network", "direct": "direct",
+          "layers": "layers", "functional": "functional", "metrics": "metrics", "mirror": "mirror",
+          "convert": "convert", "feedback_optim": "feedback_optim"}
+for _old, _new in _MOVED.items():
+    globals()[_old] = sys.modules[f"{__name__}.{_old}"] = importlib.import_module(f"neurocircuit.torch.nn.{_new}")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_network":
+        warnings.warn("neurocircuit.nn.build_network is deprecated: use neurocircuit.nn.network_from_circuit (or "
+                      "neurocircuit.build_network for a name, path or circuit)", DeprecationWarning, stacklevel=2)
+        return network_from_circuit
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

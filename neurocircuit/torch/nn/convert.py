@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .direct import wire_direct_feedback
+from ...errors import ConfigError
+from .feedback_rules import FeedbackRule, get_rule
 from .layers import FeedbackConv2d, FeedbackLayer, FeedbackLinear
-from .rules import FeedbackRule, get_rule
+from .wiring import wire_direct_feedback
 
 __all__ = ["ConvertedLayer", "ConversionReport", "convert"]
 
@@ -105,7 +105,7 @@ def convert(module: nn.Module, rule: str | FeedbackRule = "fa", *,
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"convert(module, ...): module must be a torch nn.Module, got {type(module).__name__} "
-                        f"{module!r} (for a torchvision model by name use neurocircuit.get_model(name, rule=...))")
+                        f"{module!r} (for a torchvision model by name use neurocircuit.build_network(name, rule=...))")
     if isinstance(module, (nn.Linear, nn.Conv2d)):
         raise TypeError(f"convert() swaps layers inside a module; wrap the {type(module).__name__} in "
                         "nn.Sequential, or build a FeedbackLinear/FeedbackConv2d directly")

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, UnknownNameError
-from ..rules import RuleDescription, describe, describe_rule
+from ...errors import ConfigError, UnknownNameError
+from ...rules import RuleDescription, describe, describe_rule
 
 __all__ = [
     "FeedbackRule",

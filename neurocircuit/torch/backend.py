@@ -1,8 +1,8 @@
 """The torch backend: a simulation's model (a circuit, or a torchvision classifier converted to the arm's rules) run
-by the one trainer (:class:`neurocircuit.train.Trainer`) through the arm's phases.
+by the one trainer (:class:`neurocircuit.torch.trainer.Trainer`) through the arm's phases.
 
 It honours every key of the schema except the ``[brian2]`` section, and implements every rule registered in
-:mod:`neurocircuit.nn.rules`.
+:mod:`neurocircuit.torch.nn.feedback_rules`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Any
 
 import xarray as xr
 
-from .backends import Backend, register_backend
-from .errors import ConfigError, ShapeError, UnknownNameError
-from .simulation import ARM_KEYS, TOP_KEYS, Simulation, TorchSettings, TrainSettings
+from ..backends import Backend, register_backend
+from ..errors import ConfigError, ShapeError, UnknownNameError
+from ..registry import load_circuit
+from ..simulation import ARM_KEYS, TOP_KEYS, Simulation, TrainSettings
+from .settings import TorchSettings, torch_settings
 
 __all__ = ["TorchBackend"]
 
@@ -28,7 +30,7 @@ def _fields(cls: type) -> frozenset[str]:
 def _phase_keys(kind: str) -> frozenset[str]:
     import dataclasses
 
-    from .phases import EngagedPhase, MirrorPhase, MirrorSettings, PrenatalPhase
+    from ..phases import EngagedPhase, MirrorPhase, MirrorSettings, PrenatalPhase
 
     cls = {"engaged": EngagedPhase, "mirror": MirrorPhase, "prenatal": PrenatalPhase}[kind]
     own = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "settings"}
@@ -43,7 +45,7 @@ class TorchBackend(Backend):
 
     def honoured(self, raw: Any) -> dict[str, frozenset[str] | None]:
         """:attr:`honours`, with ``[data]``: the options of the named data set's loader."""
-        from .datasets import loader_options
+        from ..data import loader_options
 
         data = raw.get("data", {})
         name = data.get("name", "digits") if isinstance(data, dict) else "digits"
@@ -51,7 +53,7 @@ class TorchBackend(Backend):
 
     @property
     def honours(self) -> dict[str, frozenset[str] | None]:  # type: ignore[override]
-        from .phases import MirrorSettings
+        from ..phases import MirrorSettings
 
         # [optimizer] and rule options: every key their own parsers accept (the torch.optim class, checked by a
         # probe optimizer in prepare(); the rule's options, by check_rule) is a named argument there. [data]: see
@@ -62,18 +64,23 @@ class TorchBackend(Backend):
                 **{f"phase.{k}": _phase_keys(k) for k in ("engaged", "mirror", "prenatal")}}
 
     def rule_names(self) -> set[str]:
-        from .nn.rules import list_rules
+        from .nn.feedback_rules import list_rules
 
         return set(list_rules())
 
     def prepare(self, sim: Simulation) -> None:
         import torch
 
-        from .data import check_validation
-        from .registry import get_model, is_torchvision_model
-        from .train import make_optimizer, optimizer_settings, resolve_device
+        from ..data import check_validation
+        from .distributed import resolve_device
+        from .networks import build_network, is_torchvision_model
+        from .nn.initialization import INIT_SCHEMES
+        from .optim import make_optimizer, optimizer_settings
 
-        resolve_device(sim.torch.device)
+        resolve_device(torch_settings(sim).device)
+        if sim.train.init not in INIT_SCHEMES:
+            raise ConfigError(f"{sim.source}: train.init: unknown initialisation {sim.train.init!r} "
+                              f"(known: {', '.join(INIT_SCHEMES)})")
         try:
             check_validation(sim.data.get("validation", 0.0), sim.data.get("validation_seed", 0))
         except ConfigError as exc:
@@ -83,11 +90,9 @@ class TorchBackend(Backend):
             try:
                 if torchvision_model:
                     with torch.device("meta"):  # checks the rules and override patterns without allocating
-                        get_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options, seed=0)
+                        build_network(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options, seed=0)
                 else:
-                    from .registry import load_model
-
-                    load_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
+                    load_circuit(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
             except (ConfigError, UnknownNameError, ShapeError) as exc:
                 raise type(exc)(f"{sim.source}: arm {arm.label!r}: {exc}") from None
         name, settings = optimizer_settings(sim.optimizer, sim.train.batch_size)
@@ -100,7 +105,7 @@ class TorchBackend(Backend):
                               f"setting to replace")
 
     def load_data(self, sim: Simulation) -> Any:
-        from .data import load_splits, transform_images
+        from ..data import load_splits, transform_images
 
         # every option is a named parameter of the data set's loader (an unknown one is refused there)
         options = sim.data.consumed(without=("name",))
@@ -117,15 +122,13 @@ class TorchBackend(Backend):
                 on_record: Any = None) -> xr.Dataset:
         import torch
 
-        from .registry import get_model, is_torchvision_model
-        from .train import Trainer
+        from .networks import build_network, is_torchvision_model
+        from .trainer import Trainer
 
         train_set, test_set, info, ood, *rest = data  # (a 4-tuple from older callers: no validation set)
         val_set = rest[0] if rest else None
         if not is_torchvision_model(sim.model):
-            from .registry import load_model
-
-            _check_data_fits(load_model(sim.model), info)
+            _check_data_fits(load_circuit(sim.model), info)
         elif len(info.input_shape) != 3:
             raise ShapeError(f"model {sim.model!r} takes images (C, H, W); data {info.name!r} has inputs of shape "
                              f"{info.input_shape}")
@@ -135,14 +138,14 @@ class TorchBackend(Backend):
         with torch.random.fork_rng(devices=[]):
             # every option is a field of the rule's torch class (check_rule refused any other)
             options = arm.options.consumed() if hasattr(arm.options, "consumed") else arm.options
-            model = get_model(sim.model, rule=arm.rule, overrides=arm.overrides, options=options, seed=seed,
+            model = build_network(sim.model, rule=arm.rule, overrides=arm.overrides, options=options, seed=seed,
                               num_classes=info.n_outputs)
             if sim.train.init != "default":
-                from .nn.init import initialize
+                from .nn.initialization import initialize
 
                 initialize(model, sim.train.init, seed=seed)
             trainer = Trainer(model, train_set, test_set, input_shape=info.input_shape, n_classes=info.n_outputs,
-                              optimizer=sim.optimizer, train=sim.train, torch_settings=sim.torch,
+                              optimizer=sim.optimizer, train=sim.train, torch_settings=torch_settings(sim),
                               schedule=sim.schedule_for(arm), mirror=sim.mirror, seed=seed, out=out,
                               label=f"{arm.label} seed {seed}", progress=progress,
                               config={**sim.to_dict(), "arm": arm.label}, val_set=val_set)
@@ -151,7 +154,7 @@ class TorchBackend(Backend):
             return trainer.run(resume=resume, stop_after_steps=stop_after_steps)
 
     def finish(self, results: xr.Dataset) -> xr.Dataset:
-        from .train import release_process_group
+        from .distributed import release_process_group
 
         release_process_group()  # every arm and seed ran in the one torchrun process group
         if "phase" in results:  # arms with fewer records than others: no phase there
@@ -159,7 +162,7 @@ class TorchBackend(Backend):
         return results
 
     def attrs(self, sim: Simulation) -> dict[str, Any]:
-        from .train import TIME_STEP_CONVENTION
+        from .trainer import TIME_STEP_CONVENTION
 
         return {"dataset": str(sim.data.get("name")), "time_step_convention": TIME_STEP_CONVENTION}
 

@@ -7,15 +7,16 @@ import math
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..simulation import INIT_SCHEMES
+from ...errors import ConfigError
+from .feedback_rules import symmetric_uniform
 from .layers import FeedbackLayer
-from .rules import symmetric_uniform
 
 __all__ = ["INIT_SCHEMES", "initialize"]
 
-# INIT_SCHEMES: ``default``: torch's layer init for W and b, B drawn like W (U(+-gain / sqrt(fan_in))). ``xavier``:
-# W and B Xavier-uniform, U(+-sqrt(6 / (fan_in + fan_out))), biases 0 (BioTorch's benchmark protocol).
+#: ``default``: torch's layer init for W and b, B drawn like W (U(+-gain / sqrt(fan_in))). ``xavier``: W and B
+#: Xavier-uniform, U(+-sqrt(6 / (fan_in + fan_out))), biases 0 (BioTorch's benchmark protocol).
+#: ``train.init`` names one.
+INIT_SCHEMES = ("default", "xavier")
 
 
 def _xavier_bound(weight: torch.Tensor) -> float:

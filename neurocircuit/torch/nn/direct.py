@@ -18,19 +18,17 @@ input size) entries: cheap for 10 classes, large for a 1000-class ImageNet netwo
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .rules import symmetric_uniform
+from .feedback_rules import symmetric_uniform
 
-if TYPE_CHECKING:  # layers.py imports this module
-    from .layers import FeedbackLayer
+# layers.py uses this module's autograd function, so a layer here is typed as the nn.Module it is (a FeedbackLayer);
+# finding and wiring the dfa layers of a network is in wiring.py, above layers.py.
 
-__all__ = ["DirectFeedbackHub", "direct_input", "direct_matrix", "direct_signal", "wire_direct_feedback",
-           "direct_layers"]
+__all__ = ["DirectFeedbackHub", "direct_input", "direct_matrix", "direct_signal"]
 
 
 class DirectFeedbackHub:
@@ -40,7 +38,7 @@ class DirectFeedbackHub:
     closure, so ``copy.deepcopy`` of a model copies hub, hook and layers consistently).
     """
 
-    def __init__(self, output: FeedbackLayer) -> None:
+    def __init__(self, output: nn.Module) -> None:
         self.output = output
         self.error: Tensor | None = None
 
@@ -65,7 +63,7 @@ class _DirectInput(torch.autograd.Function):
     """Identity on the layer's output; in the backward the layer's input receives ``e @ D`` (not ``grad @ B``)."""
 
     @staticmethod
-    def forward(ctx, out: Tensor, x: Tensor, layer: FeedbackLayer) -> Tensor:  # noqa: ANN001
+    def forward(ctx, out: Tensor, x: Tensor, layer: nn.Module) -> Tensor:  # noqa: ANN001
         ctx.layer, ctx.x_shape, ctx.x_dtype = layer, x.shape, x.dtype
         return out.view_as(out)
 
@@ -78,13 +76,13 @@ class _DirectInput(torch.autograd.Function):
         return grad_out, grad_x, None
 
 
-def direct_input(out: Tensor, x: Tensor, layer: FeedbackLayer) -> Tensor:
+def direct_input(out: Tensor, x: Tensor, layer: nn.Module) -> Tensor:
     """``out`` (the layer's output, computed from ``x`` detached) joined to ``x`` so that x's gradient is
     ``e @ D``."""
     return _DirectInput.apply(out, x, layer)
 
 
-def direct_matrix(layer: FeedbackLayer, n_out: int, input_shape: tuple[int, ...], *,
+def direct_matrix(layer: nn.Module, n_out: int, input_shape: tuple[int, ...], *,
                   device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
     """The layer's direct feedback matrix D, of shape ``(n_out, prod(input_shape))`` (one input sample's shape).
 
@@ -104,7 +102,7 @@ def direct_matrix(layer: FeedbackLayer, n_out: int, input_shape: tuple[int, ...]
     return d
 
 
-def direct_signal(layer: FeedbackLayer, input_shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> Tensor:
+def direct_signal(layer: nn.Module, input_shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> Tensor:
     """``e @ D`` shaped like the layer's input: what a hidden ``dfa`` layer sends down in this backward pass."""
     hub: DirectFeedbackHub | None = getattr(layer, "direct_hub", None)
     error = None if hub is None else hub.error
@@ -116,44 +114,3 @@ def direct_signal(layer: FeedbackLayer, input_shape: tuple[int, ...] | torch.Siz
                            f"{input_shape[0]} (a dfa layer's input must be batch first)")
     d = direct_matrix(layer, error.shape[1], tuple(input_shape[1:]), device=error.device, dtype=dtype)
     return (error.to(dtype) @ d).reshape(input_shape)
-
-
-def direct_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
-    """(name, layer) of the layers that send the output error down directly (``dfa`` below the output layer)."""
-    from .layers import FeedbackLayer
-
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer) and m.sends_direct]
-
-
-def wire_direct_feedback(model: nn.Module, output: str | None = None) -> DirectFeedbackHub | None:
-    """Connect every ``dfa`` layer of ``model`` to its output layer; returns the hub (None: no ``dfa`` layer).
-
-    :func:`~neurocircuit.nn.convert`, :func:`~neurocircuit.get_model` and circuit networks call this; call it
-    yourself for a network built from :class:`FeedbackLinear` / :class:`FeedbackConv2d` by hand.
-
-    Parameters
-    ----------
-    model
-        The network.
-    output
-        Qualified name of the layer whose output error drives the others (default: the last feedback layer in
-        module order, the classifier of torchvision's models and of circuit networks).
-    """
-    from .layers import FeedbackLayer
-
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer)]
-    if not any(m.rule.direct for _, m in layers):
-        return None
-    named = dict(layers)
-    if output is not None and output not in named:
-        raise ValueError(f"wire_direct_feedback: no feedback layer named {output!r} (layers: "
-                         f"{', '.join(named)})")
-    out_layer = named[output] if output is not None else layers[-1][1]
-    hub = DirectFeedbackHub(out_layer)
-    for _, m in layers:
-        for key, hook in list(m._forward_hooks.items()):  # a previous wiring's hook: rewiring never stacks them
-            if isinstance(hook, DirectFeedbackHub):
-                del m._forward_hooks[key]
-        m.direct_hub = hub if m.rule.direct or m is out_layer else None
-    out_layer.register_forward_hook(hub)
-    return hub

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..phases import MirrorSettings
+from ...phases import MirrorSettings
 from .functional import _convolution_backward
 from .layers import FeedbackConv2d, FeedbackLayer
 

@@ -8,12 +8,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..circuit import Circuit, Projection
-from .direct import wire_direct_feedback
+from ...circuit import Circuit, Projection
+from .feedback_rules import get_rule
 from .layers import FeedbackConv2d, FeedbackLinear
-from .rules import get_rule
+from .wiring import wire_direct_feedback
 
-__all__ = ["ACTIVATION_FUNCTIONS", "CircuitNetwork", "build_network"]
+__all__ = ["ACTIVATION_FUNCTIONS", "CircuitNetwork", "network_from_circuit"]
 
 #: torch functions for :data:`neurocircuit.circuit.ACTIVATIONS`.
 ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -76,7 +76,7 @@ class CircuitNetwork(nn.Module):
         return self.populations(x)[self.circuit.output.name]
 
 
-def build_network(circuit: Circuit, *, seed: int | None = None) -> CircuitNetwork:
+def network_from_circuit(circuit: Circuit, *, seed: int | None = None) -> CircuitNetwork:
     """A :class:`CircuitNetwork` for ``circuit``; ``seed`` fixes both W's init and B's draw.
 
     The seed is applied to a forked RNG, so torch's global random state is left untouched.

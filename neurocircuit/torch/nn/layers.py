@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .direct import direct_input
+from .feedback_rules import FeedbackRule, get_rule
 from .functional import feedback_conv2d, feedback_linear
-from .rules import FeedbackRule, get_rule
 
 __all__ = ["FeedbackLayer", "FeedbackLinear", "FeedbackConv2d", "is_feedback_layer"]
 

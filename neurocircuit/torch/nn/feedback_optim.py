@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import NoAlignmentWarning
+from ...errors import NoAlignmentWarning
 from .layers import FeedbackLayer
 
 __all__ = ["FeedbackOptimizer", "attach_feedback_learning"]

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .direct import direct_signal
+from .feedback_rules import Backprop
 from .layers import FeedbackLayer
-from .rules import Backprop
 
 __all__ = ["angle_degrees", "feedback_layers", "participation_ratio", "weight_alignment", "gradient_alignment",
            "update_alignment", "effective_dimensionality", "alignment"]
@@ -183,7 +183,7 @@ def alignment(model: nn.Module, inputs: Tensor | None = None, targets: Tensor | 
     given."""
     if not feedback_layers(model):
         raise ValueError(f"alignment(model): {type(model).__name__} has no feedback layers; convert it first "
-                         "(neurocircuit.nn.convert) or build it with neurocircuit.get_model")
+                         "(neurocircuit.nn.convert) or build it with neurocircuit.build_network")
     ds = weight_alignment(model)
     if inputs is not None and targets is not None:
         for measure in (gradient_alignment, update_alignment):

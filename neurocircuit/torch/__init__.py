@@ -1,0 +1,20 @@
+"""The torch rate backend, one folder beside :mod:`neurocircuit.brian`.
+
+=================  ==========================================================================================
+``backend``        :class:`~.backend.TorchBackend`: a simulation's model run through each arm's phases
+``settings``       the ``[torch]`` section (:class:`~.settings.TorchSettings`)
+``networks``       :func:`~.networks.build_network`: a circuit or a torchvision classifier as a torch network
+``trainer``        :class:`~.trainer.Trainer`: the training loop, records, checkpoints, DDP
+``fit``            :func:`~.fit.fit`: the trainer with one engaged phase, for models and data built in Python
+``phase_runners``  the mirror and prenatal phases
+``optim``          optimizers by name, ``[optimizer]``, the learning-rate schedule (torch's ``LambdaLR``)
+``sampling``       resumable shuffled epochs, evaluation shards, batches on the device
+``distributed``    device choice and the ``torchrun`` process group
+``checkpoint``     atomic checkpoints and the checks a resumed run passes
+``records``        records as an ``xarray.Dataset``
+``stopping``       SIGINT/SIGTERM as a request honoured between steps
+``nn``             the rule layers (public as :mod:`neurocircuit.nn`)
+=================  ==========================================================================================
+
+Importing this package imports nothing of its own (``import neurocircuit.torch.nn`` does not load the trainer).
+"""

@@ -1,0 +1,89 @@
+"""Checkpoints of a torch run: written atomically by rank 0, read back with ``weights_only=True``, and refused
+when the run they belong to had other maths settings, another seed or another number of processes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..errors import ConfigError
+from ..results import atomic_path
+from .distributed import DistContext
+
+__all__ = ["CHECKPOINT_NAME", "CHECKPOINT_VERSION", "RESUMABLE", "config_differences", "rng_states", "restore_rng",
+           "write_checkpoint", "read_checkpoint"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_VERSION = 2
+#: Settings that may change between a run and its resumption (they do not change the maths).
+RESUMABLE = {"torch.workers", "torch.checkpoint_every", "torch.log_every", "torch.device", "torch.compile",
+             "train.epochs", "data.root", "data.download"}
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two simulation tables, except the :data:`RESUMABLE` ones."""
+    a, b = _flatten(saved), _flatten(current)
+    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE and a.get(k) != b.get(k))
+
+
+def rng_states(ctx: DistContext, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    """Every rank's global CPU (and CUDA) generator states, gathered (a collective under ``torchrun``)."""
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    if not ctx.distributed:
+        return [rng]
+    ranks: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(ranks, {k: v.cpu() for k, v in rng.items()})
+    return ranks
+
+
+def restore_rng(states: list[dict[str, torch.Tensor]], rank: int, device: torch.device) -> None:
+    """Set this rank's global generators from :func:`rng_states`' list."""
+    rng = states[rank]
+    torch.set_rng_state(rng["cpu"].cpu())
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+
+
+def write_checkpoint(state: Mapping[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+
+
+def read_checkpoint(path: Path, *, device: torch.device, config: Mapping[str, Any], seed: int, world_size: int
+                    ) -> dict[str, Any]:
+    """The checkpoint at ``path``, after checking it is one of this version, written by the same simulation
+    settings (but :data:`RESUMABLE`), seed and number of processes; else a one-line ConfigError saying what to do."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated, empty, garbage, or a pickle that is not plain tensors and data
+        raise ConfigError(f"--resume: {path} is not a readable neurocircuit checkpoint ({type(exc).__name__}); "
+                          "move it away to start that run afresh") from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise ConfigError(f"{path}: checkpoint version {version!r} is not {CHECKPOINT_VERSION} "
+                          "(not written by this neurocircuit version: start a new --out)")
+    changed = config_differences(state["config"], config)
+    if changed or state["seed"] != seed:
+        raise ConfigError(f"--resume: {path} was written with different settings: "
+                          f"{', '.join(changed) or 'seed'} (start a new --out, or set them back)")
+    if state["world_size"] != world_size:
+        raise ConfigError(f"--resume: the checkpoint was written by {state['world_size']} processes, this "
+                          f"run has {world_size} (the data order depends on it)")
+    return state

@@ -1,0 +1,62 @@
+"""Networks by name: a circuit built as a torch network, or a torchvision classifier converted to a rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..circuit import Circuit
+from ..errors import UnknownNameError
+from ..registry import is_circuit_name, list_circuits, load_circuit
+from .nn.circuit_network import network_from_circuit
+from .nn.convert import convert
+
+__all__ = ["build_network", "is_torchvision_model", "list_networks"]
+
+
+def is_torchvision_model(name: str | Path | Circuit) -> bool:
+    """Whether ``name`` names a torchvision classifier rather than a circuit (circuits win a name clash)."""
+    if isinstance(name, Circuit) or is_circuit_name(name):
+        return False
+    import torchvision
+
+    return name in torchvision.models.list_models(module=torchvision.models)
+
+
+def list_networks() -> list[str]:
+    """Every name :func:`build_network` takes: the shipped circuits, then torchvision's classifiers."""
+    import torchvision
+
+    return list_circuits() + sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def build_network(model: str | Path | Circuit, *, rule: str = "bp", overrides: Mapping[str, str] | None = None,
+                  options: Mapping[str, Any] | None = None, seed: int | None = None, num_classes: int = 1000
+                  ) -> nn.Module:
+    """A torch network with feedback layers: a circuit (a :class:`~neurocircuit.circuit.Circuit`, the name of one in
+    ``models/``, or a path) built as a :class:`neurocircuit.nn.CircuitNetwork`, or a torchvision classifier
+    (``resnet18``, ``resnet50``, ...) with every Linear/Conv2d converted to ``rule`` (``overrides``: module-name
+    pattern -> rule).
+
+    Keyword-only, like torchvision's builders: ``build_network("mlp_digits", rule="kp", seed=0)``,
+    ``build_network("resnet18", rule="kp", num_classes=10, seed=0)``. ``seed`` fixes W and B (None: torch's RNG).
+    """
+    if not isinstance(model, (str, Path, Circuit)):
+        raise TypeError(f"build_network: model must be a name, a path or a Circuit, got {type(model).__name__} "
+                        f"{model!r}")
+    if is_torchvision_model(model):
+        import torchvision
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        network = torchvision.models.get_model(str(model), weights=None, num_classes=num_classes)
+        convert(network, rule, overrides=dict(overrides or {}), options=dict(options or {}), seed=seed)
+        return network
+    if not (isinstance(model, Circuit) or is_circuit_name(model)):
+        raise UnknownNameError(f"unknown model {model!r}: neither a circuit ({', '.join(list_circuits())}) nor a "
+                               "torchvision classifier (e.g. resnet18, resnet50)")
+    return network_from_circuit(load_circuit(model, rule=rule, overrides=overrides, options=options), seed=seed)
