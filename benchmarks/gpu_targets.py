@@ -8,11 +8,11 @@ In order, each step capped so the whole run ends within ``--budget`` seconds (a 
 2. Step time, ResNet-50 224 px batch 64, bf16 autocast + channels_last, every rule and plain autograd, eager
    (``benchmarks/step_time.py``), alone on the GPU.
 3. ``benchmarks/data_path.py``: a ResNet-18 proxy epoch against the same epoch on synthetic in-memory data, alone.
-4. Two ``benchmarks/parallel_arms.py`` runs in the background, every arm and seed its own process on the one GPU
+4. Two ``neurocircuit run --jobs 32`` runs in the background, every arm and seed its own worker on the one GPU
    (eager; ``torch.compile`` would compile in every process): ``resnet18_fashion_mnist`` for 5 epochs, seeds 0-2, and
    ``resnet18_kp_decay_warmup`` (5 epochs), seeds 0-2, stopped at ``--proxy-cap`` seconds after the start (then the
-   runs that finished are merged). Merged results to ``OUT_DIR/proxy5.nc`` and ``OUT_DIR/kp_warmup5.nc``, the
-   tables to the log.
+   arms whose every seed finished are merged by ``--resume --only``). Merged results to ``OUT_DIR/proxy5.nc`` and
+   ``OUT_DIR/kp_warmup5.nc``, the tables to the log.
 5. Meanwhile step 2 again under ``torch.compile`` (the trainer's default on CUDA): its compilation overlaps step 4,
    its timed rounds wait until step 4 has ended (``--start-after``), so they run alone.
 
@@ -33,6 +33,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import tomllib
 
 HERE = Path(__file__).resolve().parent
 T0 = time.perf_counter()
@@ -111,16 +113,15 @@ def main() -> None:
     go = work / "go"
     procs = []
     for simulation, name, arms in proxies:
-        cmd = [py, str(HERE / "parallel_arms.py"), simulation, "--out", str(work / name), "--jobs", "32"]
-        for arm in arms.split(",") if arms else []:
-            cmd += ["--only", arm]
+        cmd = [py, "-m", "neurocircuit", "run", simulation, "--out", str(work / name), "--jobs", "32", "--quiet",
+               "--no-figures"]
         for item in proxy_settings:
             cmd += ["--set", item]
-        print(f"{stamp()} background $ {' '.join(cmd)}", flush=True)
+        print(f"{stamp()} background $ {' '.join(cmd + (['--only', arms] if arms else []))}", flush=True)
         log = open(work / f"{name}.log", "w")
         # its own process group, so that a stop at the cap also ends the runs it started
-        procs.append((name, cmd, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                  start_new_session=True), log))
+        procs.append((name, cmd, subprocess.Popen(cmd + (["--only", arms] if arms else []), stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True), log))
 
     def watch() -> None:
         stop_at = T0 + args.proxy_cap
@@ -130,8 +131,15 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                print(f"{stamp()} {name}: stopped at its cap; merging the runs that finished", flush=True)
-                subprocess.run([*cmd, "--merge-only"], stdout=log, stderr=subprocess.STDOUT, check=False)
+                # the arms whose every seed finished: --resume reads them back from their checkpoints and merges
+                seeds = tomllib.loads(next(s for s in proxy_settings if s.startswith("seeds=")))["seeds"]
+                done = sorted({p.parent.name.rsplit("-seed", 1)[0] for p in (work / name).glob("runs/*/results.nc")})
+                done = [a for a in done if all((work / name / "runs" / f"{a}-seed{k}" / "results.nc").exists()
+                                               for k in seeds)]
+                print(f"{stamp()} {name}: stopped at its cap; merging the arms that finished: {done}", flush=True)
+                if done:
+                    subprocess.run([*cmd, "--resume", "--only", ",".join(done)], stdout=log,
+                                   stderr=subprocess.STDOUT, check=False)
             log.close()
             print(f"{stamp()} {name}: ended (exit {proc.returncode})", flush=True)
             print((work / f"{name}.log").read_text()[-6000:], flush=True)

@@ -204,26 +204,38 @@ def run_dir(out: Path, label: str, seed: int) -> Path:
 
 def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = False,
                    progress: bool | None = None, stop_after_steps: int | None = None,
-                   on_record: Callable[[str, dict[str, Any]], None] | None = None) -> xr.Dataset:
+                   on_record: Callable[[str, dict[str, Any]], None] | None = None, jobs: int = 1) -> xr.Dataset:
     """Run every arm of ``sim`` for every seed on its backend and return the results.
 
     Dims: ``arm`` (labels; coordinate ``rule``), ``seed``, plus the backend's own (``step``, ``layer``, phase
     steps or simulated time). A variable an arm does not have is NaN there. With ``out``, every run keeps its
     checkpoint and results under ``out/runs/`` and ``resume`` continues an interrupted simulation where it stopped.
+    ``jobs`` > 1 (needs ``out``) runs that many (arm, seed) runs at a time, each in a worker process with one
+    thread (:func:`neurocircuit.runs.run_parallel`); the results are the same as one after another.
     """
     from ._version import __version__
     from .results import attach_config
 
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
     backend = get_backend(sim.backend)
-    data = backend.load_data(sim)
-    arms = []
-    for arm in sim.arms:
-        for seed in sim.seeds:
-            folder = None if out is None else run_dir(Path(out), arm.label, seed)
-            ds = backend.run_arm(sim, arm, seed, data, out=folder, resume=resume, progress=progress,
-                                 stop_after_steps=stop_after_steps, on_record=on_record)
-            arms.append(ds.expand_dims(arm=[arm.label], seed=[seed]))
-    results = xr.merge(arms, compat="no_conflicts", join="outer", combine_attrs="override")
+    runs = [(arm, seed) for arm in sim.arms for seed in sim.seeds]
+    if jobs > 1 and out is None:
+        raise ConfigError(f"jobs = {jobs} runs each (arm, seed) in a worker that writes its own folder under "
+                          "OUT/runs/: give an output folder")
+    if jobs > 1 and len(runs) > 1:
+        from .runs import run_parallel
+
+        datasets = run_parallel(sim, runs, Path(out), jobs=jobs, resume=resume, progress=progress,
+                                stop_after_steps=stop_after_steps, on_record=on_record)
+    else:
+        data = backend.load_data(sim)
+        datasets = [backend.run_arm(sim, arm, seed, data, resume=resume, progress=progress,
+                                    out=None if out is None else run_dir(Path(out), arm.label, seed),
+                                    stop_after_steps=stop_after_steps, on_record=on_record)
+                    for arm, seed in runs]
+    results = xr.merge([ds.expand_dims(arm=[arm.label], seed=[seed]) for (arm, seed), ds in zip(runs, datasets)],
+                       compat="no_conflicts", join="outer", combine_attrs="override")
     results = results.reindex(arm=sim.labels, seed=list(sim.seeds))
     results = backend.finish(results).assign_coords(rule=("arm", [a.rule for a in sim.arms]))
     if "layer_rule" in results.data_vars:

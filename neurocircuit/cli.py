@@ -38,6 +38,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="continue an interrupted run from the checkpoints in OUT/runs/")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the results and checkpoints already in OUT (default: refuse to)")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="run N (arm, seed) runs at a time, each in a worker process with one thread, into the "
+                          "same OUT/runs/ folders; one merged results.nc (default: 1, one after another here)")
     run.add_argument("--no-figures", action="store_true", help="write results.nc only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     shortcuts = run.add_argument_group("shortcuts for --set")
@@ -143,6 +146,14 @@ def _shortcut_settings(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _log_record(label: str, record: dict) -> None:
+    """One line per record where no progress bar is drawn (log files); module-level: --jobs workers call it."""
+    angles = [a for a in record["weight_angle"] if a == a]
+    print(f"{label}  step {record['step']:>7}  epoch {record['epoch']:6.2f}  train loss {record['train_loss']:.4f}"
+          f"  test acc {100 * record['test_accuracy']:6.2f} %  max angle {max(angles, default=float('nan')):6.2f}"
+          f" deg  lr {record['lr']:.3g}  {record['images_per_second']:8.1f} img/s", flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     import os
 
@@ -151,6 +162,11 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from .results import prepare_output, write_netcdf
     from .simulation import load_simulation
 
+    if args.jobs < 1:
+        raise NeurocircuitError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise NeurocircuitError("--jobs runs each (arm, seed) in its own process; under torchrun every process "
+                                "takes part in each run: use one or the other")
     arms = list(args.arm or [])
     if args.only is not None:
         arms += [x.strip() for x in args.only.split(",") if x.strip()]
@@ -176,16 +192,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
             shutil.rmtree(args.out / "runs", ignore_errors=True)
     if rank0:
         print(f"running {sim.name!r} on {sim.backend}: model {sim.model}, arms {', '.join(sim.labels)}, "
-              f"seeds {list(sim.seeds)}", flush=True)
-    def log(label: str, record: dict) -> None:  # one line per record where no progress bar is drawn (log files)
-        angles = [a for a in record["weight_angle"] if a == a]
-        print(f"{label}  step {record['step']:>7}  epoch {record['epoch']:6.2f}  train loss {record['train_loss']:.4f}"
-              f"  test acc {100 * record['test_accuracy']:6.2f} %  max angle {max(angles, default=float('nan')):6.2f}"
-              f" deg  lr {record['lr']:.3g}  {record['images_per_second']:8.1f} img/s", flush=True)
-
+              f"seeds {list(sim.seeds)}" + (f", {args.jobs} runs at a time" if args.jobs > 1 else ""), flush=True)
     quiet_log = args.quiet or sys.stdout.isatty()
     ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None,
-                        on_record=None if quiet_log else log)
+                        on_record=None if quiet_log else _log_record, jobs=args.jobs)
     if not rank0:
         return
     # what made this file, for its provenance in the results book (neurocircuit summarize reads both)

@@ -45,6 +45,7 @@ import tomllib
 
 from ._toml import check_keys, expect, read_toml
 from .errors import ConfigError, NeurocircuitError
+from .pool import MAX_WORKERS, SINGLE_THREAD_ENV, run_in_workers
 from .registry import simulation_file
 from .simulation import _is_int
 
@@ -52,11 +53,6 @@ __all__ = ["Axis", "Sweep", "parse_axis", "axis_from_toml", "load_sweep", "run_s
            "point_id", "quantity_value", "MODES"]
 
 MODES = ("grid", "zip")
-# fork where the platform has it: a forked worker starts at once, without importing torch again (the parent has
-# run no torch computation, so there is no thread pool to inherit).
-_START_METHOD = "fork" if os.name == "posix" and sys.platform != "darwin" else "spawn"
-_SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-
 
 @dataclass(frozen=True)
 class Axis:
@@ -285,7 +281,7 @@ def validate(sweep: Sweep) -> None:
 
 def _run_point(task: dict[str, Any]) -> dict[str, Any]:
     """Run one point (in a worker): returns {"id", "dataset"} or {"id", "error"}. Never raises."""
-    for key, value in _SINGLE_THREAD_ENV.items():
+    for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
     try:
         import torch
@@ -294,33 +290,6 @@ def _run_point(task: dict[str, Any]) -> dict[str, Any]:
         return {"id": task["id"], "dataset": _prepare(task["raw"], task["where"])().load()}
     except Exception as exc:  # a failing point is recorded, the sweep goes on
         return {"id": task["id"], "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
-
-
-def _worker_init() -> None:
-    for key, value in _SINGLE_THREAD_ENV.items():
-        os.environ[key] = value
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel sends this worker SIGKILL when the process that forked it dies (kill -9 of a sweep
-    leaves no orphans holding memory). Elsewhere a no-op; the pool's own shutdown covers normal exits."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - no prctl
-        return
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-#: Upper bound on local worker processes, whatever --workers asks (each holds a copy of torch and the data).
-MAX_WORKERS = 64
 
 
 def _set_aside_corrupt(folder: Path, pid: str) -> bool:
@@ -414,19 +383,7 @@ def _run_serial(todo: list[dict[str, Any]], finish: Callable[[dict[str, Any]], N
 
 
 def _run_local(todo: list[dict[str, Any]], workers: int, finish: Callable[[dict[str, Any]], None]) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(_START_METHOD),
-                               initializer=_worker_init)
-    try:
-        futures = [pool.submit(_run_point, task) for task in todo]
-        for future in as_completed(futures):
-            finish(future.result())
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    run_in_workers(_run_point, todo, workers, lambda task, future: finish(future.result()))
 
 
 def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dict[str, Any]], None]) -> None:

@@ -1,0 +1,132 @@
+"""A simulation's (arm, seed) runs in parallel: ``neurocircuit run SIM --out DIR --jobs N``.
+
+Each run goes to a worker of the local pool the sweeps use (:mod:`neurocircuit.pool`: one thread per worker, workers
+that die with this process) and writes the folder the runs write one after another, ``DIR/runs/<arm>-seed<k>/``
+(checkpoint, finished phases, ``results.nc``), so ``resume`` continues each where it stopped and a finished run is
+read back from its checkpoint, not run again. The workers return their results and
+:func:`neurocircuit.backends.run_simulation` merges them once, exactly as it merges runs made one after another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+__all__ = ["run_parallel"]
+
+# The data of the simulation now running in parallel, by key: set before the workers fork, which inherit it
+# (loaded once, no copy through a pipe); a spawned worker loads it once for all its runs.
+_SHARED: dict[str, Any] = {}
+
+
+def _run_one(task: dict[str, Any]) -> xr.Dataset:
+    """One (arm, seed) run, in a worker."""
+    from .backends import get_backend
+
+    sim = task["sim"]
+    backend = get_backend(sim.backend)
+    if task["key"] not in _SHARED:
+        _SHARED.clear()
+        _SHARED[task["key"]] = backend.load_data(sim)
+    # no progress bars: several processes drawing on one terminal garble it (the parent draws one over the runs)
+    return backend.run_arm(sim, task["arm"], task["seed"], _SHARED[task["key"]], out=task["out"],
+                           resume=task["resume"], progress=False, stop_after_steps=task["stop_after_steps"],
+                           on_record=task["on_record"])
+
+
+def _on_accelerator(sim: Any) -> bool:
+    """Whether the runs use a device other than the CPU (torch's ``auto``: CUDA where there is one)."""
+    if sim.backend != "torch":
+        return False
+    device = str(sim.torch.device)
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return not device.startswith("cpu")
+
+
+def _named(exc: BaseException, label: str, seed: int) -> BaseException:
+    """``exc`` with a message that names the run (unless it does already), of the same type where it can be."""
+    text = " ".join(str(exc).split())
+    message = text if f"{label} seed {seed}" in text else f"arm {label!r} seed {seed}: {text}"
+    try:
+        return type(exc)(message)
+    except Exception:  # an exception class that takes other arguments
+        return RuntimeError(f"{type(exc).__name__}: {message}")
+
+
+def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: int, resume: bool = False,
+                 progress: bool | None = None, stop_after_steps: int | None = None,
+                 on_record: Callable[[str, dict[str, Any]], None] | None = None) -> list[xr.Dataset]:
+    """Run every ``(arm, seed)`` of ``runs`` on ``jobs`` worker processes; their results in the order of ``runs``.
+
+    Parameters
+    ----------
+    sim
+        The simulation (a :class:`~neurocircuit.simulation.Simulation`).
+    runs
+        ``(arm, seed)`` pairs, arms from ``sim.arms``.
+    out
+        The simulation's output folder: run ``(arm, seed)`` keeps ``out/runs/<arm>-seed<k>/``.
+    jobs
+        How many runs at a time (at most :data:`neurocircuit.pool.MAX_WORKERS`).
+    resume, stop_after_steps
+        As for :meth:`~neurocircuit.backends.Backend.run_arm`, for every run (each stops after that many steps).
+    progress
+        A bar over the finished runs (None: on a terminal); the runs draw none.
+    on_record
+        Called in the worker with each record (it must pickle: a module-level function).
+
+    Raises
+    ------
+    The first error of a run, its message naming the arm and seed (the other runs are stopped, with a checkpoint);
+    after every run has ended, the first :class:`KeyboardInterrupt` of a run that stopped early.
+    """
+    from tqdm.auto import tqdm
+
+    from .backends import get_backend, run_dir
+    from .pool import START_METHOD, run_in_workers
+
+    backend = get_backend(sim.backend)
+    # A process that forks must not have initialised CUDA (checking torch.device may have): runs on a GPU start
+    # fresh workers.
+    start = "spawn" if _on_accelerator(sim) else START_METHOD
+    key = f"{os.getpid()}-{id(sim)}"
+    _SHARED.clear()
+    if start == "fork":
+        _SHARED[key] = backend.load_data(sim)
+    tasks = [{"index": i, "key": key, "sim": sim, "arm": arm, "seed": seed, "out": run_dir(out, arm.label, seed),
+              "resume": resume, "stop_after_steps": stop_after_steps, "on_record": on_record}
+             for i, (arm, seed) in enumerate(runs)]
+    results: list[Any] = [None] * len(runs)
+    stopped: list[KeyboardInterrupt] = []
+    bar = tqdm(total=len(runs), desc=sim.name, unit="run", disable=None if progress is None else not progress)
+
+    def finish(task: dict[str, Any], future: Any) -> None:
+        try:
+            results[task["index"]] = future.result()
+        except KeyboardInterrupt as exc:  # the run saved a checkpoint and stopped; the others go on
+            stopped.append(exc)
+            return
+        except Exception as exc:
+            raise _named(exc, task["arm"].label, task["seed"]) from exc
+        bar.update(1)
+
+    try:
+        run_in_workers(_run_one, tasks, jobs, finish, start_method=start)
+    except KeyboardInterrupt as exc:  # Ctrl-C here: the workers were stopped
+        if str(exc):
+            raise
+        raise KeyboardInterrupt(f"the runs in {out / 'runs'} keep their last checkpoints; --resume continues "
+                                "them") from None
+    finally:
+        bar.close()
+        _SHARED.clear()
+    if stopped:
+        raise stopped[0]
+    return results
