@@ -93,10 +93,10 @@ def _add_table_arguments(sub: argparse._SubParsersAction) -> None:
     paired = kinds.add_parser(
         "paired", help="final test error per arm over seeds, and each arm minus a reference arm paired by seed",
         description="Per arm, seeds pooled across files (the same arm and seed twice is an error): final test error "
-                    "(%%) mean ± sd, the test error at the record chosen on validation (marked * where chosen on "
+                    "(%) mean ± sd, the test error at the record chosen on validation (marked * where chosen on "
                     "test: no validation split), the largest final B-W angle, whether every training loss was "
                     "finite, ms per step; then arm - reference in pp for the seeds both have, mean ± sd (n - 1) and "
-                    "the 95 %% confidence interval of the mean (Student t, n - 1 degrees of freedom; n/a with one "
+                    "the 95 % confidence interval of the mean (Student t, n - 1 degrees of freedom; n/a with one "
                     "seed).")
     paired.add_argument("files", nargs="+", metavar="FILE[@TAG]",
                         help="results.nc files; FILE@TAG labels that file's arms ARM@TAG")
@@ -124,7 +124,7 @@ def _add_table_arguments(sub: argparse._SubParsersAction) -> None:
     angles.add_argument("--digits", type=int, default=1)
     noise = kinds.add_parser(
         "noise-pretraining", help="the tables of a noise_pretraining run (Cheon et al. with its controls)",
-        description="Test accuracy at 1/4, 1/2, 1, 3 epochs and at the end, steps to 80 %%; the readout's B-W "
+        description="Test accuracy at 1/4, 1/2, 1, 3 epochs and at the end, steps to 80 %; the readout's B-W "
                     "angle and ||W|| per layer before and after the noise phase, effective dimension, OOD accuracy; "
                     "Cheon's claims as differences between arms paired by seed (mean ± sd over seeds).")
     noise.add_argument("files", nargs=1, metavar="FILE", help="the results.nc of a noise_pretraining run")
