@@ -301,3 +301,10 @@ def test_noise_pretraining_tables(tmp_path: Path, capsys) -> None:
     assert next(line for line in out if line.startswith("| bp+noise − bp |")) == "| bp+noise − bp | — | — | — | — |"
     data = tables.noise_pretraining_tables(ds)
     assert data.readout == "W2" and data.transforms == ("rotate:20", "shift:3") and len(data.claims) == 8
+
+
+def test_tables_import_neither_torch_nor_brian2() -> None:
+    code = "import sys, neurocircuit.tables; print(sorted({'torch', 'brian2'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parents[1])
+    assert done.stdout.strip() == "[]"
