@@ -1,6 +1,7 @@
 """The ``neurocircuit`` command: ``run`` any simulation on its backend (``train`` is the same command, for
 ``torchrun -m neurocircuit train``), ``sweep`` settings, ``plot`` results, ``list`` what is available,
-``summarize`` a results file into the results book and ``report`` (regenerate) the book.
+``summarize`` a results file into the results book, ``report`` (regenerate) the book and print a report
+``table`` (paired differences, sweep grids, per-layer angles, the noise-pretraining tables).
 
 Bad input (unknown names, malformed or mistyped files, settings a backend does not honour, shapes that do not
 chain, missing files) ends with one line on stderr and exit code 2.
@@ -84,7 +85,52 @@ def _parser() -> argparse.ArgumentParser:
                       help="average over this dimension, drawing the sd as a band; repeatable")
     plot.add_argument("--out", required=True, type=Path, help="PNG file to write")
     _add_book_arguments(sub)
+    _add_table_arguments(sub)
     return parser
+
+
+def _add_table_arguments(sub: argparse._SubParsersAction) -> None:
+    table = sub.add_parser("table", help="print a report table from results files (paired, sweep, angles, "
+                                         "noise-pretraining)")
+    kinds = table.add_subparsers(dest="kind", required=True, metavar="KIND")
+    paired = kinds.add_parser(
+        "paired", help="final test error per arm over seeds, and each arm minus a reference arm paired by seed",
+        description="Per arm, seeds pooled across files (the same arm and seed twice is an error): final test error "
+                    "(%) mean ± sd, the test error at the record chosen on validation (marked * where chosen on "
+                    "test: no validation split), the largest final B-W angle, whether every training loss was "
+                    "finite, ms per step; then arm - reference in pp for the seeds both have, mean ± sd (n - 1) and "
+                    "the 95 % confidence interval of the mean (Student t, n - 1 degrees of freedom; n/a with one "
+                    "seed).")
+    paired.add_argument("files", nargs="+", metavar="FILE[@TAG]",
+                        help="results.nc files; FILE@TAG labels that file's arms ARM@TAG")
+    paired.add_argument("--ref", default="bp", help="the arm the differences are taken from (default: bp)")
+    sweep = kinds.add_parser(
+        "sweep", help="a grid sweep's final values as a markdown table, and its best point chosen on validation",
+        description="Each cell: the final VAR, mean ± sd over seeds (and any dimension not on the table), a failed "
+                    "point's error ('nan at step k'), the peak training loss where it went above --loss-flag. Below: "
+                    "for a test_* variable, the point with the best final val_* (chosen on test, and labelled so, "
+                    "without a validation split).")
+    sweep.add_argument("files", nargs=1, metavar="FILE", help="the sweep.nc of a grid sweep")
+    sweep.add_argument("--cols", required=True, help="the axis whose values are the columns")
+    sweep.add_argument("--var", default="test_accuracy", help="the variable (default: test_accuracy)")
+    sweep.add_argument("--error", action="store_true", help="print 100 x (1 - var): test error in %%")
+    sweep.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE", help="e.g. arm=wm; repeatable")
+    sweep.add_argument("--loss-flag", type=float, default=10.0,
+                       help="flag a point whose mean training loss in a record window went above this (default: 10)")
+    sweep.add_argument("--digits", type=int, default=2)
+    angles = kinds.add_parser(
+        "angles", help="a per-layer variable (the B-W angle) over training: one row per layer, one column per record",
+        description="One column per record for every (file, arm), headed FOLDER/ARM ep EPOCH; each cell mean ± sd "
+                    "over seeds; a layer an arm does not record prints as a dash.")
+    angles.add_argument("files", nargs="+", metavar="FILE", help="results.nc files")
+    angles.add_argument("--var", default="weight_angle", help="a per-layer variable (default: weight_angle)")
+    angles.add_argument("--digits", type=int, default=1)
+    noise = kinds.add_parser(
+        "noise-pretraining", help="the tables of a noise_pretraining run (Cheon et al. with its controls)",
+        description="Test accuracy at 1/4, 1/2, 1, 3 epochs and at the end, steps to 80 %; the readout's B-W "
+                    "angle and ||W|| per layer before and after the noise phase, effective dimension, OOD accuracy; "
+                    "Cheon's claims as differences between arms paired by seed (mean ± sd over seeds).")
+    noise.add_argument("files", nargs=1, metavar="FILE", help="the results.nc of a noise_pretraining run")
 
 
 def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
@@ -291,6 +337,28 @@ def _cmd_summarize(args: argparse.Namespace) -> None:
         print(f"note: the book will mark this table stale: {stale}")
 
 
+def _cmd_table(args: argparse.Namespace) -> None:
+    from . import tables
+
+    if args.kind == "paired":
+        files = []
+        for spec in args.files:
+            path, _, tag = spec.partition("@")
+            files.append((Path(path), tag))
+        print(tables.render_paired(tables.paired_table(tables.read_paired_runs(files), args.ref)))
+    elif args.kind == "sweep":
+        ds = tables.select_points(tables.open_sweep(args.files[0]), args.sel)
+        table = tables.sweep_table(ds, args.cols, args.var, error=args.error, loss_flag=args.loss_flag)
+        print(tables.render_sweep(table, args.digits))
+    elif args.kind == "angles":
+        runs = [(Path(f).parent.name, tables.read_table_file(f)) for f in args.files]
+        print(tables.render_layers(tables.layer_table(runs, args.var), args.digits))
+    else:
+        what = "a results file of a noise-pretraining run"
+        results = tables.read_table_file(args.files[0], tables.NOISE_NEEDS, what)
+        print(tables.render_noise_pretraining(tables.noise_pretraining_tables(results)))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
@@ -368,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_report(args)
         elif args.command == "summarize":
             _cmd_summarize(args)
+        elif args.command == "table":
+            _cmd_table(args)
         else:
             _cmd_run(args)
     except (NeurocircuitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

@@ -78,7 +78,7 @@ def test_local_workers_and_dask_cluster_give_the_same_dataset(tmp_path: Path) ->
     assert '"optimizer.lr"' in saved.attrs["sweep"] and saved.attrs["failed_points"] == 0
 
 
-def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
+def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path: Path, capsys) -> None:
     sweep = small("optimizer.lr=0.05,1e6")  # lr 1e6 diverges: NaN loss
     done = []
     ds = run_sweep(sweep, tmp_path, workers=1, progress=False, on_point=lambda pid, status: done.append(status))
@@ -88,10 +88,9 @@ def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     assert record["point"] == {"optimizer.lr": 1e6} and "FloatingPointError" in record["error"]
     assert np.isfinite(ds["test_accuracy"].sel({"optimizer.lr": 0.05})).all()
     assert ds["test_accuracy"].sel({"optimizer.lr": 1e6}).isnull().all()
-    # benchmarks/sweep_table.py names the failure in its cell and prints the other point's final error
-    script = Path(__file__).parents[1] / "benchmarks" / "sweep_table.py"
-    table = subprocess.run([sys.executable, str(script), str(tmp_path / "sweep.nc"), "--error", "--cols",
-                            "optimizer.lr"], capture_output=True, text=True, check=True).stdout.splitlines()
+    # neurocircuit table sweep names the failure in its cell and prints the other point's final error
+    assert main(["table", "sweep", str(tmp_path / "sweep.nc"), "--error", "--cols", "optimizer.lr"]) == 0
+    table = capsys.readouterr().out.splitlines()
     error = 100 * (1 - ds["test_accuracy"].sel({"optimizer.lr": 0.05}).isel(step=-1).values.ravel())  # 2 seeds
     assert table[:2] == ["|  | optimizer.lr 0.05 | optimizer.lr 1000000.0 |", "|---|---|---|"]
     assert re.fullmatch(rf"\|  \| {error.mean():.2f} ± {error.std():.2f} \| nan at step \d+ \|", table[2]), table

@@ -4,8 +4,6 @@ both backends as ``val_*`` beside ``test_*``, and what every selection chooses o
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -180,25 +178,6 @@ def test_best_sweep_point_is_chosen_on_validation() -> None:
     best = best_point(ds)
     assert best.where == {"optimizer.lr": 0.1} and best.test == 0.7
     assert best_point(ds.drop_vars("val_accuracy"), allow_test=True).where == {"optimizer.lr": 1.0}
-
-
-def test_paired_table_best_column_is_chosen_on_validation(tmp_path: Path) -> None:
-    shape = (1, 1, 4)
-    common = {"train_loss": (("arm", "seed", "step"), np.ones(shape)),
-              "test_accuracy": (("arm", "seed", "step"), np.array([[[0.5, 0.7, 0.95, 0.8]]]))}
-    coords = {"arm": ["bp"], "seed": [0], "step": [0, 10, 20, 30]}
-    with_val = tmp_path / "val.nc"
-    xr.Dataset({**common, "val_accuracy": (("arm", "seed", "step"), np.array([[[0.5, 0.9, 0.8, 0.7]]]))},
-               coords=coords).to_netcdf(with_val)
-    without = tmp_path / "old.nc"
-    xr.Dataset(common, coords=coords).to_netcdf(without)
-    script = str(ROOT / "benchmarks" / "paired_table.py")
-    done = subprocess.run([sys.executable, script, str(with_val)], capture_output=True, text=True, check=True)
-    row = done.stdout.splitlines()[1].split()
-    assert row[row.index("±", 4) - 1] == "30.00" and ON_TEST not in done.stdout  # test error at validation's best
-    done = subprocess.run([sys.executable, script, str(without)], capture_output=True, text=True, check=True)
-    row = done.stdout.splitlines()[1].split()
-    assert row[row.index("±", 4) - 1] == "5.00" and f"{ON_TEST}: bp seed 0" in done.stdout
 
 
 def test_a_sweep_point_where_a_seed_diverged_is_never_the_best():
