@@ -12,7 +12,6 @@ To add a backend: subclass :class:`Backend`, fill in ``name``, ``honours`` and :
 from __future__ import annotations
 
 import difflib
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +21,7 @@ import xarray as xr
 from .errors import ConfigError, UnknownNameError
 from .phases import PHASE_KINDS
 
-__all__ = ["Backend", "register_backend", "get_backend", "list_backends", "set_keys", "run_simulation",
+__all__ = ["Backend", "register_backend", "get_backend", "list_backends", "set_keys", "run_dir",
            "SECTIONS"]
 
 #: The sections whose keys a backend declares: top-level keys, arm tables, [train], [mirror], [torch], one per
@@ -162,6 +161,11 @@ class Backend:
         """Backend-specific attributes of the results (units, time convention)."""
         return {}
 
+    def on_accelerator(self, sim: Any) -> bool:
+        """Whether ``sim``'s runs use a device other than the CPU (a process that forks workers must not have set one
+        up: parallel runs then start fresh workers)."""
+        return False
+
     def finish(self, results: xr.Dataset) -> xr.Dataset:
         """Tidy the merged results of all arms (e.g. fill labels of times an arm did not have)."""
         return results
@@ -200,46 +204,3 @@ def run_dir(out: Path, label: str, seed: int) -> Path:
     """Where one (arm, seed) run keeps its checkpoint and results inside a simulation's output folder."""
     safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in label)
     return out / "runs" / f"{safe}-seed{seed}"
-
-
-def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = False,
-                   progress: bool | None = None, stop_after_steps: int | None = None,
-                   on_record: Callable[[str, dict[str, Any]], None] | None = None, jobs: int = 1) -> xr.Dataset:
-    """Run every arm of ``sim`` for every seed on its backend and return the results.
-
-    Dims: ``arm`` (labels; coordinate ``rule``), ``seed``, plus the backend's own (``step``, ``layer``, phase
-    steps or simulated time). A variable an arm does not have is NaN there. With ``out``, every run keeps its
-    checkpoint and results under ``out/runs/`` and ``resume`` continues an interrupted simulation where it stopped.
-    ``jobs`` > 1 (needs ``out``) runs that many (arm, seed) runs at a time, each in a worker process with one
-    thread (:func:`neurocircuit.runs.run_parallel`); the results are the same as one after another.
-    """
-    from ._version import __version__
-    from .results import attach_config
-
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
-    backend = get_backend(sim.backend)
-    runs = [(arm, seed) for arm in sim.arms for seed in sim.seeds]
-    if jobs > 1 and out is None:
-        raise ConfigError(f"jobs = {jobs} runs each (arm, seed) in a worker that writes its own folder under "
-                          "OUT/runs/: give an output folder")
-    if jobs > 1 and len(runs) > 1:
-        from .runs import run_parallel
-
-        datasets = run_parallel(sim, runs, Path(out), jobs=jobs, resume=resume, progress=progress,
-                                stop_after_steps=stop_after_steps, on_record=on_record)
-    else:
-        data = backend.load_data(sim)
-        datasets = [backend.run_arm(sim, arm, seed, data, resume=resume, progress=progress,
-                                    out=None if out is None else run_dir(Path(out), arm.label, seed),
-                                    stop_after_steps=stop_after_steps, on_record=on_record)
-                    for arm, seed in runs]
-    results = xr.merge([ds.expand_dims(arm=[arm.label], seed=[seed]) for (arm, seed), ds in zip(runs, datasets)],
-                       compat="no_conflicts", join="outer", combine_attrs="override")
-    results = results.reindex(arm=sim.labels, seed=list(sim.seeds))
-    results = backend.finish(results).assign_coords(rule=("arm", [a.rule for a in sim.arms]))
-    if "layer_rule" in results.data_vars:
-        results = results.set_coords("layer_rule")
-    return attach_config(results, sim.to_dict(), simulation=sim.name, description=sim.description,
-                         model=sim.model, backend=sim.backend,
-                         neurocircuit_version=__version__, python=sys.version.split()[0], **backend.attrs(sim))

@@ -203,9 +203,9 @@ def _log_record(label: str, record: dict) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     import os
 
-    from .backends import run_simulation
     from .plotting import save_figures
     from .results import prepare_output, write_netcdf
+    from .runs import run_simulation
     from .simulation import load_simulation
 
     if args.jobs < 1:

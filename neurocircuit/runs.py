@@ -1,22 +1,30 @@
-"""A simulation's (arm, seed) runs in parallel: ``neurocircuit run SIM --out DIR --jobs N``.
+"""Running a simulation: every (arm, seed) on its backend, one after another or in parallel (``neurocircuit run SIM
+--out DIR --jobs N``), merged into one Dataset.
 
 Each run goes to a worker of the local pool the sweeps use (:mod:`neurocircuit.pool`: one thread per worker, workers
 that die with this process) and writes the folder the runs write one after another, ``DIR/runs/<arm>-seed<k>/``
 (checkpoint, finished phases, ``results.nc``), so ``resume`` continues each where it stopped and a finished run is
 read back from its checkpoint, not run again. The workers return their results and
-:func:`neurocircuit.backends.run_simulation` merges them once, exactly as it merges runs made one after another.
+:func:`run_simulation` merges them once, exactly as it merges runs made one after another.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-__all__ = ["run_parallel"]
+from ._version import __version__
+from .backends import get_backend, run_dir
+from .errors import ConfigError
+from .pool import START_METHOD, run_in_workers
+from .results import attach_config
+
+__all__ = ["run_simulation", "run_parallel"]
 
 # The data of the simulation now running in parallel, by key: set before the workers fork, which inherit it
 # (loaded once, no copy through a pipe); a spawned worker loads it once for all its runs.
@@ -25,8 +33,6 @@ _SHARED: dict[str, Any] = {}
 
 def _run_one(task: dict[str, Any]) -> xr.Dataset:
     """One (arm, seed) run, in a worker."""
-    from .backends import get_backend
-
     sim = task["sim"]
     backend = get_backend(sim.backend)
     if task["key"] not in _SHARED:
@@ -36,18 +42,6 @@ def _run_one(task: dict[str, Any]) -> xr.Dataset:
     return backend.run_arm(sim, task["arm"], task["seed"], _SHARED[task["key"]], out=task["out"],
                            resume=task["resume"], progress=False, stop_after_steps=task["stop_after_steps"],
                            on_record=task["on_record"])
-
-
-def _on_accelerator(sim: Any) -> bool:
-    """Whether the runs use a device other than the CPU (torch's ``auto``: CUDA where there is one)."""
-    if sim.backend != "torch":
-        return False
-    device = str(sim.torch.device)
-    if device == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return not device.startswith("cpu")
 
 
 def _named(exc: BaseException, label: str, seed: int) -> BaseException:
@@ -89,13 +83,10 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
     """
     from tqdm.auto import tqdm
 
-    from .backends import get_backend, run_dir
-    from .pool import START_METHOD, run_in_workers
-
     backend = get_backend(sim.backend)
     # A process that forks must not have initialised CUDA (checking torch.device may have): runs on a GPU start
     # fresh workers.
-    start = "spawn" if _on_accelerator(sim) else START_METHOD
+    start = "spawn" if backend.on_accelerator(sim) else START_METHOD
     key = f"{os.getpid()}-{id(sim)}"
     _SHARED.clear()
     if start == "fork":
@@ -130,3 +121,41 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
     if stopped:
         raise stopped[0]
     return results
+
+
+def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = False,
+                   progress: bool | None = None, stop_after_steps: int | None = None,
+                   on_record: Callable[[str, dict[str, Any]], None] | None = None, jobs: int = 1) -> xr.Dataset:
+    """Run every arm of ``sim`` for every seed on its backend and return the results.
+
+    Dims: ``arm`` (labels; coordinate ``rule``), ``seed``, plus the backend's own (``step``, ``layer``, phase
+    steps or simulated time). A variable an arm does not have is NaN there. With ``out``, every run keeps its
+    checkpoint and results under ``out/runs/`` and ``resume`` continues an interrupted simulation where it stopped.
+    ``jobs`` > 1 (needs ``out``) runs that many (arm, seed) runs at a time, each in a worker process with one
+    thread (:func:`neurocircuit.runs.run_parallel`); the results are the same as one after another.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    backend = get_backend(sim.backend)
+    runs = [(arm, seed) for arm in sim.arms for seed in sim.seeds]
+    if jobs > 1 and out is None:
+        raise ConfigError(f"jobs = {jobs} runs each (arm, seed) in a worker that writes its own folder under "
+                          "OUT/runs/: give an output folder")
+    if jobs > 1 and len(runs) > 1:
+        datasets = run_parallel(sim, runs, Path(out), jobs=jobs, resume=resume, progress=progress,
+                                stop_after_steps=stop_after_steps, on_record=on_record)
+    else:
+        data = backend.load_data(sim)
+        datasets = [backend.run_arm(sim, arm, seed, data, resume=resume, progress=progress,
+                                    out=None if out is None else run_dir(Path(out), arm.label, seed),
+                                    stop_after_steps=stop_after_steps, on_record=on_record)
+                    for arm, seed in runs]
+    results = xr.merge([ds.expand_dims(arm=[arm.label], seed=[seed]) for (arm, seed), ds in zip(runs, datasets)],
+                       compat="no_conflicts", join="outer", combine_attrs="override")
+    results = results.reindex(arm=sim.labels, seed=list(sim.seeds))
+    results = backend.finish(results).assign_coords(rule=("arm", [a.rule for a in sim.arms]))
+    if "layer_rule" in results.data_vars:
+        results = results.set_coords("layer_rule")
+    return attach_config(results, sim.to_dict(), simulation=sim.name, description=sim.description,
+                         model=sim.model, backend=sim.backend,
+                         neurocircuit_version=__version__, python=sys.version.split()[0], **backend.attrs(sim))

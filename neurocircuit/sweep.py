@@ -247,7 +247,7 @@ def point_id(point: Mapping[str, Any]) -> str:
 
 def _prepare(raw: Mapping[str, Any], where: str) -> Callable[[], Any]:
     """Parse a point's simulation table (errors name the point) and return what runs it."""
-    from .backends import run_simulation
+    from .runs import run_simulation
     from .simulation import parse_simulation
 
     sim = parse_simulation(raw, source=where)

@@ -17,17 +17,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "neurocircuit"
 #: The built-in backends are plugins loaded by name (``backends._BUILTIN``), as entry points would be: the
 #: interface depends on no backend, each backend on the interface.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("neurocircuit._version", "neurocircuit.errors", "neurocircuit._reads", "neurocircuit._toml")),
+    ("base", ("neurocircuit._version", "neurocircuit.errors", "neurocircuit._reads", "neurocircuit._toml",
+              "neurocircuit.pool")),
     ("descriptions", ("neurocircuit.rules", "neurocircuit.circuit", "neurocircuit.phases", "neurocircuit.transforms",
                       "neurocircuit.datasets", "neurocircuit.results", "neurocircuit.selection")),
     ("torch rule layers", ("neurocircuit.torch.nn", "neurocircuit.torch.nn.*")),
     ("registries", ("neurocircuit.registry", "neurocircuit.backends", "neurocircuit.data", "neurocircuit.images")),
     ("schema", ("neurocircuit.simulation",)),
+    ("running", ("neurocircuit.runs",)),
     ("torch backend", ("neurocircuit.torch", "neurocircuit.torch.*")),
     ("brian2 backend", ("neurocircuit.brian", "neurocircuit.brian.*")),
     ("public aliases", ("neurocircuit.nn",)),
-    ("tools", ("neurocircuit.sweep", "neurocircuit.plotting", "neurocircuit.book", "neurocircuit.tables",
-               "neurocircuit.jobs", "neurocircuit.workers")),
+    ("tools", ("neurocircuit.sweep", "neurocircuit.plotting", "neurocircuit.book", "neurocircuit.book.*",
+               "neurocircuit.tables")),
     ("entry points", ("neurocircuit.cli", "neurocircuit.__main__", "neurocircuit")),
 ]
 

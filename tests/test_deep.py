@@ -16,10 +16,11 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
-from neurocircuit.backends import run_dir, run_simulation
+from neurocircuit.backends import run_dir
 from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError, DataError
 from neurocircuit.results import read_results
+from neurocircuit.runs import run_simulation
 from neurocircuit.simulation import load_simulation, parse_simulation, set_key
 from neurocircuit.torch.checkpoint import CHECKPOINT_NAME
 from neurocircuit.torch.networks import build_network

@@ -12,10 +12,10 @@ import pytest
 import torch
 import xarray as xr
 
-from neurocircuit.backends import run_simulation
 from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError
 from neurocircuit.results import read_results
+from neurocircuit.runs import run_simulation
 from neurocircuit.simulation import load_simulation
 
 ROOT = Path(__file__).resolve().parents[1]

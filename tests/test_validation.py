@@ -98,7 +98,7 @@ def test_a_bad_validation_key_stops_the_run_before_it_starts(backend: str, capsy
 
 
 def test_a_tiny_torch_run_records_validation_beside_test() -> None:
-    from neurocircuit.backends import run_simulation
+    from neurocircuit.runs import run_simulation
     from neurocircuit.simulation import parse_simulation
 
     sim = parse_simulation({"model": "mlp_digits", "arms": ["fa"], "seeds": [0],

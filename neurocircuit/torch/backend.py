@@ -153,6 +153,14 @@ class TorchBackend(Backend):
             trainer.on_record = on_record
             return trainer.run(resume=resume, stop_after_steps=stop_after_steps)
 
+    def on_accelerator(self, sim: Simulation) -> bool:
+        device = torch_settings(sim).device
+        if device == "auto":
+            import torch
+
+            return torch.cuda.is_available()
+        return not device.startswith("cpu")
+
     def finish(self, results: xr.Dataset) -> xr.Dataset:
         from .distributed import release_process_group
 
