@@ -102,11 +102,11 @@ def check_rule(name: Any, options: Mapping[str, Any], where: str) -> RuleDescrip
     return rule
 
 
-_RANDOM = "its own random matrix, drawn like W's initialisation times `gain`"
+_B_DRAWN_LIKE_W = "its own random matrix, drawn like W's initialisation times `gain`"
 for _description in (
     RuleDescription("bp", "backprop: B is W itself (weight transport), the reference", "W itself",
                     "follows W exactly", weight_transport=True),
-    RuleDescription("fa", "feedback alignment: a fixed random B (Lillicrap et al. 2016)", _RANDOM,
+    RuleDescription("fa", "feedback alignment: a fixed random B (Lillicrap et al. 2016)", _B_DRAWN_LIKE_W,
                     options={"gain": 1.0}),
     RuleDescription("dfa", "direct feedback alignment: the output error reaches every hidden layer through its own "
                     "fixed random matrix (Nøkland 2016)", "from the output error population straight to each hidden "
@@ -120,11 +120,11 @@ for _description in (
                     "sign(W) times fixed random magnitudes", "follows W's signs", sign_transport=True,
                     options={"gain": 1.0}),
     RuleDescription("kp", "Kolen-Pollack: B gets W's local update and decay, so W - B decays (Akrout et al. 2019)",
-                    _RANDOM, "the transposed local update of W and the same weight decay (or its own `decay`, a "
-                    "weight decay per unit of learning rate)", learns_with_optimizer=True,
+                    _B_DRAWN_LIKE_W, "the transposed local update of W and the same weight decay (or its own "
+                    "`decay`, a weight decay per unit of learning rate)", learns_with_optimizer=True,
                     options={"gain": 1.0, "decay": None}),
     RuleDescription("wm", "weight mirror: B learns W from spontaneous noise in mirror phases (Akrout et al. 2019)",
-                    _RANDOM, "Hebbian, from spontaneous activity in mirror phases; fixed while engaged",
+                    _B_DRAWN_LIKE_W, "Hebbian, from spontaneous activity in mirror phases; fixed while engaged",
                     learns_in_mirror=True, options={"gain": 1.0}),
 ):
     describe(_description)

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("brian2 backend", ("neurocircuit.brian", "neurocircuit.brian.*")),
     ("public aliases", ("neurocircuit.nn",)),
     ("tools", ("neurocircuit.sweep", "neurocircuit.plotting", "neurocircuit.book", "neurocircuit.book.*",
-               "neurocircuit.tables")),
+               "neurocircuit.tables", "neurocircuit.tables.*")),
     ("entry points", ("neurocircuit.cli", "neurocircuit.__main__", "neurocircuit")),
 ]
 
@@ -155,5 +155,5 @@ def test_the_schema_imports_neither_torch_nor_brian2(module: str) -> None:
 
 
 def test_no_module_is_much_over_500_lines() -> None:
-    long = {m: n for m, p in module_names().items() if (n := len(p.read_text().splitlines())) > 550}
+    long = {m: n for m, p in module_names().items() if (n := len(p.read_text().splitlines())) > 520}
     assert not long, f"modules over ~500 lines (split them by job): {long}"

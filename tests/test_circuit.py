@@ -106,3 +106,22 @@ def test_lenet5_biotorch_differs_from_lenet5_only_in_its_linear_f6() -> None:
     assert differ == {"f6"}
     assert ours.population("f6").activation == "relu" and theirs.population("f6").activation == "identity"
     assert ours.projections == theirs.projections
+
+
+def test_a_circuit_is_loaded_and_a_network_built_old_names_warn():
+    circuit = nc.load_circuit("mlp_digits")
+    built = nc.build_network(circuit, rule="fa", seed=2)  # a Circuit object, not only a name
+    named = nc.build_network("mlp_digits", rule="fa", seed=2)
+    for a, b in zip(built.state_dict().values(), named.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="use neurocircuit.build_network"):
+        old = nc.get_model("mlp_digits", rule="fa", seed=2)
+    assert type(old) is type(named)
+    with pytest.warns(DeprecationWarning, match="use neurocircuit.load_circuit"):
+        assert nc.load_model("mlp_digits") == circuit
+    with pytest.warns(DeprecationWarning, match="use neurocircuit.list_circuits"):
+        assert nc.list_models() == nc.list_circuits()
+    with pytest.warns(DeprecationWarning, match="network_from_circuit"):
+        assert nc.nn.build_network is nc.nn.network_from_circuit
+    with pytest.raises(TypeError, match="must be a name, a path or a Circuit"):
+        nc.build_network(None)

@@ -398,13 +398,14 @@ class RateCircuit(BrianCircuit):
         error.z_norm = linked_var(norm, "z", index=np.zeros(len(error), dtype=int))
         return [norm, summed]
 
-    def _project(self, name: str, source: str, target: str, wbb: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def _project(self, name: str, source: str, target: str,
+                 weight_bias_feedback: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         p, rule = self.params, self.rules[name]
         pre, post = self.layers[source], self.layers[target]
         # Direct feedback (dfa below the output layer): B comes from the output error population, (n_out, pre).
         output = self.circuit.output.name
         upper = self.layers[output] if describe_rule(rule).direct and target != output else post
-        weight, bias, feedback = (np.asarray(a, dtype=float) for a in wbb)
+        weight, bias, feedback = (np.asarray(a, dtype=float) for a in weight_bias_feedback)
         if weight.shape != (post.size, pre.size) or feedback.shape != (upper.size, pre.size) \
                 or bias.shape != (post.size,):
             raise ConfigError(f"projection {name!r}: weights of shapes W {weight.shape}, b {bias.shape}, "

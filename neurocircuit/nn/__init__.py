@@ -21,7 +21,8 @@ _MOVED = {"rules": "feedback_rules", "init": "initialization", "build": "circuit
           "layers": "layers", "functional": "functional", "metrics": "metrics", "mirror": "mirror",
           "convert": "convert", "feedback_optim": "feedback_optim"}
 for _old, _new in _MOVED.items():
-    globals()[_old] = sys.modules[f"{__name__}.{_old}"] = importlib.import_module(f"neurocircuit.torch.nn.{_new}")
+    sys.modules[f"{__name__}.{_old}"] = _module = importlib.import_module(f"neurocircuit.torch.nn.{_new}")
+    globals().setdefault(_old, _module)  # a function of that name (convert) stays the function
 
 
 def __getattr__(name: str) -> Any:

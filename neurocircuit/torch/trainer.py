@@ -50,13 +50,14 @@ from ..results import read_results, write_netcdf
 from ..simulation import TrainSettings
 from .checkpoint import CHECKPOINT_NAME, CHECKPOINT_VERSION, read_checkpoint, restore_rng, rng_states, write_checkpoint
 from .distributed import cuda_default, init_distributed, replica_spread, resolve_device, sync_buffers
+from .evaluation import evaluate
 from .nn.feedback_optim import FeedbackOptimizer
 from .nn.metrics import alignment, effective_dimensionality, feedback_layers
 from .nn.mirror import mirror_layers, mirror_step
 from .optim import EarlyWeightDecay, lr_scheduler, make_optimizer, optimizer_settings
 from .phase_runners import check_mirror_gain, run_mirror_phase, run_prenatal_phase
 from .records import records_dataset
-from .sampling import BatchServer, IndexedDataset, ResumableSampler, ShardSampler
+from .sampling import BatchServer, IndexedDataset, ResumableSampler
 from .settings import TorchSettings
 from .stopping import StopFlag, TrainingInterrupted
 
@@ -446,37 +447,13 @@ class Trainer:
         self._check_finite()
 
     # ------------------------------------------------------------------------------------------ records
-    @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None) -> dict[str, float]:
-        """Loss, top-1 and top-5 accuracy (NaN for regression) on the test set, or on ``dataset`` (sharded over ranks,
-        summed); keys ``test_*`` either way."""
-        self.model.eval()
-        dataset = self.test_set if dataset is None else dataset
-        sampler = ShardSampler(len(dataset), num_replicas=self.ctx.world_size, rank=self.ctx.rank)
-        loader = self.batches.loader(dataset, sampler, batch_size=max(self.train.batch_size, 256))
-        k = min(5, self.n_classes)
-        sums = torch.zeros(4, dtype=torch.float64, device=self.device)
-        for i, (x, y) in enumerate(loader):
-            if self.train.val_batches is not None and i >= self.train.val_batches:
-                break
-            x, y = self.batches.to_device(x, y, dataset)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                output = self.model(x)
-            n = float(len(y))
-            top1 = top5 = torch.zeros((), dtype=torch.float64, device=self.device)
-            if self.classification:
-                hits = output.topk(k, dim=-1).indices == y[:, None]
-                top1, top5 = hits[:, 0].sum().double(), hits.any(-1).sum().double()
-            sums += torch.stack([self.loss_fn(output.float(), y).double() * n, top1, top5,
-                                 torch.tensor(n, dtype=torch.float64, device=self.device)])
-        if self.ctx.distributed:
-            dist.all_reduce(sums)
-        self.model.train()
-        loss, top1, top5, n = sums.tolist()
-        nan = math.nan
-        return {"test_loss": loss / n, "test_accuracy": top1 / n if self.classification else nan,
-                "test_top5": top5 / n if self.classification else nan}
+        """Loss, top-1 and top-5 accuracy (NaN for regression) on the test set, or on ``dataset``; keys ``test_*``
+        either way (:func:`~neurocircuit.torch.evaluation.evaluate`)."""
+        return evaluate(self.model, self.test_set if dataset is None else dataset, batches=self.batches,
+                        ctx=self.ctx, loss_fn=self.loss_fn, classification=self.classification,
+                        n_classes=self.n_classes, batch_size=max(self.train.batch_size, 256),
+                        max_batches=self.train.val_batches, amp_dtype=self.amp_dtype)
 
     def record(self) -> None:
         """Evaluate now and append a record (train means since the previous record)."""
@@ -521,7 +498,7 @@ class Trainer:
                                             seconds=self.train_seconds + self.sums["seconds"], steps=self.step,
                                             phase=None if engaged is None else engaged.name))
         if self.finished and self.ood_datasets:
-            parts.append(self._ood())
+            parts.append(self._out_of_distribution_accuracy())
         if not parts:
             return xr.Dataset()
         ds = xr.merge(parts, compat="override", join="outer", combine_attrs="override")
@@ -533,7 +510,8 @@ class Trainer:
     #: Called on rank 0 with ``(label, record)`` after every record (e.g. the CLI's log lines).
     on_record: Callable[[str, dict[str, Any]], None] | None = None
 
-    def _ood(self) -> xr.Dataset:
+    def _out_of_distribution_accuracy(self) -> xr.Dataset:
+        """Test accuracy on every transformed test set (``train.ood_transforms``), at the end of the run."""
         names = [name for name, _ in self.ood_datasets]
         accuracies = [self.evaluate(dataset)["test_accuracy"] for _, dataset in self.ood_datasets]
         return xr.Dataset({"ood_accuracy": ("transform", accuracies, {"units": "1"})}, coords={"transform": names})
