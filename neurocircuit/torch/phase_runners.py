@@ -143,4 +143,4 @@ def check_mirror_gain(model_mirrored: bool, schedule: Schedule, mirror: MirrorSe
                 f"{settings.noise_std ** 2:g} / decay {settings.decay:g}), which scales the error each wm layer "
                 "sends down by as much; make the product 1, or (dense mirroring, no active_units) set "
                 "mirror.normalize = true",
-                FeedbackScaleWarning, stacklevel=4)
+                FeedbackScaleWarning, stacklevel=3)
