@@ -137,3 +137,26 @@ def test_the_brian2_backend_refuses_a_circuit_with_batch_norm_by_name(tmp_path):
     torch_sim = parse_simulation({**raw, "backend": "torch"}, source="s.toml")  # the torch backend builds it
     path.write_text(CIRCUIT.replace("BN", "true"))
     assert "h1" in nc.build_network(torch_sim.model, rule="fa", seed=0).batch_norm
+
+
+def test_a_prenatal_run_with_a_0_epoch_engaged_phase_records_the_angles_the_noise_left(tmp_path):
+    """What noise_alignment_depth runs: He init, a BatchNorm circuit, prenatal noise, then one record and no data step
+    (the record `neurocircuit table angles` reads)."""
+    from neurocircuit.runs import run_simulation
+    from neurocircuit.simulation import parse_simulation
+
+    path = tmp_path / "bn64.toml"
+    path.write_text(CIRCUIT.replace("BN", "true").replace("shape = [8]", "shape = [64]").replace("[3]", "[10]"))
+    sim = parse_simulation({
+        "model": str(path), "seeds": [0], "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"init": "he", "alignment_samples": 8},
+        "data": {"name": "digits", "train_samples": 64, "test_samples": 32},
+        "arms": [{"rule": "fa", "label": "fixed", "phases": [
+            {"kind": "prenatal", "samples": 3200, "dataset_size": 32, "record_every": 10},
+            {"kind": "engaged", "epochs": 0}]}]}, source="t")
+    ds = run_simulation(sim, progress=False)
+    assert ds.sizes["step"] == 1 and float(ds["epoch"][0]) == 0
+    after_noise = ds["prenatal_weight_angle"].isel(prenatal_step=-1)
+    assert float(ds["prenatal_weight_angle"].isel(prenatal_step=0).min()) > 80  # He: B and W start unrelated
+    assert float(after_noise.sel(layer="W3").squeeze()) < 80  # the memorised noise moved the readout
+    torch.testing.assert_close(torch.as_tensor(ds["weight_angle"].isel(step=0).values),
+                               torch.as_tensor(after_noise.values))
