@@ -148,7 +148,8 @@ def test_a_prenatal_run_with_a_0_epoch_engaged_phase_records_the_angles_the_nois
     path = tmp_path / "bn64.toml"
     path.write_text(CIRCUIT.replace("BN", "true").replace("shape = [8]", "shape = [64]").replace("[3]", "[10]"))
     sim = parse_simulation({
-        "model": str(path), "seeds": [0], "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"init": "he", "alignment_samples": 8},
+        "model": str(path), "seeds": [0], "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"init": "he", "alignment_samples": 8},
         "data": {"name": "digits", "train_samples": 64, "test_samples": 32},
         "arms": [{"rule": "fa", "label": "fixed", "phases": [
             {"kind": "prenatal", "samples": 3200, "dataset_size": 32, "record_every": 10},
