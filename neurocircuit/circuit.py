@@ -63,11 +63,17 @@ class Population:
         ``(n,)`` for a vector of n units, ``(C, H, W)`` for C feature maps of H x W units.
     activation
         One of :data:`ACTIVATIONS`, applied to the population's summed input u: y = phi(u).
+    batch_norm
+        Normalise the population's activity over the minibatch after its activation, y = BN(phi(u)) (per unit, or per
+        feature map of a (C, H, W) population, with a learned scale and shift; the torch backend's BatchNorm1d /
+        BatchNorm2d). Not for the input population, which is clamped to data; the Brian2 backend, whose rate
+        populations see one sample at a time, refuses it.
     """
 
     name: str
     shape: tuple[int, ...]
     activation: str = "identity"
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -87,6 +93,7 @@ class Population:
                 f"population {self.name!r}: unknown activation {self.activation!r} "
                 f"(known: {', '.join(ACTIVATIONS)})"
             )
+        expect(self.batch_norm, bool, f"population {self.name!r}: batch_norm")
 
     @property
     def size(self) -> int:
@@ -229,6 +236,9 @@ class Circuit:
         if len(inputs) != 1:
             raise ConfigError(f"{where}: expected exactly one input population (no incoming projection), "
                               f"found {inputs}")
+        if pops[inputs[0]].batch_norm:
+            raise ConfigError(f"{where}: population {inputs[0]!r} is the input, clamped to data: batch_norm "
+                              "normalises a population's activity after its activation (give it to a later one)")
         # Walk the chain from the input; it must visit every population once.
         outgoing = {}
         for proj in self.projections:
@@ -336,7 +346,9 @@ class Circuit:
         return {
             "name": self.name,
             "description": self.description,
-            "populations": [dataclasses.asdict(p) | {"shape": list(p.shape)} for p in self.populations],
+            # batch_norm only where set, so that circuits without it keep their dict form
+            "populations": [{k: v for k, v in dataclasses.asdict(p).items() if k != "batch_norm" or v}
+                            | {"shape": list(p.shape)} for p in self.populations],
             "projections": [
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(p).items()}
                 for p in self.projections
@@ -348,7 +360,7 @@ class Circuit:
         }
 
 
-_POP_KEYS = ("name", "shape", "activation")
+_POP_KEYS = ("name", "shape", "activation", "batch_norm")
 _PROJ_KEYS = ("name", "source", "target", "kind", "bias", "kernel_size", "stride", "padding", "dilation", "groups")
 
 
@@ -375,7 +387,8 @@ def circuit_from_dict(data: Mapping[str, Any], *, where: str = "circuit") -> Cir
         if key not in data:
             raise ConfigError(f"{where}: missing key {key!r}")
     name = expect(data["name"], str, f"{where}: name")
-    pops = [Population(p["name"], tuple(expect(p["shape"], list, f"{w}: shape")), p.get("activation", "identity"))
+    pops = [Population(p["name"], tuple(expect(p["shape"], list, f"{w}: shape")), p.get("activation", "identity"),
+                       p.get("batch_norm", False))
             for _, p, w in _tables(data, "populations", _POP_KEYS, ("name", "shape"), where)]
     projs = []
     for i, p, _ in _tables(data, "projections", _PROJ_KEYS, ("source", "target"), where):

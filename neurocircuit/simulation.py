@@ -108,8 +108,9 @@ class TrainSettings(Tracked):
         step while it lasts: a decay warm-up that erases the random starts of W and B sooner (README, KP on ResNet).
         Applied to every parameter group, every rule alike.
     init
-        How W, b and B start: ``default`` (torch's layer init, B drawn like W) or ``xavier`` (Xavier-uniform W and B,
-        zero biases; BioTorch's protocol). See :func:`neurocircuit.nn.initialize`.
+        How W, b and B start: ``default`` (torch's layer init, B drawn like W), ``xavier`` (Xavier-uniform W and B,
+        zero biases; BioTorch's protocol) or ``he`` (He-normal W and B, N(0, 2 / fan_in) drawn independently, zero
+        biases). Circuits and converted torchvision models alike; see :func:`neurocircuit.nn.initialize`.
     ood_transforms
         Test-set transforms evaluated at the end, e.g. ``["rotate:20", "shift:3", "scale:0.8"]``.
     steps_per_epoch, val_batches

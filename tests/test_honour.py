@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from neurocircuit._reads import recording_reads
+from neurocircuit.backends import set_keys
 from neurocircuit.errors import ConfigError
 from neurocircuit.phases import EngagedPhase, Schedule
 from neurocircuit.registry import simulation_file
-from neurocircuit.backends import set_keys
 from neurocircuit.runs import run_simulation
 from neurocircuit.simulation import parse_simulation
 

@@ -1,4 +1,4 @@
-"""Protocol options: Xavier initialisation, step milestones, resized Fashion-MNIST."""
+"""Protocol options: Xavier and He initialisation, step milestones, resized Fashion-MNIST."""
 
 import math
 
@@ -26,8 +26,43 @@ def test_xavier_initialises_w_and_b_with_their_fan_bound_and_zero_bias():
         assert torch.count_nonzero(layer.bias) == 0
     again = initialize(nc.build_network("lenet5", rule="fa", seed=1), "xavier", seed=3)
     torch.testing.assert_close(again.conv1.weight, model.conv1.weight, rtol=0, atol=0)  # the seed fixes the draw
-    with pytest.raises(ConfigError, match="unknown initialisation 'he'"):
-        initialize(model, "he")
+    with pytest.raises(ConfigError, match="unknown initialisation 'kaiming'"):
+        initialize(model, "kaiming")
+
+
+def test_he_initialises_w_and_b_normal_with_std_sqrt_2_over_fan_in_and_zero_bias():
+    model = nc.build_network("lenet5", rule="fa", seed=0)
+    initialize(model, "he", seed=3)
+    # conv3: 120 x 16 x 5 x 5 (fan_in = 16 channels x 25 = 400, 48000 values); fc1: 84 x 120 (10080 values)
+    for layer, fan_in in ((model.conv3, 16 * 5 * 5), (model.fc1, 120)):
+        w, b = layer.weight.detach().double(), layer.feedback_weight.double()
+        std = math.sqrt(2 / fan_in)
+        for t in (w, b):
+            # sd of a sample sd of n normals: std / sqrt(2n); 5 of those is far from chance, far below fan-out's std
+            assert abs(t.std().item() - std) < 5 * std / math.sqrt(2 * t.numel())
+            assert abs(t.mean().item()) < 5 * std / math.sqrt(t.numel())
+            assert t.abs().max() > 3 * std  # normal tails: a uniform draw of that std stops at 1.73 std
+        assert abs(torch.corrcoef(torch.stack([w.flatten(), b.flatten()]))[0, 1].item()) < 0.05  # B independent of W
+        assert torch.count_nonzero(layer.bias) == 0
+    again = initialize(nc.build_network("lenet5", rule="fa", seed=1), "he", seed=3)
+    for name in ("weight", "feedback_weight"):  # the seed fixes the draw, whatever the network was built with
+        torch.testing.assert_close(getattr(again.fc1, name), getattr(model.fc1, name), rtol=0, atol=0)
+    other = initialize(nc.build_network("lenet5", rule="fa", seed=0), "he", seed=4)
+    assert not torch.equal(other.fc1.weight, model.fc1.weight)
+
+
+def test_he_keeps_the_rules_b_structure_and_reaches_converted_torchvision_models():
+    usf = initialize(nc.build_network("mlp_digits", rule="usf", seed=0), "he", seed=0)
+    assert usf.W1.feedback_weight is None  # usf derives B from W at every step: nothing stored to draw
+    torch.testing.assert_close(usf.W1.current_feedback().sign(), usf.W1.weight.detach().sign(), rtol=0, atol=0)
+    dfa = nc.build_network("mlp_digits", rule="dfa", seed=0)
+    direct_seed = dfa.W1.direct_seed.clone()
+    initialize(dfa, "he", seed=0)
+    assert torch.equal(dfa.W1.direct_seed, direct_seed)  # the direct matrix keeps its draw
+    resnet = initialize(nc.build_network("resnet18", rule="fa", num_classes=10, seed=0), "he", seed=0)
+    conv = resnet.layer1[0].conv1  # 64 x 64 x 3 x 3: fan_in 576 (torchvision's own init is fan-out)
+    for t in (conv.weight.detach(), conv.feedback_weight):
+        assert abs(t.double().std().item() - math.sqrt(2 / 576)) < 0.02 * math.sqrt(2 / 576)
 
 
 def test_step_milestones_divide_the_lr_at_the_listed_epochs():
@@ -38,7 +73,8 @@ def test_step_milestones_divide_the_lr_at_the_listed_epochs():
         TrainSettings(lr_schedule="step", lr_milestones=[3, 2])
     with pytest.raises(ConfigError, match='needs lr_schedule = "step"'):
         TrainSettings(lr_milestones=[2])
-    with pytest.raises(ConfigError, match="train.init: unknown initialisation 'glorot' \\(known: default, xavier"):
+    known = r"\(known: default, xavier, he\)"
+    with pytest.raises(ConfigError, match=r"train.init: unknown initialisation 'glorot' " + known):
         load_simulation("default", ["train.init='glorot'"])  # the torch backend knows the schemes
 
 

@@ -30,7 +30,9 @@ class CircuitNetwork(nn.Module):
     """The steady state of a circuit's rate dynamics, y_l = phi(W_l y_{l-1} + b_l), as a batched network.
 
     Each projection is a submodule named like the projection, so layer names in metrics and
-    ``state_dict`` keys are the circuit's projection names.
+    ``state_dict`` keys are the circuit's projection names. A population with ``batch_norm`` has its
+    ``nn.BatchNorm1d`` (vector) or ``nn.BatchNorm2d`` (feature maps) in :attr:`batch_norm` under its name,
+    applied after its activation: y_l = BN(phi(W_l y_{l-1} + b_l)).
     """
 
     def __init__(self, circuit: Circuit, *, generator: torch.Generator | None = None) -> None:
@@ -38,6 +40,9 @@ class CircuitNetwork(nn.Module):
         self.circuit = circuit
         for proj in circuit.projections:
             self.add_module(proj.name, self._make_layer(circuit, proj, generator))
+        self.batch_norm = nn.ModuleDict({
+            pop.name: nn.BatchNorm1d(pop.size) if len(pop.shape) == 1 else nn.BatchNorm2d(pop.shape[0])
+            for pop in circuit.populations if pop.batch_norm})
         wire_direct_feedback(self)  # dfa: the output population's error projects onto every hidden layer
 
     @staticmethod
@@ -63,6 +68,8 @@ class CircuitNetwork(nn.Module):
             if proj.kind == "dense" and x.dim() > 2:
                 x = x.flatten(1)
             x = ACTIVATION_FUNCTIONS[circuit.population(proj.target).activation](layer(x))
+            if proj.target in self.batch_norm:
+                x = self.batch_norm[proj.target](x)
             activity[proj.target] = x
         return activity
 
