@@ -5,8 +5,9 @@ from below would no longer be i.i.d.). The postsynaptic signal is the forward *d
 with its bias part removed and before the nonlinearity — so it is zero-mean and E[x y^T] = sigma^2 W^T exactly;
 passing it through a nonlinearity around a bias b would give W^T diag(phi'(b)) instead, which matches W^T only up
 to a per-unit scale. The feedback synapses then learn ``dB = eta * mean(y x^T) - lambda * B`` (in W's layout),
-and optionally B is rescaled to ||W||. The control ``estimate = "exact"`` sets B := W instead. For convolutions the same rule is the correlation of noise input patches
-with the output maps, computed with the convolution weight-gradient kernel.
+and optionally B is rescaled to ||W||. For convolutions the same rule is the correlation of noise input patches
+with the output maps, computed with the convolution weight-gradient kernel. The control ``estimate = "exact"``
+sets B := W instead.
 
 Only B buffers change: W, biases, BatchNorm statistics and optimizer state are never touched.
 """
