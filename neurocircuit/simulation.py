@@ -19,7 +19,8 @@ A simulation is a TOML file (see ``simulations/``)::
     [train]                       # TrainSettings: epochs, batch size, loss, records, learning-rate schedule
     epochs = 30
 
-    [mirror]                      # MirrorSettings shared by every mirror step (neurocircuit.phases)
+    [mirror]                      # MirrorSettings shared by every mirror step (neurocircuit.phases); an arm may
+                                  # give its own: { rule = "wm", mirror = { estimate = "exact" }, ... }
     [[phases]]                    # the schedule: engaged, mirror and prenatal phases (neurocircuit.phases)
 
     [torch]                       # what only the torch backend has: device, AMP, workers, checkpoints
