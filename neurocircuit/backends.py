@@ -79,6 +79,9 @@ def set_keys(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
                 if key == "options" and isinstance(value, Mapping):
                     for option in value:
                         yield "options", option, f"arms.{i}.options.{option}"
+                elif key == "mirror" and isinstance(value, Mapping):  # the arm's own [mirror]
+                    for setting in value:
+                        yield "mirror", setting, f"arms.{i}.mirror.{setting}"
                 elif key != "phases":
                     yield "arm", key, f"arms.{i}.{key}"
             yield from phases(arm.get("phases"), f"arms.{i}.phases")

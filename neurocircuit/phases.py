@@ -3,13 +3,15 @@
 - :class:`EngagedPhase` — learning from data (inputs clamped to data, the error from the labels), optionally with
   ``mirror_steps`` mirror steps interleaved every ``mirror_every`` training steps.
 - :class:`MirrorPhase` — spontaneous noise in every forward population, independently per layer; the feedback
-  pathway copies the forward drive and the ``wm`` feedback synapses learn by a Hebbian rule (Akrout et al.).
+  pathway copies the forward drive and the ``wm`` feedback synapses learn by a Hebbian rule (Akrout et al.). With
+  ``estimate = "exact"`` a mirror step sets B to W instead (the control with no estimation noise).
 - :class:`PrenatalPhase` — random-noise inputs with random labels before any data; W learns through the fixed
   feedback (Cheon, Lee & Paik).
 
 A :class:`Schedule` is the ordered tuple of phases. Simulation files write them as ``[[phases]]`` tables (or a
 per-arm ``phases`` list) with a ``kind`` key; ``[mirror]`` holds the :class:`MirrorSettings` shared by all mirror
-steps, and a mirror phase may override any of them.
+steps, an arm's ``mirror`` table overrides them for that arm (its mirror phases and interleaved mirror steps), and a
+mirror phase may override any of them.
 
 Durations are counted in steps here (the torch backend's time unit: one update); a backend with simulated time
 maps a step to its own duration.
@@ -27,10 +29,15 @@ from ._reads import Tracked, origins_of, set_origins
 from ._toml import check_keys, expect
 from .errors import ConfigError
 
-__all__ = ["PHASE_KINDS", "MirrorSettings", "EngagedPhase", "MirrorPhase", "PrenatalPhase", "Schedule",
+__all__ = ["PHASE_KINDS", "MIRROR_ESTIMATES", "HEBBIAN_KEYS", "MirrorSettings", "refuse_unread_mirror_keys",
+           "EngagedPhase", "MirrorPhase", "PrenatalPhase", "Schedule",
            "parse_schedule", "mirror_settings_from_dict"]
 
 NOISE_KINDS = ("gaussian", "uniform")
+#: How a mirror step estimates B: from spontaneous noise by the Hebbian rule, or as an exact copy of W.
+MIRROR_ESTIMATES = ("hebbian", "exact")
+#: The settings only the Hebbian estimate reads (an exact copy has no noise, rate, bound or burst).
+HEBBIAN_KEYS = ("noise", "noise_std", "learning_rate", "decay", "normalize", "batch_size", "active_units")
 
 
 def _positive(value: Any, where: str, *, allow_zero: bool = False) -> None:
@@ -41,10 +48,16 @@ def _positive(value: Any, where: str, *, allow_zero: bool = False) -> None:
 
 @dataclass(frozen=True)
 class MirrorSettings(Tracked):
-    """How the feedback synapses learn from spontaneous noise.
+    """How the feedback synapses learn from spontaneous noise (or, as a control, copy W exactly).
 
     Parameters
     ----------
+    estimate
+        ``hebbian``: B learns from noise by the rule below (the weight mirror). ``exact``: every mirror step sets B to
+        W exactly, with no noise and no scale error — the control that separates what the noisy estimate costs from
+        what stale feedback costs. With interleaved mirror steps every k training steps (``mirror_every = k``) it is
+        the *lagged mirror*: B is W as of the last multiple of k (k = 1 is backprop). It reads none of the other
+        settings, so they are refused next to it.
     noise
         ``gaussian`` or ``uniform``: zero-mean, i.i.d. across units, variance ``noise_std**2``.
     noise_std
@@ -68,6 +81,7 @@ class MirrorSettings(Tracked):
         use every channel.)
     """
 
+    estimate: str = "hebbian"
     noise: str = "gaussian"
     noise_std: float = 1.0
     learning_rate: float = 0.05
@@ -77,6 +91,9 @@ class MirrorSettings(Tracked):
     active_units: int | None = None
 
     def __post_init__(self) -> None:
+        if self.estimate not in MIRROR_ESTIMATES:
+            raise ConfigError(f"mirror.estimate: unknown estimate {self.estimate!r} (known: "
+                              f"{', '.join(MIRROR_ESTIMATES)})")
         if self.noise not in NOISE_KINDS:
             raise ConfigError(f"mirror.noise: unknown noise {self.noise!r} (known: {', '.join(NOISE_KINDS)})")
         _positive(self.noise_std, "mirror.noise_std")
@@ -239,6 +256,11 @@ def mirror_settings_from_dict(table: Mapping[str, Any], where: str = "mirror",
     table's dotted key in the simulation (which setting a read of each field uses)."""
     check_keys(table, _MIRROR_KEYS, where)
     settings = dataclasses.replace(base or MirrorSettings(), **table)
+    unread = [k for k in HEBBIAN_KEYS if k in table]
+    if settings.estimate == "exact" and unread:
+        one = len(unread) == 1
+        raise ConfigError(f"{where}: {', '.join(unread)} {'is' if one else 'are'} never read: estimate = \"exact\" "
+                          f"sets B to W with no noise (drop {'it' if one else 'them'}, or estimate = \"hebbian\")")
     return set_origins(settings, {**(origins_of(base) if base else {}), **{k: f"{key}.{k}" for k in table}})
 
 
@@ -267,3 +289,27 @@ def parse_schedule(tables: Sequence[Mapping[str, Any]], *, mirror: MirrorSetting
             phase = cls(**rest)
         phases.append(set_origins(phase, {k: f"{here}.{k}" for k in rest if k in own}))
     return Schedule(tuple(phases))
+
+
+def refuse_unread_mirror_keys(uses: Sequence[tuple[MirrorSettings, EngagedPhase | None]], where: str) -> None:
+    """Refuse the Hebbian settings, and ``mirror_follows_lr``, that only exact mirror steps inherit.
+
+    ``uses``: every mirror step's settings in the simulation, each with the engaged phase that interleaves it (None
+    for a mirror phase's). A key set in ``[mirror]`` (or an arm's ``mirror``) that some exact step inherits and no
+    Hebbian step reads would be set and never read; so would ``mirror_follows_lr`` where only exact steps follow it.
+    """
+    read, inherited = set(), set()
+    for settings, _ in uses:
+        origins = origins_of(settings)
+        keys = {origins[k] for k in HEBBIAN_KEYS if k in origins}
+        (read if settings.estimate == "hebbian" else inherited).update(keys)
+    following = {}  # mirror_follows_lr's key -> whether a Hebbian step follows it
+    for settings, engaged in uses:
+        if engaged is not None and engaged.mirror_follows_lr:
+            key = origins_of(engaged).get("mirror_follows_lr", "mirror_follows_lr")
+            following[key] = following.get(key, False) or settings.estimate == "hebbian"
+    unread = sorted(inherited - read) + sorted(k for k, hebbian in following.items() if not hebbian)
+    if unread:
+        one = len(unread) == 1
+        raise ConfigError(f"{where}: {', '.join(unread)} {'is' if one else 'are'} never read: every mirror step that "
+                          f"would use {'it' if one else 'them'} has estimate = \"exact\" (B set to W, no noise)")

@@ -19,7 +19,8 @@ A simulation is a TOML file (see ``simulations/``)::
     [train]                       # TrainSettings: epochs, batch size, loss, records, learning-rate schedule
     epochs = 30
 
-    [mirror]                      # MirrorSettings shared by every mirror step (neurocircuit.phases)
+    [mirror]                      # MirrorSettings shared by every mirror step (neurocircuit.phases); an arm may
+                                  # give its own: { rule = "wm", mirror = { estimate = "exact" }, ... }
     [[phases]]                    # the schedule: engaged, mirror and prenatal phases (neurocircuit.phases)
 
     [torch]                       # what only the torch backend has: device, AMP, workers, checkpoints
@@ -52,6 +53,7 @@ from .phases import (
     Schedule,
     mirror_settings_from_dict,
     parse_schedule,
+    refuse_unread_mirror_keys,
 )
 from .registry import simulation_file
 from .rules import check_rule
@@ -62,7 +64,7 @@ __all__ = ["Arm", "TrainSettings", "Simulation", "parse_simulation", "load_simul
 
 TOP_KEYS = ("name", "description", "model", "backend", "seeds", "arms", "data", "optimizer", "train", "mirror",
             "phases", "torch", "brian2")
-ARM_KEYS = ("rule", "label", "overrides", "options", "phases")
+ARM_KEYS = ("rule", "label", "overrides", "options", "phases", "mirror")
 LR_SCHEDULES = ("constant", "cosine", "step")
 LOSS_NAMES = ("cross_entropy", "mse")
 
@@ -70,13 +72,15 @@ LOSS_NAMES = ("cross_entropy", "mse")
 @dataclass(frozen=True)
 class Arm(Tracked):
     """One arm of a simulation: its label in results, the rule of every projection, per-projection (torch:
-    module-name pattern) overrides, rule options, and optionally its own phase schedule."""
+    module-name pattern) overrides, rule options, and optionally its own phase schedule and its own mirror settings
+    (``[mirror]`` with the arm's ``mirror`` table on top, e.g. ``mirror = { estimate = "exact" }``)."""
 
     label: str
     rule: str
     overrides: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     schedule: Schedule | None = None
+    mirror: MirrorSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,10 @@ class Simulation(Tracked):
         """The phases that ``arm`` runs."""
         return arm.schedule or self.schedule
 
+    def mirror_for(self, arm: Arm) -> MirrorSettings:
+        """The settings of ``arm``'s interleaved mirror steps (its own ``mirror`` table over ``[mirror]``)."""
+        return arm.mirror or self.mirror
+
     def arm(self, label: str) -> Arm:
         """The arm called ``label``."""
         for arm in self.arms:
@@ -275,11 +283,13 @@ def _parse_arm(entry: Any, i: int, mirror: MirrorSettings, where: str) -> Arm:
     overrides = dict(expect(entry.get("overrides", {}), dict, f"{w}: overrides"))
     for target, other in overrides.items():
         check_rule(other, {}, f"{w}: overrides[{target!r}]")
-    schedule = (parse_schedule(entry["phases"], mirror=mirror, where=f"{w}: phases", key=f"arms.{i}.phases")
-                if "phases" in entry else None)
+    own_mirror = (mirror_settings_from_dict(expect(entry["mirror"], dict, f"{w}: mirror"), f"{w}: mirror", mirror,
+                                            key=f"arms.{i}.mirror") if "mirror" in entry else None)
+    schedule = (parse_schedule(entry["phases"], mirror=own_mirror or mirror, where=f"{w}: phases",
+                               key=f"arms.{i}.phases") if "phases" in entry else None)
     arm = Arm(expect(entry.get("label", rule), str, f"{w}: label"), rule, overrides,
-              TrackedDict(options, f"arms.{i}.options"), schedule)
-    return set_origins(arm, {k: f"arms.{i}.{k}" for k in given if k not in ("options", "phases")})
+              TrackedDict(options, f"arms.{i}.options"), schedule, own_mirror)
+    return set_origins(arm, {k: f"arms.{i}.{k}" for k in given if k not in ("options", "phases", "mirror")})
 
 
 def _refuse_overridden(raw: Mapping[str, Any], schedule: Schedule, arms: tuple[Arm, ...], where: str) -> None:
@@ -293,6 +303,18 @@ def _refuse_overridden(raw: Mapping[str, Any], schedule: Schedule, arms: tuple[A
                                                                    for e in engaged):
         raise ConfigError(f"{where}: train.epochs is never used: every engaged phase gives its own epochs (or "
                           "there is none)")
+
+
+def _mirror_uses(schedule: Schedule, mirror: MirrorSettings, arms: tuple[Arm, ...]
+                 ) -> list[tuple[MirrorSettings, EngagedPhase | None]]:
+    """Every arm's mirror steps' settings: its mirror phases', and its interleaved steps' with their engaged phase.
+    An arm whose rule never mirrors counts too (its [mirror] keys are another check's business)."""
+    uses: list[tuple[MirrorSettings, EngagedPhase | None]] = []
+    for arm in arms:
+        phases = (arm.schedule or schedule).phases
+        uses += [(p.settings, None) for p in phases if isinstance(p, MirrorPhase)]
+        uses += [(arm.mirror or mirror, p) for p in phases if isinstance(p, EngagedPhase) and p.mirror_every]
+    return uses
 
 
 def schema_keys() -> dict[str, frozenset[str]]:
@@ -334,6 +356,7 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     if not arms:
         raise ConfigError(f"{where}: arms is empty")
     _refuse_overridden(raw, schedule, arms, where)
+    refuse_unread_mirror_keys(_mirror_uses(schedule, mirror, arms), where)
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}: arm labels must be unique, got {labels} (give each a 'label')")

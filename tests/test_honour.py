@@ -22,8 +22,8 @@ from neurocircuit.registry import simulation_file
 from neurocircuit.runs import run_simulation
 from neurocircuit.simulation import parse_simulation
 
-MIRROR_ALL = {"noise": "uniform", "noise_std": 1.0, "learning_rate": 0.5, "decay": 0.5, "normalize": False,
-              "batch_size": 16, "active_units": 8}
+MIRROR_ALL = {"estimate": "hebbian", "noise": "uniform", "noise_std": 1.0, "learning_rate": 0.5, "decay": 0.5,
+              "normalize": False, "batch_size": 16, "active_units": 8}
 
 TORCH_ALL = {
     "name": "every_key", "description": "every key of the schema, set", "model": "mlp_digits", "backend": "torch",
@@ -37,7 +37,9 @@ TORCH_ALL = {
              {"kind": "mirror", "name": "mir", "steps": 2, "record_every": 1, **MIRROR_ALL},
              {"kind": "engaged", "name": "eng", "epochs": 1, "mirror_every": 1, "mirror_steps": 1,
               "mirror_follows_lr": True}]},
-        "fa"],
+        "fa",
+        {"rule": "wm", "label": "wm-exact", "mirror": {"estimate": "exact"},  # an arm's own [mirror]
+         "phases": [{"kind": "engaged", "name": "eng-exact", "mirror_every": 2}]}],
     "data": {"name": "digits", "test_fraction": 0.25, "split_seed": 1, "train_samples": 200, "test_samples": 50,
              "validation": 0.1, "validation_seed": 1},
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},

@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 
 from .._reads import note_read, origins_of, set_origins
-from ..backends import Backend, register_backend
+from ..backends import Backend, register_backend, set_keys
 from ..circuit import Circuit
 from ..errors import ConfigError
 from ..phases import EngagedPhase
@@ -64,6 +64,14 @@ def _phase_kinds(raw: Any) -> set[str]:
         phases = arm.get("phases", top) if isinstance(arm, dict) else top
         kinds |= {p.get("kind") for p in phases if isinstance(p, dict)} if isinstance(phases, list) else set()
     return kinds
+
+
+def _value(raw: Any, where: str) -> Any:
+    """The value at dotted key ``where`` of the simulation table ``raw`` (list entries by index)."""
+    value = raw
+    for part in where.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
 
 
 @register_backend
@@ -116,6 +124,12 @@ class BrianBackend(Backend):
         if isinstance(raw.get("brian2"), dict) and "seed" in raw["brian2"]:  # a key users reach for: say what to do
             raise ConfigError(f"{source}: brian2.seed: Brian2's random numbers are seeded from the simulation's "
                               "seeds; set seeds (or --set seed=N) instead")
+        exact = [where for section, key, where in set_keys(raw)
+                 if key == "estimate" and section in ("mirror", "phase.mirror") and _value(raw, where) == "exact"]
+        if exact:  # the torch backend's control arm: say why there is none here
+            raise ConfigError(f"{source}: {', '.join(exact)} = \"exact\" is not honoured by the brian2 backend: its "
+                              "mirror is the circuit's own feedback synapses, which learn (brian2.eta_mirror, "
+                              "lambda_mirror) and cannot be set to W")
         super().refuse_unhonoured(raw, source, schema)
 
     def _refusal_context(self, raw: Any) -> str:

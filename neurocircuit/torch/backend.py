@@ -146,7 +146,7 @@ class TorchBackend(Backend):
                 initialize(model, sim.train.init, seed=seed)
             trainer = Trainer(model, train_set, test_set, input_shape=info.input_shape, n_classes=info.n_outputs,
                               optimizer=sim.optimizer, train=sim.train, torch_settings=torch_settings(sim),
-                              schedule=sim.schedule_for(arm), mirror=sim.mirror, seed=seed, out=out,
+                              schedule=sim.schedule_for(arm), mirror=sim.mirror_for(arm), seed=seed, out=out,
                               label=f"{arm.label} seed {seed}", progress=progress,
                               config={**sim.to_dict(), "arm": arm.label}, val_set=val_set)
             trainer.ood_datasets = ood

@@ -6,7 +6,8 @@ with its bias part removed and before the nonlinearity — so it is zero-mean an
 passing it through a nonlinearity around a bias b would give W^T diag(phi'(b)) instead, which matches W^T only up
 to a per-unit scale. The feedback synapses then learn ``dB = eta * mean(y x^T) - lambda * B`` (in W's layout),
 and optionally B is rescaled to ||W||. For convolutions the same rule is the correlation of noise input patches
-with the output maps, computed with the convolution weight-gradient kernel.
+with the output maps, computed with the convolution weight-gradient kernel. The control ``estimate = "exact"``
+sets B := W instead.
 
 Only B buffers change: W, biases, BatchNorm statistics and optimizer state are never touched.
 """
@@ -34,7 +35,7 @@ def mirror_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
 
 def mirror_gain(settings: MirrorSettings) -> float | None:
     """The multiple of W that B settles at, ``learning_rate * noise_std**2 / decay`` (None with ``normalize``, which
-    holds ||B|| at ||W||).
+    holds ||B|| at ||W||; 1 for the exact estimate, which copies W).
 
     E[y x^T] = sigma^2 W^T for either noise kind, so the fixed point of dB = eta y x^T - lambda B is
     (eta sigma^2 / lambda) W; with ``decay = 1`` every update *is* eta sigma^2 times the burst's estimate of W.
@@ -44,6 +45,8 @@ def mirror_gain(settings: MirrorSettings) -> float | None:
     chance or diverges at 0.09 and 4.5; in the one-hidden-layer MLP the gain only multiplies the hidden layer's
     learning rate.
     """
+    if settings.estimate == "exact":
+        return 1.0
     if settings.normalize:
         return None
     return settings.learning_rate * settings.noise_std ** 2 / settings.decay
@@ -125,7 +128,7 @@ def _candidate_columns(mask: Tensor, settings: MirrorSettings, fan_in: int) -> t
 @torch.no_grad()
 def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: torch.Generator | None = None,
                   rate_scale: float = 1.0, masked: bool | None = None) -> None:
-    """One mirror step on one layer: noise in, Hebbian update of B's active synapses, bound.
+    """One mirror step on one layer: noise in, Hebbian update of B's active synapses, bound (or B := W exactly).
 
     ``rate_scale`` multiplies both the learning rate and the decay (so the bound ||B|| stays put), e.g. to
     make the feedback plasticity follow the forward learning-rate schedule. With sparse activity
@@ -134,7 +137,12 @@ def mirror_update(layer: FeedbackLayer, settings: MirrorSettings, *, generator: 
     products), False indexes the active ones (``nonzero``, which waits for the device); None, the
     default, masks where the activity is drawn on an accelerator and indexes on the CPU. Both draw from the same
     distribution; their random streams differ. With ``masked``, an empty draw still rescales B under ``normalize``.
+    With ``settings.estimate = "exact"`` B is set to W exactly instead (no noise is drawn; ``rate_scale`` and
+    ``masked`` change nothing).
     """
+    if settings.estimate == "exact":
+        layer.feedback_weight.copy_(layer.weight.detach())
+        return
     weight, feedback = layer.weight.detach(), layer.feedback_weight
     grouped = isinstance(layer, FeedbackConv2d) and layer.groups > 1
     fan_in = math.prod(weight.shape[1:])
