@@ -44,6 +44,7 @@ def positive(text: str) -> float:
     return value
 
 
+@pytest.mark.slow  # 11 s alone, 25 s with the machine shared
 def test_step_time_prints_every_arm_against_autograd() -> None:
     out = run("step_time.py", "--size", "32", "--batch", "2", "--rules", "bp,wm", "--rounds", "1", "--steps", "1")
     rows = table(out, ["arm", "median", "ms", "/autograd", "/bp", "rule"])
