@@ -1,7 +1,11 @@
 """Simulated seconds per wall second of the Brian2 mirror phase, against a hand-written numpy Euler loop.
 
     python benchmarks/brian2_mirror_speed.py [--seconds 1 10] [--models mlp_digits,mlp_784_256_10] [--profile]
-        [--plasticity-dt "1 ms"]
+        [--plasticity-dt "1 ms"] [--repeats 3]
+    python benchmarks/brian2_mirror_speed.py --models mlp_digits --seconds 0.04 --repeats 1 --numpy-only   # smallest
+
+``--numpy-only`` times only the hand loop and the runtime device's numpy target (nothing to compile: seconds, where
+cython and cpp_standalone take minutes to build their six programs), the ratio numpy ÷ hand taken within each round.
 
 For each circuit (64-100-10 and 784-256-10 by default) the same mirror phase runs on Brian2's runtime device with
 the numpy and cython targets, on ``cpp_standalone``, and as ``neurocircuit.brian.reference.mirror_loop`` (the same
@@ -30,10 +34,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from brian2 import ms, profiling_summary
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol
 from neurocircuit.brian.backend import initial_weights
 from neurocircuit.brian.reference import mirror_loop
@@ -231,6 +237,8 @@ def main() -> None:
                         help="B's plasticity clock of the tuned rows (a whole multiple of dt = 0.5 ms)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved rounds: each times the hand loops, cython and standalone once")
+    parser.add_argument("--numpy-only", action="store_true",
+                        help="only the hand loop and the numpy target, interleaved (no compiled targets)")
     parser.add_argument("--profile", action="store_true",
                         help="also print Brian2's per-code-object profile of each cython run")
     args = parser.parse_args()
@@ -246,6 +254,9 @@ def main() -> None:
     except NeurocircuitError as exc:  # bad input: one line, exit 2, before anything runs
         print(f"brian2_mirror_speed.py: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         sys.exit(2)
+    if args.numpy_only:
+        numpy_only(args.models.split(","), args.seconds, args.repeats)
+        return
     print(f"mirror phase, dt 0.5 ms; simulated seconds per wall second of the simulation loop, the best of "
           f"{args.repeats} interleaved rounds (numpy: one run); the ratios divide by the hand loop with plasticity "
           f"every dt of the same round: median [min-max] over the rounds; code generation and compilation excluded, "
@@ -279,12 +290,27 @@ def main() -> None:
                 row_hand = max(rates["hand" if index == 0 else "hand tuned"])
                 numpy_text = f"{numpy_rate:8.3f}" if index == 0 else ""
                 numpy_build_text = f"{numpy_build:11.1f}" if index == 0 else f"{'':>11}"
-                print(f"{model:<16} {seconds:6.1f} {label:>22} {row_hand:11.3f} {numpy_text:>8} {cython.max():8.3f} "
+                print(f"{model:<16} {seconds:6.2f} {label:>22} {row_hand:11.3f} {numpy_text:>8} {cython.max():8.3f} "
                       f"{standalone.max():11.3f} {_ratio(cython / hand):>18} {_ratio(standalone / hand):>18} "
                       f"{numpy_build_text} /{loop.build:6.1f} /{binary.build:6.1f} {np.median(loop.setups):19.2f}",
                       flush=True)
                 if args.profile:
                     print(loop.profile_report(model), flush=True)
+
+
+def numpy_only(models: list[str], seconds_list: list[float], repeats: int) -> None:
+    """The smallest table: the hand loop and Brian2's runtime numpy target (plasticity every dt), interleaved."""
+    print(f"mirror phase, dt 0.5 ms, plasticity every dt; simulated seconds per wall second, the best of {repeats} "
+          f"interleaved rounds; numpy/hand: median [min-max] over the rounds; code generation ('build') and the "
+          f"setup of every Network.run excluded")
+    print(f"{'circuit':<16} {'sim s':>6} {'hand numpy':>11} {'numpy':>8} {'numpy/hand':>18} {'build s':>8}")
+    for model in models:
+        for seconds in seconds_list:
+            loop = RuntimeLoop(model, seconds, "numpy", repeats)
+            rates = interleaved({"hand": functools.partial(hand_rate, model, seconds), "numpy": loop.rate}, repeats)
+            hand, numpy_rates = np.asarray(rates["hand"]), np.asarray(rates["numpy"])
+            print(f"{model:<16} {seconds:6.2f} {hand.max():11.3f} {numpy_rates.max():8.3f} "
+                  f"{_ratio(numpy_rates / hand):>18} {loop.build:8.1f}", flush=True)
 
 
 def _ratio(ratios: np.ndarray) -> str:

@@ -2,6 +2,9 @@
 
     python benchmarks/data_path.py                       # CUDA if present, else CPU (then use --samples to shorten)
     python benchmarks/data_path.py --device cpu --samples 2048 --set torch.compile=false
+    python benchmarks/data_path.py --device cpu --samples 256 --set torch.compile=false   # smallest
+
+Fashion-MNIST is looked for where ``neurocircuit run`` looks (``--set data.root=DIR`` or ``$NEUROCIRCUIT_DATA``).
 
 Three arms, one process, the simulation ``resnet18_fashion_mnist`` (bp rule, its optimizer, batch size and
 settings; ``torch.compile`` and channels_last as the trainer defaults them on the device):
@@ -29,12 +32,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 from neurocircuit.errors import NeurocircuitError
 from neurocircuit.nn import FeedbackOptimizer
 from neurocircuit.simulation import load_simulation
 from neurocircuit.torch.backend import TorchBackend
-from neurocircuit.torch.distributed import cuda_default, make_optimizer, optimizer_settings
+from neurocircuit.torch.distributed import cuda_default
 from neurocircuit.torch.networks import build_network
+from neurocircuit.torch.optim import make_optimizer, optimizer_settings
 from neurocircuit.torch.settings import torch_settings
 
 
@@ -44,8 +49,9 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def synthetic_like(train: object, test: object, info: object) -> tuple:
-    """Random images of the proxy's shape and count, labels cycling over its classes, as in-memory tensors."""
+def synthetic_like(train: object, test: object, info: object, ood: object, val: object) -> tuple:
+    """Random images of the proxy's shape and count (training, test and validation sets), labels cycling over its
+    classes, as in-memory tensors."""
     g = torch.Generator().manual_seed(0)
     shape = tuple(info.input_shape)  # type: ignore[attr-defined]
     classes = info.n_outputs  # type: ignore[attr-defined]
@@ -53,19 +59,19 @@ def synthetic_like(train: object, test: object, info: object) -> tuple:
     def make(n: int) -> TensorDataset:
         return TensorDataset(torch.randn((n, *shape), generator=g), torch.arange(n) % classes)
 
-    return make(len(train)), make(len(test)), info, ()  # type: ignore[arg-type]
+    return make(len(train)), make(len(test)), info, (), make(len(val))  # type: ignore[arg-type]
 
 
 def subset(data: tuple, samples: int | None) -> tuple:
-    """The first ``samples`` training images (the test set shortened alike) — for a quick run on a CPU. The proxy's
-    data sets hold their images as tensors (``images``, ``labels``); they are cut in place."""
+    """The first ``samples`` training images (the test and validation sets shortened alike) — for a quick run on a
+    CPU. The proxy's data sets hold their images as tensors (``images``, ``labels``); they are cut in place."""
     if samples is None:
         return data
-    train, test, info, ood = data
-    for ds, n in ((train, samples), (test, max(samples // 6, 64))):
+    train, test, info, ood, val = data
+    for ds, n in ((train, samples), (test, max(samples // 6, 64)), (val, max(samples // 6, 64))):
         ds.images, ds.labels = ds.images[:n], ds.labels[:n]
         ds.tensors = (ds.images, ds.labels)
-    return train, test, info, ood
+    return train, test, info, ood, val
 
 
 def last_epoch_throughput(ds: object) -> float:
@@ -79,10 +85,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None, help="use only this many training images")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    if args.epochs < 1:
-        fail(f"--epochs must be >= 1, got {args.epochs}")
+    if args.epochs < 2:  # the last epoch is timed: the first carries compilation and the process's warm-up
+        fail(f"--epochs must be >= 2, got {args.epochs}")
     if args.samples is not None and args.samples < 256:
         fail(f"--samples must be >= 256, got {args.samples}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {args.device}: no CUDA device here (use --device cpu)")
     try:
         sim = load_simulation("resnet18_fashion_mnist", [
             "arms=['bp']", "seeds=[0]", f"train.epochs={args.epochs}", "train.record_every='epoch'",
@@ -93,7 +101,7 @@ def main() -> None:
     except NeurocircuitError as exc:
         fail(str(exc))
     arm = sim.arms[0]
-    synthetic = synthetic_like(*proxy[:3])
+    synthetic = synthetic_like(*proxy)
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in (("proxy", proxy), ("synthetic", synthetic)):
@@ -105,7 +113,7 @@ def main() -> None:
 
     # The floor: the same network, optimizer and step, one batch already on the device.
     device = torch.device(args.device)
-    train_set, _, info, _ = proxy
+    train_set, _, info, *_ = proxy
     batch = sim.train.batch_size
     steps = len(train_set) // batch
     model = build_network(sim.model, rule=arm.rule, seed=0, num_classes=info.n_outputs).to(device)

@@ -1,6 +1,7 @@
 """Cost of a weight-mirror training step, its interleaved mirroring included, relative to a BP step.
 
-    python benchmarks/mirror_cost.py [SIMULATION] [--arm wm] [--set KEY=VALUE ...]
+    python benchmarks/mirror_cost.py [SIMULATION] [--arm wm] [--rounds 20] [--steps 20] [--set KEY=VALUE ...]
+    python benchmarks/mirror_cost.py --rounds 1 --steps 2      # smallest (smoke test)
 
 Reads the model, batch size, optimizer and the mirror schedule of the arm from the simulation file (default:
 rules_fashion_mnist), then times, in interleaved rounds on random data: plain autograd, the bp rule, fa, and the
@@ -13,10 +14,12 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from neurocircuit.errors import NeurocircuitError
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
+from neurocircuit.errors import ConfigError, NeurocircuitError
 from neurocircuit.nn import FeedbackOptimizer
 from neurocircuit.phases import EngagedPhase
 from neurocircuit.registry import load_circuit
@@ -36,6 +39,9 @@ def main() -> None:
                         help="change a setting of the simulation, as `neurocircuit run --set` does (repeatable)")
     args = parser.parse_args()
     try:
+        for name in ("rounds", "steps"):
+            if getattr(args, name) < 1:
+                raise ConfigError(f"--{name} must be at least 1, got {getattr(args, name)}")
         sim = load_simulation(args.simulation, args.settings)
         spec = sim.arm(args.arm)
     except NeurocircuitError as exc:  # a bad name or setting: one line and exit code 2, as the CLI does

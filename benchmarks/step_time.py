@@ -7,6 +7,7 @@
                                                                    # default on CUDA); compile time printed apart
     python benchmarks/step_time.py --rules bp,wm,wm:indexed --device cuda --amp   # the two ways to leave out
                                                                    # the mirror's silent inputs, side by side
+    python benchmarks/step_time.py --size 32 --batch 2 --rules bp,wm --rounds 1 --steps 1   # smallest (smoke test)
 
 Every arm is a torchvision model with the same weights: ``autograd`` is the unconverted network (plain
 backprop, the reference of the ratios), the others are converted with ``neurocircuit.nn.convert``.
@@ -27,12 +28,14 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torchvision
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 from neurocircuit import list_rules
 from neurocircuit.nn import FeedbackOptimizer, convert, mirror_layers, mirror_step
 from neurocircuit.simulation import load_simulation
@@ -70,6 +73,11 @@ def main() -> None:
                         help="after the warm-up, wait until PATH exists before the timed rounds (to overlap "
                              "compilation with other work that must not share the timed rounds)")
     args = parser.parse_args()
+    for name in ("size", "batch", "steps", "rounds", "mirror_every"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device here (use --device cpu)")
     mirror = load_simulation("imagenet_resnet18").mirror
     generator = torch.Generator(device=args.device).manual_seed(0)
 

@@ -1,0 +1,125 @@
+"""Smoke tests of benchmarks/: every timing script run as a subprocess at its smallest size prints its table and
+ratios measured in that run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[1]
+
+
+def run(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> str:
+    """Run ``benchmarks/<script>`` from the repository root (the script puts the checkout first on sys.path)."""
+    done = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def table(out: str, header: list[str]) -> dict[str, list[str]]:
+    """The rows after the line whose words start with ``header``, by their first word (a name, then a number), up
+    to the first line that is not such a row."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:len(header)] == header)
+    width = len(lines[start].split())
+    rows = {}
+    for line in lines[start + 1:]:
+        cells = line.split()
+        if len(cells) < 2 or not cells[0][0].isalpha() or not cells[1].replace(".", "", 1).isdigit():
+            break
+        rows[cells[0]] = cells[1:]
+    assert rows and all(len(cells) + 1 <= width for cells in rows.values()), out
+    return rows
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    assert np.isfinite(value) and value > 0, text
+    return value
+
+
+@pytest.mark.slow  # 11 s alone, 25 s with the machine shared
+def test_step_time_prints_every_arm_against_autograd() -> None:
+    out = run("step_time.py", "--size", "32", "--batch", "2", "--rules", "bp,wm", "--rounds", "1", "--steps", "1")
+    rows = table(out, ["arm", "median", "ms", "/autograd", "/bp", "rule"])
+    assert list(rows) == ["autograd", "bp", "wm"]
+    assert float(rows["autograd"][1]) == 1.0 and float(rows["bp"][2]) == 1.0  # each arm divided by its reference
+    for cells in rows.values():
+        ms, ratio = positive(cells[0]), positive(cells[1])
+        assert ratio == pytest.approx(ms / float(rows["autograd"][0]), abs=2e-3)
+
+
+def test_mirror_cost_prints_each_arm_over_bp() -> None:
+    rows = table(run("mirror_cost.py", "--rounds", "1", "--steps", "2"), ["arm", "ms/step", "÷", "bp"])
+    assert list(rows) == ["bp", "fa", "wm"] and float(rows["bp"][1]) == 1.0
+    for ms, ratio in rows.values():
+        assert positive(ratio) == pytest.approx(positive(ms) / float(rows["bp"][0]), abs=2e-3)
+
+
+def test_sweep_speed_prints_both_wall_times_and_the_speed_up() -> None:
+    out = run("sweep_speed.py", "--epochs", "1", "--seeds", "1")
+    assert out.startswith("4-point sweep (digits, fa+kp, 1 epochs per point)")
+    serial = positive(out.split("serial", 1)[1].split()[0])
+    parallel = positive(out.split("2 workers", 1)[1].split()[0])
+    speed_up = positive(out.split("speed-up", 1)[1].split()[0].rstrip("x"))
+    assert speed_up == pytest.approx(serial / parallel, rel=0.15)  # the times are printed to 0.1 s
+
+
+def test_brian2_mirror_speed_numpy_only_prints_the_ratio_to_the_hand_loop() -> None:
+    out = run("brian2_mirror_speed.py", "--models", "mlp_digits", "--seconds", "0.04", "--repeats", "1",
+              "--numpy-only")
+    rows = table(out, ["circuit", "sim", "s", "hand", "numpy", "numpy", "numpy/hand", "build", "s"])
+    hand, numpy_rate, median = (positive(x) for x in rows["mlp_digits"][1:4])
+    assert rows["mlp_digits"][0] == "0.04" and rows["mlp_digits"][4] == f"[{median:.2f}-{median:.2f}]"
+    assert median == pytest.approx(numpy_rate / hand, abs=0.02)  # one round: its ratio of the printed rates
+
+
+def _fake_fashion_mnist(folder: Path, n_train: int = 320, n_test: int = 64) -> None:
+    """Random images in Fashion-MNIST's IDX files: the proxy's data path without the data set."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(
+            bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in images.shape) + images.tobytes())
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(
+            bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + (np.arange(n) % 10).astype(np.uint8).tobytes())
+
+
+@pytest.mark.slow
+def test_data_path_prints_proxy_synthetic_and_compute(tmp_path: Path) -> None:
+    _fake_fashion_mnist(tmp_path / "fashion-mnist")
+    import os
+
+    out = run("data_path.py", "--device", "cpu", "--samples", "256", "--set", "torch.compile=false",
+              env={**os.environ, "NEUROCIRCUIT_DATA": str(tmp_path)})
+    rows = table(out, ["arm", "img/s", "ms/step", "proxy"])
+    assert list(rows) == ["proxy", "synthetic", "compute"] and float(rows["proxy"][2]) == 1.0
+    for rate, ms, ratio in rows.values():
+        assert positive(ratio) == pytest.approx(positive(rate) / positive(rows["proxy"][0]), rel=0.02)
+        assert positive(ms) == pytest.approx(1e3 * 128 / float(rate), rel=0.02)  # batch 128
+
+
+@pytest.mark.slow
+def test_gpu_targets_runs_its_steps_at_their_smallest_on_a_cpu() -> None:
+    out = run("gpu_targets.py", "--device", "cpu", "--only", "eager")
+    assert "step_time.py --size 32 --batch 4" in out and out.rstrip().endswith("done")
+    rows = table(out, ["arm", "median", "ms", "/autograd"])
+    assert list(rows) == ["autograd", "bp", "wm"] and all(positive(cells[1]) for cells in rows.values())
+    assert "nvidia-smi" not in out and "data_path.py" not in out  # only the step asked for
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no CUDA device")
+@pytest.mark.parametrize("script,args", [("gpu_targets.py", []), ("step_time.py", ["--device", "cuda"]),
+                                         ("data_path.py", ["--device", "cuda"])])
+def test_gpu_scripts_refuse_a_missing_cuda_device_in_one_line(script: str, args: list[str]) -> None:
+    done = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "no CUDA device here" in done.stderr.strip().splitlines()[-1], done.stderr
