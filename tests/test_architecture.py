@@ -157,3 +157,12 @@ def test_the_schema_imports_neither_torch_nor_brian2(module: str) -> None:
 def test_no_module_is_much_over_500_lines() -> None:
     long = {m: n for m, p in module_names().items() if (n := len(p.read_text().splitlines())) > 520}
     assert not long, f"modules over ~500 lines (split them by job): {long}"
+
+
+def test_every_subpackage_is_installed() -> None:
+    # pyproject.toml lists the packages by hand (models/ and simulations/ are mapped in): a new folder must be added
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed, f"packages missing from pyproject.toml: {sorted(folders - listed)}"
