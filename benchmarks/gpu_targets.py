@@ -23,7 +23,7 @@ resnet18_proxy_3seeds_h100)::
         --set "torch.device='cuda'" --set torch.compile=false
     neurocircuit run resnet18_kp_decay_warmup --out DIR2 --jobs 32 --set train.epochs=5 --set "seeds=[0,1,2]" \
         --set "torch.device='cuda'" --set torch.compile=false
-    neurocircuit table paired DIR/results.nc DIR2/results.nc --ref bp
+    neurocircuit table paired DIR/results.nc DIR2/results.nc@warmup --ref bp
 
 On the first H100 lease compiling ResNet-50 took 49-132 s per arm with a cold cache while 30 proxy runs held the
 CPU (6-19 s with a warm cache).

@@ -1,1 +1,1 @@
-"""Circuit definitions (TOML) shipped with neurocircuit; load them with ``neurocircuit.load_model``."""
+"""Circuit definitions (TOML) shipped with neurocircuit; load them with ``neurocircuit.load_circuit``."""

@@ -15,8 +15,8 @@ __all__ = ["MAX_WORKERS", "START_METHOD", "SINGLE_THREAD_ENV", "run_in_workers"]
 
 #: Upper bound on local worker processes, whatever a caller asks (each holds a copy of torch and the data).
 MAX_WORKERS = 64
-# fork where the platform has it: a forked worker starts at once, without importing torch again (the parent has
-# run no torch computation beyond checks, so there is no busy thread pool to inherit; workers use one thread).
+# fork where the platform has it: a forked worker starts at once, without importing torch again, and inherits data the
+# parent loaded (workers set one thread; a caller whose parent set up CUDA must ask for spawn, as runs.py does).
 START_METHOD = "fork" if os.name == "posix" and sys.platform != "darwin" else "spawn"
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 

@@ -2,7 +2,8 @@
 
 A :class:`RuleDescription` is plain data. Each backend implements the rules it can run:
 
-- the torch backend: one :class:`~neurocircuit.nn.rules.FeedbackRule` class per rule in :mod:`neurocircuit.nn.rules`;
+- the torch backend: one :class:`~neurocircuit.torch.nn.feedback_rules.FeedbackRule` class per rule in
+  :mod:`neurocircuit.torch.nn.feedback_rules`;
 - the Brian2 backend: one row per rule in :data:`neurocircuit.brian.network.SYNAPSE_RULES`.
 
 Adding a rule means one :func:`describe` call here plus one entry in each backend that supports it; a backend

@@ -132,7 +132,8 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
     steps or simulated time). A variable an arm does not have is NaN there. With ``out``, every run keeps its
     checkpoint and results under ``out/runs/`` and ``resume`` continues an interrupted simulation where it stopped.
     ``jobs`` > 1 (needs ``out``) runs that many (arm, seed) runs at a time, each in a worker process with one
-    thread (:func:`neurocircuit.runs.run_parallel`); the results are the same as one after another.
+    thread (:func:`run_parallel`); the results are those of the same runs one after another with one thread (with
+    more threads, float64 angles may differ in the last bits: BLAS sums in another order).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")

@@ -292,6 +292,10 @@ def _parse_arm(entry: Any, i: int, mirror: MirrorSettings, where: str) -> Arm:
     return set_origins(arm, {k: f"arms.{i}.{k}" for k in given if k not in ("options", "phases", "mirror")})
 
 
+def _with_schedule(arm: Arm, schedule: Schedule) -> Arm:
+    return set_origins(dataclasses.replace(arm, schedule=schedule), origins_of(arm))
+
+
 def _refuse_overridden(raw: Mapping[str, Any], schedule: Schedule, arms: tuple[Arm, ...], where: str) -> None:
     """Defaults that no arm uses are set but never read: refuse them by name."""
     if "phases" in raw and all(arm.schedule is not None for arm in arms):
@@ -356,6 +360,11 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     if not arms:
         raise ConfigError(f"{where}: arms is empty")
     _refuse_overridden(raw, schedule, arms, where)
+    if "phases" in raw:
+        # an arm's own mirror table lays over [mirror] in the mirror phases it takes from the top-level schedule too
+        arms = tuple(_with_schedule(arm, parse_schedule(raw["phases"], mirror=arm.mirror, where=f"{where}: phases",
+                                                        key="phases"))
+                     if arm.schedule is None and arm.mirror is not None else arm for arm in arms)
     refuse_unread_mirror_keys(_mirror_uses(schedule, mirror, arms), where)
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):

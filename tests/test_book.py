@@ -173,6 +173,12 @@ def test_transcribed_table_renders_marked_transcribed_and_stale_with_its_cells_a
     assert "| bp | 78.96 \\| 0.1 |" in section and "| fa | 75.00 ± 0.20 |" in section
     assert text.index("## Measured") < text.index("## Transcribed")
     assert "[Noise pretraining on a GPU](#noise)" in text.split("## Measured")[0]   # table of contents
+    assert "today's library" not in section
+    moved = TRANSCRIBED.replace('command = "neurocircuit run noise_pretraining --out x"',
+                                'command = "python benchmarks/old.py"\nlibrary_command = "neurocircuit table x"')
+    section = render_book(_book(tmp_path / "moved", [_summary()], [("noise", moved)])).split("## Transcribed")[1]
+    assert ("Command (as the source gives it): `python benchmarks/old.py`\n\n"
+            "The same with today's library: `neurocircuit table x`") in section
 
 
 def test_rendering_is_deterministic_and_sorted(tmp_path, monkeypatch):

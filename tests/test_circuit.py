@@ -125,3 +125,22 @@ def test_a_circuit_is_loaded_and_a_network_built_old_names_warn():
         assert nc.nn.build_network is nc.nn.network_from_circuit
     with pytest.raises(TypeError, match="must be a name, a path or a Circuit"):
         nc.build_network(None)
+    # the old submodule paths of neurocircuit.nn
+    from neurocircuit.nn.rules import get_rule
+
+    from neurocircuit.nn.build import build_network
+    from neurocircuit.nn.direct import wire_direct_feedback
+    from neurocircuit.torch.nn.feedback_rules import get_rule as new_get_rule
+    from neurocircuit.torch.nn.wiring import wire_direct_feedback as new_wire
+
+    assert (get_rule, wire_direct_feedback) == (new_get_rule, new_wire)
+    with pytest.warns(DeprecationWarning, match="network_from_circuit"):
+        build_network(circuit, seed=0)
+
+
+def test_a_built_circuit_keeps_its_own_rules_unless_a_rule_is_given():
+    circuit = nc.load_circuit("mlp_digits", rule="kp", overrides={"W2": "bp"})
+    net = nc.build_network(circuit, seed=0)
+    assert [(name, layer.rule.name) for name, layer in nc.nn.feedback_layers(net)] == [("W1", "kp"), ("W2", "bp")]
+    again = nc.build_network(circuit, rule="fa", seed=0)
+    assert {layer.rule.name for _, layer in nc.nn.feedback_layers(again)} == {"fa"}

@@ -14,7 +14,7 @@ import neurocircuit as nc
 from neurocircuit.data import load_digits, teacher_task
 from neurocircuit.nn import FeedbackLinear, alignment, convert, gradient_alignment, weight_alignment
 from neurocircuit.results import atomic_path, read_results, write_netcdf
-from neurocircuit.torch.fit import fit
+from neurocircuit.torch import fit
 from neurocircuit.torch.optim import make_optimizer
 
 

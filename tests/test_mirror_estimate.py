@@ -17,7 +17,7 @@ from neurocircuit.nn import mirror_layers, mirror_step
 from neurocircuit.phases import MirrorSettings
 from neurocircuit.runs import run_simulation
 from neurocircuit.simulation import parse_simulation
-from neurocircuit.torch.fit import fit
+from neurocircuit.torch import fit
 
 EXACT = MirrorSettings(estimate="exact")
 
@@ -153,3 +153,14 @@ def test_the_cli_refuses_in_one_line_with_exit_2(tmp_path: Path, capsys: pytest.
     assert main(["run", str(brian), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and 'phases.0.estimate = "exact" is not honoured by the brian2 backend' in err
+
+
+def test_an_arms_own_mirror_reaches_the_mirror_phases_of_the_shared_schedule():
+    from neurocircuit.simulation import parse_simulation
+
+    sim = parse_simulation({"model": "mlp_digits", "phases": [{"kind": "mirror", "steps": 3},
+                                                              {"kind": "engaged", "mirror_every": 2}],
+                            "arms": [{"rule": "wm", "label": "wm-exact", "mirror": {"estimate": "exact"}}, "wm"]})
+    estimates = {arm.label: (sim.schedule_for(arm).phases[0].settings.estimate, sim.mirror_for(arm).estimate)
+                 for arm in sim.arms}
+    assert estimates == {"wm-exact": ("exact", "exact"), "wm": ("hebbian", "hebbian")}

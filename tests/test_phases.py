@@ -188,7 +188,7 @@ def test_an_unbalanced_mirror_warns_with_its_gain() -> None:
     from torch.utils.data import TensorDataset
 
     from neurocircuit.errors import FeedbackScaleWarning
-    from neurocircuit.torch.fit import fit
+    from neurocircuit.torch import fit
 
     data = TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,)))
 

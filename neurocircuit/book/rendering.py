@@ -148,6 +148,8 @@ def _transcribed_body(data: Mapping[str, Any]) -> list[str]:
     if "date" in data:
         where.append(f"date: {data['date']}")
     lines += [" · ".join(where), "", f"Command (as the source gives it): `{data['command']}`", ""]
+    if data.get("library_command"):  # the script it names was moved into the library since
+        lines += [f"The same with today's library: `{data['library_command']}`", ""]
     if "note" in data:
         lines += [" ".join(str(data["note"]).split()), ""]
     lines += _table(list(data["columns"]), list(data["rows"]))

@@ -35,7 +35,7 @@ REFERENCE_ARM = "bp"
 
 _PROVENANCE_KEYS = ("simulation", "simulation_hash", "neurocircuit_version", "git_commit", "device", "date", "command")
 _TRANSCRIBED_REQUIRED = ("title", "source", "command", "device", "columns", "rows")
-_TRANSCRIBED_OPTIONAL = ("simulation", "date", "note")
+_TRANSCRIBED_OPTIONAL = ("simulation", "date", "note", "library_command")
 _TABLE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

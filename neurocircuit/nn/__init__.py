@@ -17,9 +17,9 @@ from ..torch.nn.circuit_network import network_from_circuit
 __all__ = list(_layer_names)
 
 #: Old submodule names -> the modules of neurocircuit.torch.nn that hold them now.
-_MOVED = {"rules": "feedback_rules", "init": "initialization", "build": "circuit_network", "direct": "direct",
-          "layers": "layers", "functional": "functional", "metrics": "metrics", "mirror": "mirror",
-          "convert": "convert", "feedback_optim": "feedback_optim"}
+# (build and direct are small modules of their own here: their old contents span two new modules.)
+_MOVED = {"rules": "feedback_rules", "init": "initialization", "layers": "layers", "functional": "functional",
+          "metrics": "metrics", "mirror": "mirror", "convert": "convert", "feedback_optim": "feedback_optim"}
 for _old, _new in _MOVED.items():
     sys.modules[f"{__name__}.{_old}"] = _module = importlib.import_module(f"neurocircuit.torch.nn.{_new}")
     globals().setdefault(_old, _module)  # a function of that name (convert) stays the function

@@ -34,13 +34,14 @@ def list_networks() -> list[str]:
     return list_circuits() + sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def build_network(model: str | Path | Circuit, *, rule: str = "bp", overrides: Mapping[str, str] | None = None,
+def build_network(model: str | Path | Circuit, *, rule: str | None = None, overrides: Mapping[str, str] | None = None,
                   options: Mapping[str, Any] | None = None, seed: int | None = None, num_classes: int = 1000
                   ) -> nn.Module:
     """A torch network with feedback layers: a circuit (a :class:`~neurocircuit.circuit.Circuit`, the name of one in
     ``models/``, or a path) built as a :class:`neurocircuit.nn.CircuitNetwork`, or a torchvision classifier
     (``resnet18``, ``resnet50``, ...) with every Linear/Conv2d converted to ``rule`` (``overrides``: module-name
-    pattern -> rule).
+    pattern -> rule). ``rule`` None: a circuit keeps the rules it has (a named circuit file, its own default), a
+    torchvision classifier gets ``bp``.
 
     Keyword-only, like torchvision's builders: ``build_network("mlp_digits", rule="kp", seed=0)``,
     ``build_network("resnet18", rule="kp", num_classes=10, seed=0)``. ``seed`` fixes W and B (None: torch's RNG).
@@ -54,7 +55,7 @@ def build_network(model: str | Path | Circuit, *, rule: str = "bp", overrides: M
         if seed is not None:
             torch.manual_seed(seed)
         network = torchvision.models.get_model(str(model), weights=None, num_classes=num_classes)
-        convert(network, rule, overrides=dict(overrides or {}), options=dict(options or {}), seed=seed)
+        convert(network, rule or "bp", overrides=dict(overrides or {}), options=dict(options or {}), seed=seed)
         return network
     if not (isinstance(model, Circuit) or is_circuit_name(model)):
         raise UnknownNameError(f"unknown model {model!r}: neither a circuit ({', '.join(list_circuits())}) nor a "

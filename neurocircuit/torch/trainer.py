@@ -1,7 +1,7 @@
 """The torch trainer: one engine for every torch simulation, from an MLP on digits to ResNet-50 on ImageNet.
 
 :class:`Trainer` runs a network through a schedule of phases (:mod:`neurocircuit.phases`) on one process or
-many (``torchrun``: DDP); :func:`neurocircuit.torch.fit.fit` is its single-process Python entry point. Every run
+many (``torchrun``: DDP); :func:`neurocircuit.torch.fitting.fit` is its single-process Python entry point. Every run
 gets the same things: the same records, atomic checkpoints with exact resume, the NaN stop, progress output. The
 jobs around the loop live beside it: optimizers and the schedule (``optim``), device and process group
 (``distributed``), data order and batches (``sampling``), mirror and prenatal phases (``phase_runners``),

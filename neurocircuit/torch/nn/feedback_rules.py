@@ -91,7 +91,7 @@ class FeedbackRule:
         B is read from W itself: the biologically implausible reference.
     ``direct``
         Below the output layer the error comes straight from the output (direct feedback alignment): the layer's
-        input receives e @ D through a fixed random D (see :mod:`neurocircuit.nn.direct`); B serves only where
+        input receives e @ D through a fixed random D (see :mod:`neurocircuit.torch.nn.direct`); B serves only where
         the layer is the output layer.
     """
 

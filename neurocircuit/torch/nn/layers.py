@@ -31,7 +31,7 @@ class FeedbackLayer:
     feedback_weight : Tensor or None
         The buffer holding B (layout of W) for rules that store one, else None.
     direct_seed : Tensor or None
-        For ``dfa``: the seed of the layer's direct feedback matrix (a buffer; see :mod:`neurocircuit.nn.direct`).
+        For ``dfa``: the seed of the layer's direct feedback matrix (a buffer; see :mod:`neurocircuit.torch.nn.direct`).
     direct_hub : DirectFeedbackHub or None
         For ``dfa`` layers and the output layer they read: the shared output error
         (:func:`~neurocircuit.nn.wire_direct_feedback`).
