@@ -57,7 +57,13 @@ def _guarded(function: Callable[[Any], Any], task: Any) -> Any:
     """``function(task)`` in a worker, unless the pool is stopping (a task already queued to this worker)."""
     if _STOP and _STOP[0].is_set():
         raise KeyboardInterrupt("not started: the pool was stopped")
-    return function(task)
+    try:
+        return function(task)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C or SIGTERM stopped this run: the task queued next must not start before the parent stops the pool
+        if getattr(exc, "signalled", False) and _STOP:
+            _STOP[0].set()
+        raise
 
 
 def run_in_workers(function: Callable[[Any], Any], tasks: Iterable[Any], workers: int,

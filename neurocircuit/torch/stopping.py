@@ -12,7 +12,12 @@ __all__ = ["StopFlag", "TrainingInterrupted"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """The run was asked to stop (signal or ``stop_after_steps``) and saved a checkpoint first."""
+    """The run was asked to stop (signal or ``stop_after_steps``) and saved a checkpoint first; ``signalled``: by a
+    signal (a worker pool then starts no further task in that process)."""
+
+    def __init__(self, message: str = "", *, signalled: bool = False) -> None:
+        super().__init__(message)
+        self.signalled = signalled
 
 
 

@@ -437,8 +437,8 @@ class Trainer:
                 if self._stop_requested(flag, stop_after):
                     fold_in()
                     self.save_checkpoint()
-                    raise TrainingInterrupted(f"stopped at step {self.step}"
-                                              + (f"; resume from {self.checkpoint_path}" if self.out else ""))
+                    where = f"; resume from {self.checkpoint_path}" if self.out else ""
+                    raise TrainingInterrupted(f"stopped at step {self.step}{where}", signalled=flag.requested)
                 if self.batch >= self.steps_per_epoch:
                     break
         finally:
