@@ -1,5 +1,5 @@
-"""Figures from results Datasets (any backend, same conventions): learning curves, alignment angles, and any
-variable over one or two dimensions.
+"""Figures from results Datasets (any backend, same conventions): any variable over one or two dimensions
+(:func:`plot_over`, ``neurocircuit plot``), and the figures of a run (:mod:`neurocircuit.run_figures`).
 
 No figure averages a dimension it does not name: the figures ``run`` writes show the mean over seeds with the sd
 as a band and say so in their titles, and :func:`plot_over` draws every other dimension as lines (or panels) unless
@@ -20,130 +20,16 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from .errors import ConfigError  # noqa: E402
+from .figure_style import axis_label, reference_line  # noqa: E402
 from .results import write_atomic  # noqa: E402
+from .run_figures import plot_activity, plot_alignment, plot_learning_curves, plot_ood, save_figures  # noqa: E402
 
 __all__ = ["plot_learning_curves", "plot_alignment", "plot_ood", "plot_activity", "plot_over", "save_figure",
            "save_figures", "MAX_LINES"]
 
 
-def _mean_sd(da: xr.DataArray, along: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sd over ``seed`` of a curve along ``along``; any other dimension is a bug of the caller, never
-    averaged away."""
-    other = [d for d in da.dims if d not in ("seed", along)]
-    if other:
-        raise ValueError(f"{da.name}: a curve along {along} still has dims {other}; select them first")
-    if "seed" in da.dims:
-        return da.mean("seed").transpose(along).values, da.std("seed").transpose(along).values
-    return da.transpose(along).values, np.zeros(da.sizes[along])
-
-
-def _band(ax: plt.Axes, x: np.ndarray, da: xr.DataArray, label: str, along: str) -> None:
-    if bool(da.isnull().all()):
-        return  # this arm has no such variable (e.g. a phase it did not run)
-    mean, sd = _mean_sd(da, along)
-    (line,) = ax.plot(x, mean, label=label)
-    if np.any(sd > 0):
-        ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
-
-
-def plot_learning_curves(ds: xr.Dataset) -> plt.Figure:
-    """Test accuracy and test loss against epoch, one line per arm: the mean over seeds with the sd as a band
-    (the title says so, with n)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    epoch = ds["epoch"].values
-    for rule in ds["arm"].values:
-        sel = ds.sel(arm=rule)
-        _band(axes[0], epoch, 100 * sel["test_accuracy"], str(rule), "step")
-        _band(axes[1], epoch, sel["test_loss"], str(rule), "step")
-    axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="learning curves")
-    axes[1].set(xlabel="epoch", ylabel="test loss", yscale="log", title="test loss")
-    axes[0].legend(fontsize="small")
-    fig.suptitle(f"{ds.attrs.get('simulation', '')}: {_seed_note(ds)}")
-    return fig
-
-
-def plot_alignment(ds: xr.Dataset, variable: str = "weight_angle") -> plt.Figure:
-    """``variable`` (default: angle between B and W^T) against epoch, or against the steps of the phase it
-    belongs to (``mirror_weight_angle`` over ``mirror_step``), one panel per layer, one line per arm: the mean over
-    seeds with the sd as a band (the title says so, with n)."""
-    layers = list(ds["layer"].values)
-    fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.6), squeeze=False,
-                             constrained_layout=True, sharey=True)
-    x_dim = next(d for d in ds[variable].dims if d not in ("arm", "seed", "layer"))
-    x, x_label = (ds["epoch"].values, "epoch") if x_dim == "step" else (ds[x_dim].values, x_dim.replace("_", " "))
-    if x_dim != "step" and ds[x_dim].attrs.get("units"):
-        x_label += f" ({ds[x_dim].attrs['units']})"
-    for ax, layer in zip(axes[0], layers):
-        for rule in ds["arm"].values:
-            _band(ax, x, ds[variable].sel(arm=rule, layer=layer), str(rule), x_dim)
-        ax.set(title=str(layer), xlabel=x_label)
-        if ds[variable].attrs.get("units") == "degree":
-            ax.axhline(90, color="0.7", linewidth=0.8, linestyle=":")
-    axes[0][0].set_ylabel(f"{variable.replace('_', ' ')} ({ds[variable].attrs.get('units', '')})")
-    axes[0][-1].legend(fontsize="small")
-    fig.suptitle(f"{ds[variable].attrs.get('long_name', variable)}: {_seed_note(ds[variable])}")
-    return fig
-
-
-def plot_ood(ds: xr.Dataset) -> plt.Figure:
-    """Final test accuracy on the original and the transformed test sets, bars per arm: the mean over seeds with
-    the sd as an error bar (the title says so, with n)."""
-    rules = [str(r) for r in ds["arm"].values]
-    labels = ["original"] + [str(t) for t in ds["transform"].values]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels) * max(1, len(rules)) / 3, 3.8), constrained_layout=True)
-    width = 0.8 / len(rules)
-    final = ds["test_accuracy"].isel(step=-1)
-    for i, rule in enumerate(rules):
-        vals = [final.sel(arm=rule)] + [ds["ood_accuracy"].sel(arm=rule, transform=t) for t in ds["transform"]]
-        means, sds = zip(*(_mean_sd(100 * v.expand_dims(bar=[0]), "bar") for v in vals))
-        means, sds = [float(m[0]) for m in means], [float(sd[0]) for sd in sds]
-        ax.bar(np.arange(len(labels)) + (i - (len(rules) - 1) / 2) * width, means, width, yerr=sds, label=rule)
-    ax.set_xticks(np.arange(len(labels)), labels)
-    ax.set(ylabel="test accuracy (%)", title=f"out-of-distribution test sets\n{_seed_note(ds['ood_accuracy'])}")
-    ax.legend(fontsize="small")
-    return fig
-
-
-def plot_activity(ds: xr.Dataset) -> plt.Figure:
-    """Sampled activity of every forward and error population of the first arm and seed (Brian2 results):
-    one heat map per population, time on x, the phase of each time as a strip above."""
-    names = [str(v)[:-2] for v in ds.data_vars if str(v).endswith("_y") and "time" in ds[v].dims]
-    fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 5.2), squeeze=False, constrained_layout=True)
-    first = {d: 0 for d in ("arm", "seed") if d in ds.dims}
-    times = ds["time"].values
-    for col, name in enumerate(names):
-        for row, var in enumerate(("y", "delta")):
-            da = ds[f"{name}_{var}"].isel(first).dropna("time", how="all")
-            ax = axes[row][col]
-            limit = float(np.nanmax(np.abs(da.values))) or 1.0
-            ax.imshow(da.values.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest",
-                      extent=(times[0], times[min(len(times), da.sizes["time"]) - 1], da.shape[1] - 0.5, -0.5))
-            ax.set(title=f"{name} {'y' if var == 'y' else 'delta'}", xlabel="time (s)" if row else "",
-                   ylabel="unit" if col == 0 else "")
-    # one run is drawn: the title names it and says how many others are not shown
-    title = "activity of " + (", ".join(f"{d} {ds[d].values[0]} (first of {ds.sizes[d]})" for d in first)
-                              or "the run")
-    fig.suptitle(title)
-    return fig
-
-
 #: More lines than this in one ``plot_over`` figure (or heat-map panels) are refused: choose with --sel or --mean.
 MAX_LINES = 12
-
-
-def _seed_note(ds: xr.Dataset | xr.DataArray) -> str:
-    """What a figure that reduces the seeds shows, for its title."""
-    if "seed" not in ds.dims:
-        return "one run"
-    n = ds.sizes["seed"]
-    return f"mean ± sd over seed (n={n})" if n > 1 else f"seed {ds['seed'].values[0]} (one seed: no band)"
-
-
-def _axis_label(coord: xr.DataArray, name: str) -> str:
-    """``long_name (units)`` of a coordinate or variable, falling back to its name; units ``1`` are left out."""
-    label = str(coord.attrs.get("long_name") or name)
-    units = str(coord.attrs.get("units", ""))
-    return f"{label} ({units})" if units and units not in ("1", label) else label
 
 
 def _display(values: np.ndarray, units: str) -> tuple[np.ndarray, str]:
@@ -342,7 +228,7 @@ def _coordinate(da: xr.DataArray, name: str, dim: str) -> tuple[np.ndarray, str,
     """Positions along an axis, its label, and whether it is numeric (text coordinates: 0, 1, 2...)."""
     coord = da[name] if name in da.coords else xr.DataArray(np.arange(da.sizes[dim]), dims=dim)
     values, units = _display(coord.values, str(coord.attrs.get("units", "")))
-    label = _axis_label(coord.assign_attrs(units=units), name)
+    label = axis_label(coord.assign_attrs(units=units), name)
     return values, label, _numeric(values)
 
 
@@ -374,8 +260,8 @@ def _lines(da: xr.DataArray, spread: xr.DataArray | None, variable: str, x: str,
     elif _log_scale(positions):
         ax.set_xscale("log")
     if da.attrs.get("units") == "degree":
-        ax.axhline(90, color="0.7", linewidth=0.8, linestyle=":")
-    ax.set(xlabel=xlabel, ylabel=_axis_label(da, variable))
+        reference_line(ax, 90, "90°: orthogonal")
+    ax.set(xlabel=xlabel, ylabel=axis_label(da, variable))
     if rest:
         ax.legend(fontsize="small", title=", ".join(rest), title_fontsize="small")
     return fig
@@ -431,7 +317,7 @@ def _heat_maps(da: xr.DataArray, spread: xr.DataArray | None, variable: str, x: 
         ax.set(xlabel=xlabel, ylabel=ylabel, title=_label(da, rest, combo) if rest else "")
     for ax in axes.flat[len(combos):]:
         ax.set_visible(False)
-    fig.colorbar(mesh, ax=axes, label=_axis_label(da, variable))
+    fig.colorbar(mesh, ax=axes, label=axis_label(da, variable))
     return fig
 
 
@@ -439,29 +325,4 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     """Write one figure as PNG atomically and close it."""
     written = write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
-    return written
-
-
-def save_figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
-    """Write the figures a results Dataset supports into ``out_dir``: learning_curves.png, one PNG per
-    per-layer variable (weight_angle, gradient_angle, update_angle, effective_dim, <phase>_weight_angle) and
-    ood_accuracy.png."""
-    out_dir = Path(out_dir)
-    figures = {}
-    if "step" in ds.dims:
-        figures["learning_curves.png"] = plot_learning_curves(ds)
-    for var in ds.data_vars:
-        per_layer = var in ("weight_angle", "gradient_angle", "update_angle", "effective_dim")
-        over_time = "twin_phase" not in ds[var].dims  # the torch twin's end-of-phase angles are a table
-        phase_angle = var.endswith(("_weight_angle", "_gradient_angle", "_update_angle"))
-        if (per_layer or phase_angle) and "layer" in ds[var].dims and over_time:
-            figures[f"{var}.png"] = plot_alignment(ds, var)
-    if any(str(v).endswith("_y") and "time" in ds[v].dims for v in ds.data_vars):
-        figures["activity.png"] = plot_activity(ds)
-    if "ood_accuracy" in ds:
-        figures["ood_accuracy.png"] = plot_ood(ds)
-    written = []
-    for name, fig in figures.items():
-        written.append(write_atomic(out_dir / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110)))
-        plt.close(fig)
     return written

@@ -28,7 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("torch backend", ("neurocircuit.torch", "neurocircuit.torch.*")),
     ("brian2 backend", ("neurocircuit.brian", "neurocircuit.brian.*")),
     ("public aliases", ("neurocircuit.nn", "neurocircuit.nn.*")),
-    ("tools", ("neurocircuit.sweep", "neurocircuit.plotting", "neurocircuit.book", "neurocircuit.book.*",
+    ("tools", ("neurocircuit.sweep", "neurocircuit.plotting", "neurocircuit.run_figures", "neurocircuit.figure_style",
+               "neurocircuit.book", "neurocircuit.book.*",
                "neurocircuit.tables", "neurocircuit.tables.*")),
     ("entry points", ("neurocircuit.cli", "neurocircuit.__main__", "neurocircuit")),
 ]
