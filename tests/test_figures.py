@@ -40,9 +40,10 @@ def synthetic(steps: int = 3) -> xr.Dataset:
 
 @pytest.fixture(scope="module")
 def brian_run() -> xr.Dataset:
-    # the shipped circuit and protocol; fewer samples, a shorter mirror phase, Brian2's numpy target (no compiler)
+    # the shipped circuit and protocol; fewer samples, a shorter mirror phase (weight snapshots often enough to
+    # see it), Brian2's numpy target (no compiler)
     settings = ["brian2.target=numpy", "brian2.twin=false", "data.train_samples=60", "data.test_samples=30",
-                "arms.2.phases.0.steps=20"]
+                "arms.2.phases.0.steps=20", "brian2.record_every=10"]
     return run_simulation(load_simulation("brian2_learning", settings), progress=False)
 
 
