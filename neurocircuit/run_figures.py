@@ -289,8 +289,9 @@ def plot_activity(ds: xr.Dataset) -> plt.Figure:
             ax.set(title=f"{arm}: {label}" if arm else label, ylabel="recorded neuron" if col == 0 else "",
                    xlabel=axis_label(ds["time"], "time") if row == len(arms) - 1 else "")
         if image is not None:
-            fig.colorbar(image, ax=list(axes[:, col]), location="bottom", shrink=0.85, aspect=30,
-                         label=f"{name} {'y' if kind == 'y' else 'δ'} (rate; colours saturate beyond ±{limit:.2g})")
+            # arrows: colours saturate beyond the 99.5th percentile
+            fig.colorbar(image, ax=list(axes[:, col]), location="bottom", shrink=0.85, aspect=30, extend="both",
+                         label=f"{name} {'y' if kind == 'y' else 'δ'} (rate)")
     title = "sampled activity of every arm" + (f", seed {ds['seed'].values[0]}"
                                                + (f" (first of {ds.sizes['seed']})" if ds.sizes["seed"] > 1 else "")
                                                if seed else "")
