@@ -345,8 +345,8 @@ def _parse_model(model: Any, where: str) -> str | Circuit:
         return model
     if isinstance(model, Mapping):
         return circuit_from_dict(model, where=f"{where}: model")
-    raise ConfigError(f"{where}: model must be a circuit's name or path, a torchvision classifier's name, a "
-                      f"Circuit or a circuit table, got {type(model).__name__}")
+    raise ConfigError(f"{where}: model: expected str (a circuit's name or path, a torchvision classifier's name), "
+                      f"a Circuit or a circuit table, got {type(model).__name__}")
 
 
 def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simulation:

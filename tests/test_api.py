@@ -11,7 +11,7 @@ import pytest
 
 import neurocircuit as nc
 from neurocircuit.errors import ConfigError, NeurocircuitError
-from neurocircuit.simulation import load_simulation
+from neurocircuit.simulation import load_simulation, parse_simulation
 
 # a few steps of a small circuit: every run here takes a second or two
 QUICK = {"train.epochs": 1, "seeds": [0], "train.steps_per_epoch": 3, "train.val_batches": 1,
@@ -71,6 +71,8 @@ def test_a_name_a_path_a_table_and_a_simulation_run_the_same(tmp_path: Path) -> 
     by_path = nc.run(tmp_path / "quick.toml", progress=False)
     by_table = nc.run(table(), progress=False)
     by_sim = nc.run(load_simulation(tmp_path / "quick.toml"), progress=False)
+    # a Circuit in a table is kept there as its dict form: JSON in the results, as a file's circuit would be
+    assert json.loads(by_table.attrs["config"])["model"] == tiny().to_dict()
     for ds in (by_table, by_sim):
         np.testing.assert_array_equal(ds["test_loss"].values, by_path["test_loss"].values)
         np.testing.assert_array_equal(ds["weight_angle"].values, by_path["weight_angle"].values)
@@ -90,8 +92,9 @@ def test_the_same_circuit_runs_on_brian2() -> None:
     assert ds.attrs["model"] == "tiny" and ds.attrs["backend"] == "brian2"
     assert ds.sizes["hidden_neuron"] <= 12 and ds.sizes["W1_post"] == 12
     assert json.loads(ds.attrs["config"])["model"]["name"] == "tiny"
-    # and as a simulation's model on the command line's path: parse_simulation takes the Circuit itself
-    assert nc.run(raw | {"arms": ["fa"]}, overrides={"brian2.eta_w": "10 Hz"}, progress=False)["W1_W"].notnull().all()
+    # per-population settings name the populations of the circuit given as a table
+    sim = parse_simulation(raw | {"brian2": {**raw["brian2"], "tau_population": {"hidden": "2 ms"}}})
+    assert sim.model_name == "tiny" and sim.raw["brian2"]["tau_population"] == {"hidden": "2 ms"}
 
 
 def test_files_only_with_out_and_figures_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
