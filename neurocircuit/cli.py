@@ -237,7 +237,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
             (args.out / "results.nc").unlink(missing_ok=True)
             shutil.rmtree(args.out / "runs", ignore_errors=True)
     if rank0:
-        print(f"running {sim.name!r} on {sim.backend}: model {sim.model}, arms {', '.join(sim.labels)}, "
+        print(f"running {sim.name!r} on {sim.backend}: model {sim.model_name}, arms {', '.join(sim.labels)}, "
               f"seeds {list(sim.seeds)}" + (f", {args.jobs} runs at a time" if args.jobs > 1 else ""), flush=True)
     quiet_log = args.quiet or sys.stdout.isatty()
     ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None,

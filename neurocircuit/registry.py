@@ -71,12 +71,14 @@ def is_circuit_name(name: str | Path) -> bool:
     return isinstance(name, Path) or _is_path(name) or name in list_circuits()
 
 
-def load_circuit(name: str | Path | Circuit, *, rule: str | None = None, overrides: Mapping[str, str] | None = None,
-                 options: Mapping[str, Any] | None = None) -> Circuit:
-    """The :class:`Circuit` called ``name`` (or read from a path, or given), optionally with ``rule`` everywhere
-    except the projections named in ``overrides``."""
+def load_circuit(name: str | Path | Circuit | Mapping[str, Any], *, rule: str | None = None,
+                 overrides: Mapping[str, str] | None = None, options: Mapping[str, Any] | None = None) -> Circuit:
+    """The :class:`Circuit` called ``name`` (or read from a path, or given, or built from its table: the dict form of
+    :meth:`Circuit.to_dict`), optionally with ``rule`` everywhere except the projections named in ``overrides``."""
     if isinstance(name, Circuit):
         circuit = name
+    elif isinstance(name, Mapping):
+        circuit = circuit_from_dict(name, where=f"circuit table {str(name.get('name', ''))!r}")
     else:
         path = _resolve(name, "neurocircuit.models", "model")
         circuit = circuit_from_dict(read_toml(path), where=str(path) if _is_path(str(name)) else f"model {name!r}")

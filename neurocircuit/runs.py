@@ -158,5 +158,5 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
     if "layer_rule" in results.data_vars:
         results = results.set_coords("layer_rule")
     return attach_config(results, sim.to_dict(), simulation=sim.name, description=sim.description,
-                         model=sim.model, backend=sim.backend,
+                         model=sim.model_name, backend=sim.backend,
                          neurocircuit_version=__version__, python=sys.version.split()[0], **backend.attrs(sim))

@@ -3,7 +3,8 @@
 A simulation is a TOML file (see ``simulations/``)::
 
     name = "default"
-    model = "mlp_digits"          # a circuit from models/ (or a path), or a torchvision classifier (resnet18)
+    model = "mlp_digits"          # a circuit from models/ (or a path, from this file's folder), or a torchvision
+                                  # classifier (resnet18); in Python also a Circuit (stored as its table)
     backend = "torch"             # or "brian2"
     seeds = [0, 1]
     arms = ["bp", "fa", { rule = "usf", label = "usf+bp", overrides = { W2 = "bp" } },
@@ -43,6 +44,7 @@ from typing import Any
 from ._reads import Tracked, TrackedDict, origins_of, set_origins
 from ._toml import check_keys, expect, expect_number, read_toml, tomllib
 from .backends import get_backend
+from .circuit import Circuit, circuit_from_dict
 from .datasets import check_dataset_name, list_datasets
 from .errors import ConfigError
 from .phases import (
@@ -55,12 +57,12 @@ from .phases import (
     parse_schedule,
     refuse_unread_mirror_keys,
 )
-from .registry import simulation_file
+from .registry import _is_path, simulation_file
 from .rules import check_rule
 from .transforms import parse_transform
 
 __all__ = ["Arm", "TrainSettings", "Simulation", "parse_simulation", "load_simulation",
-           "apply_settings", "set_key", "parse_setting", "parse_record", "TOP_KEYS"]
+           "apply_settings", "set_key", "parse_setting", "parse_record", "read_simulation", "TOP_KEYS"]
 
 TOP_KEYS = ("name", "description", "model", "backend", "seeds", "arms", "data", "optimizer", "train", "mirror",
             "phases", "torch", "brian2")
@@ -190,7 +192,7 @@ class Simulation(Tracked):
     """A parsed, validated simulation file (any backend)."""
 
     name: str
-    model: str
+    model: str | Circuit  # a name or path; a circuit given in Python or as a table in the file
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...] = (0,)
     backend: str = "torch"
@@ -209,6 +211,11 @@ class Simulation(Tracked):
         for name in ("data", "optimizer"):
             if not isinstance(getattr(self, name), TrackedDict):
                 object.__setattr__(self, name, TrackedDict(getattr(self, name), name))
+
+    @property
+    def model_name(self) -> str:
+        """The model in one short line: its name or path, or the name of a circuit given as a table."""
+        return self.model.name if isinstance(self.model, Circuit) else self.model
 
     def schedule_for(self, arm: Arm) -> Schedule:
         """The phases that ``arm`` runs."""
@@ -332,6 +339,16 @@ def schema_keys() -> dict[str, frozenset[str]]:
             "phase.prenatal": fields(PrenatalPhase), "phase.mirror": fields(MirrorPhase) | fields(MirrorSettings)}
 
 
+def _parse_model(model: Any, where: str) -> str | Circuit:
+    """A simulation's model: a name or path as given, a circuit table (a circuit's dict form) built as a Circuit."""
+    if isinstance(model, (str, Circuit)):
+        return model
+    if isinstance(model, Mapping):
+        return circuit_from_dict(model, where=f"{where}: model")
+    raise ConfigError(f"{where}: model: expected str (a circuit's name or path, a torchvision classifier's name), "
+                      f"a Circuit or a circuit table, got {type(model).__name__}")
+
+
 def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simulation:
     """Validate the table of a simulation file and build a :class:`Simulation`; the backend then checks that it
     honours every key the file sets, and builds what it needs (circuit, data, optimizer) before anything runs."""
@@ -341,7 +358,9 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     for key in ("model", "arms"):
         if key not in raw:
             raise ConfigError(f"{where}: missing key {key!r}")
-    model = expect(raw["model"], str, f"{where}: model")
+    model = _parse_model(raw["model"], where)
+    if isinstance(raw["model"], Circuit):  # the table keeps the circuit's dict form: results store it as JSON
+        raw = {**raw, "model": raw["model"].to_dict()}
     backend = expect(raw.get("backend", "torch"), str, f"{where}: backend")
     runner = get_backend(backend, where=f"{where}: backend")
     if isinstance(raw.get("data"), Mapping) and "name" not in raw["data"]:
@@ -466,12 +485,22 @@ def apply_settings(raw: Mapping[str, Any], settings: Iterable[str]) -> dict[str,
     return out
 
 
+def read_simulation(name: str | Path) -> dict[str, Any]:
+    """The table of a simulation file, by name (from ``simulations/``) or path, with a relative model path made
+    absolute from the file's folder: a circuit file named by a simulation is found beside it, wherever one runs."""
+    path = simulation_file(name)
+    raw = read_toml(path)
+    model = raw.get("model")
+    if isinstance(model, str) and _is_path(model) and not Path(model).is_absolute():
+        raw["model"] = str(path.parent.absolute() / model)
+    return raw
+
+
 def load_simulation(name: str | Path, settings: Iterable[str] = (), arms: Iterable[str] | None = None
                     ) -> Simulation:
-    """Read a simulation by name (from ``simulations/``) or path, apply ``key=value`` settings, and keep only the
-    arms labelled in ``arms`` (None: all)."""
-    path = simulation_file(name)
+    """Read a simulation by name (from ``simulations/``) or path (:func:`read_simulation`), apply ``key=value``
+    settings, and keep only the arms labelled in ``arms`` (None: all)."""
     source = str(name) if str(name).endswith(".toml") else f"simulation {str(name)!r}"
-    raw = read_toml(path)
+    raw = read_simulation(name)
     _refuse_old_formats(raw, source)
     return parse_simulation(apply_settings(raw, settings), source=source).select(arms)

@@ -214,9 +214,12 @@ def load_sweep(target: str | Path, settings: Iterable[str] = (), *, mode: str | 
         where = f"sweep {str(target)!r}"
         check_keys(raw, ("kind", "name", "description", "simulation", "mode", "axes", "set"), where)
         simulation = expect(raw.get("simulation"), str, f"{where}: simulation")
-        base = Path(simulation_file(target)).parent / f"{simulation}.toml"
-        if not any(c in simulation for c in "/\\") and not simulation.endswith(".toml") and base.exists():
-            simulation = str(base)
+        # a simulation beside the sweep file wins: a bare name over a shipped one, a relative path over the cwd
+        folder = Path(simulation_file(target)).parent
+        is_path = any(c in simulation for c in "/\\") or simulation.endswith(".toml")
+        beside = folder / (simulation if is_path else f"{simulation}.toml")
+        if not Path(simulation).is_absolute() and beside.is_file():
+            simulation = str(beside)
         axes = [axis_from_toml(k, v, f"{where}: axes") for k, v in expect(raw.get("axes", {}), dict,
                                                                            f"{where}: axes").items()]
         fixed = [expect(s, str, f"{where}: set") for s in expect(raw.get("set", []), list, f"{where}: set")]
@@ -257,9 +260,9 @@ def _prepare(raw: Mapping[str, Any], where: str) -> Callable[[], Any]:
 def _point_tables(sweep: Sweep) -> dict[str, tuple[dict[str, Any], str]]:
     """Every point's simulation table and label, by point id, each parsed once so that a bad key or value fails
     before anything runs."""
-    from .simulation import apply_settings, set_key
+    from .simulation import apply_settings, read_simulation, set_key
 
-    base = apply_settings(read_toml(simulation_file(sweep.simulation)), sweep.fixed)
+    base = apply_settings(read_simulation(sweep.simulation), sweep.fixed)
     tables = {}
     for point in sweep.points():
         raw = copy.deepcopy(base)

@@ -29,8 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("brian2 backend", ("neurocircuit.brian", "neurocircuit.brian.*")),
     ("public aliases", ("neurocircuit.nn", "neurocircuit.nn.*")),
     ("tools", ("neurocircuit.sweep", "neurocircuit.plotting", "neurocircuit.run_figures", "neurocircuit.figure_style",
-               "neurocircuit.book", "neurocircuit.book.*",
-               "neurocircuit.tables", "neurocircuit.tables.*")),
+               "neurocircuit.book", "neurocircuit.book.*", "neurocircuit.tables", "neurocircuit.tables.*",
+               "neurocircuit.api")),
     ("entry points", ("neurocircuit.cli", "neurocircuit.__main__", "neurocircuit")),
 ]
 

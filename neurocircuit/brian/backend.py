@@ -164,12 +164,13 @@ class BrianBackend(Backend):
             circuit = load_circuit(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
             for proj in circuit.projections:
                 if proj.kind != "dense":
-                    raise ConfigError(f"{sim.source}: model {sim.model!r} has a {proj.kind} projection "
+                    raise ConfigError(f"{sim.source}: model {sim.model_name!r} has a {proj.kind} projection "
                                       f"({proj.name!r}); the Brian2 backend runs dense circuits")
             for pop in circuit.populations:
                 if pop.batch_norm:
-                    raise ConfigError(f"{sim.source}: model {sim.model!r}: population {pop.name!r} has batch_norm; "
-                                      "the Brian2 backend's populations see one sample at a time (no batch)")
+                    raise ConfigError(f"{sim.source}: model {sim.model_name!r}: population {pop.name!r} has "
+                                      "batch_norm; the Brian2 backend's populations see one sample at a time (no "
+                                      "batch)")
             phases = sim.schedule_for(arm).phases
             if variant == "spiking":
                 from .spiking import SPIKING_RULES
