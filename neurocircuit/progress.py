@@ -130,10 +130,11 @@ class RunProgress:
     (``initial``: how many were done before, as a resumed sweep's finished points)."""
 
     def __init__(self, name: str, total: int, *, progress: bool | None = None, unit: str = "run",
-                 initial: int = 0) -> None:
+                 initial: int = 0, silent: bool = False) -> None:
         self.name, self.total, self.done, self.initial = name, total, initial, initial
-        self.started = time.monotonic()
-        self.bar = progress_bar(progress, total=total, initial=initial, desc=name, unit=unit, leave=False)
+        self.started, self.silent = time.monotonic(), silent  # silent: no bar, lines at DEBUG (torchrun's rank > 0)
+        self.bar = progress_bar(False if silent else progress, total=total, initial=initial, desc=name, unit=unit,
+                                leave=False)
 
     def finished(self, label: str, summary: str = "") -> None:
         """Run ``label`` ended (``summary``: its final numbers)."""
@@ -142,7 +143,7 @@ class RunProgress:
         elapsed = time.monotonic() - self.started
         left = self.total - self.done
         tail = f"; about {_duration(elapsed / (self.done - self.initial) * left)} left" if left else ""
-        _log.log(_info(), "[%d/%d] %s%s (%s so far%s)", self.done, self.total, label,
+        _log.log(logging.DEBUG if self.silent else _info(), "[%d/%d] %s%s (%s so far%s)", self.done, self.total, label,
                  f": {summary}" if summary else "", _duration(elapsed), tail)
 
     def close(self) -> None:
@@ -151,8 +152,8 @@ class RunProgress:
 
 class TimeReport:
     """Progress of one long computation known as a fraction done (a Brian2 network's simulated time): a bar on a
-    terminal, else an INFO line each time it is called with a fraction strictly between 0 and 1 (the caller calls
-    it every :data:`REPORT_INTERVAL` seconds) saying how far it is and the time left."""
+    terminal, else an INFO line saying how far it is and the time left when it is called (every :attr:`period`
+    seconds) with a fraction strictly between 0 and 1, at most once a period."""
 
     def __init__(self, label: str, total: float, *, unit: str = "s", progress: bool | None = None) -> None:
         self.label, self.total, self.unit = label, total, unit
@@ -160,6 +161,7 @@ class TimeReport:
         self.bar: Any = None
         self.progress = progress
         self.started: float | None = None
+        self.last = 0.0
 
     @property
     def period(self) -> float:
@@ -170,7 +172,7 @@ class TimeReport:
         """``done`` of ``total`` is done."""
         now = time.monotonic()
         if self.started is None:
-            self.started = now
+            self.started = self.last = now
             if self.drawn:
                 self.bar = progress_bar(self.progress, total=round(self.total, 6), desc=self.label, unit=self.unit,
                                         leave=False, bar_format="{l_bar}{bar}| {n:.3g}/{total:.3g} {unit} "
@@ -182,7 +184,9 @@ class TimeReport:
             if fraction >= 1:
                 self.bar.close()
             return
-        if 0 < fraction < 1:
+        # Brian2 also calls at the start and end of each Network.run (a run in two parts: twice at once)
+        if 0 < fraction < 1 and now - self.last >= 0.9 * self.period:
+            self.last = now
             elapsed = now - self.started
             _log.log(_info(), "%s: %.3g of %.3g %s (%d %%) in %s; about %s left", self.label, done, self.total,
                      self.unit, math.floor(100 * fraction), _duration(elapsed),

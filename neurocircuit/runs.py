@@ -175,7 +175,8 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
                                 stop_after_steps=stop_after_steps, on_record=on_record)
     else:
         data = backend.load_data(sim)
-        tracker = RunProgress(sim.name, len(runs), progress=progress)
+        # under torchrun every process takes part in each run: rank 0 alone reports
+        tracker = RunProgress(sim.name, len(runs), progress=progress, silent=os.environ.get("RANK", "0") != "0")
         datasets = []
         try:
             for arm, seed in runs:
