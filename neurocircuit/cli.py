@@ -37,8 +37,9 @@ def _add_verbosity(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_logging(args: argparse.Namespace) -> Callable[[], None]:
-    """The package's log lines on stderr: progress (INFO) by default, more with -v, warnings and errors only with
-    --quiet. Returns what undoes it (main() called from Python leaves logging as it found it)."""
+    """The package's log lines (progress on stdout, warnings and errors on stderr): progress (INFO) by default, more
+    with -v, warnings and errors only with --quiet. Returns what undoes it (main() called from Python leaves logging
+    as it found it)."""
     from .progress import configure_logging
 
     return configure_logging(logging.WARNING if getattr(args, "quiet", False)
@@ -271,9 +272,6 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         raise NeurocircuitError(f"--workers must be >= 1, got {args.workers}")
     sweep = load_sweep(args.target, args.settings, mode="zip" if args.zip else None)
     n = len(sweep.points())
-    where = f"dask {args.dask}" if args.dask else f"{args.workers or 'all'} local workers"
-    _log.info("sweep %r over %s: %d points (%s of %s) on %s", sweep.name, sweep.simulation, n, sweep.mode,
-              ", ".join(f"{a.key} x{len(a.values)}" for a in sweep.axes), where)
     ds = run_sweep(sweep, args.out, workers=args.workers, dask=args.dask, progress=False if args.quiet else None)
     failed = ds.attrs.get("failed_points", 0)
     print(f"{n - failed} points finished, {failed} failed" + (f" (see {args.out / 'points'}/*.error.json)"

@@ -2,11 +2,12 @@
 
 Library code reports through the package's loggers (``logging.getLogger("neurocircuit...")``) and never prints;
 the command line sets the level (``-v``: every record, default: progress, ``--quiet``: warnings and errors) and
-installs :class:`LogHandler`. On a terminal (``progress=None`` and stderr a TTY) the runs draw ``tqdm`` bars: one
-over the runs of a simulation (arms x seeds, with the time left), one over the steps of the run going on. Elsewhere
-(a log file) nothing draws a bar: a line as each run ends, with the time left, and while a run goes on a line at
-most every :data:`RECORD_INTERVAL` seconds (a record of a torch run) or every :data:`REPORT_INTERVAL` seconds (the
-simulated time of a Brian2 run, which has no records until it ends).
+installs :class:`LogHandler` (progress on stdout, warnings and errors on stderr). On a terminal (``progress=None``
+and stderr a TTY) the runs draw ``tqdm`` bars: one over the runs of a simulation (arms x seeds, with the time
+left), one over the steps of the run going on. Elsewhere (a log file) nothing draws a bar: a line as each run ends,
+with the time left, and while a run goes on a line at most every :data:`RECORD_INTERVAL` seconds (a record of a
+torch run) or every :data:`REPORT_INTERVAL` seconds (the simulated time of a Brian2 run, which has no records until
+it ends).
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ class TimeReport:
 
 
 class LogHandler(logging.Handler):
-    """Log lines on the current ``sys.stderr``, printed above any bar being drawn (``tqdm.write``) in the process
+    """Progress and records (below WARNING) on the current ``sys.stdout``, warnings and errors on ``sys.stderr`` (so
+    a refused run's stderr is its one error line), printed above any bar being drawn (``tqdm.write``) in the process
     that made the handler (a forked worker writes plainly: the bars it inherited are not its own)."""
 
     def __init__(self, level: int = logging.NOTSET) -> None:
@@ -208,13 +210,14 @@ class LogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
             if os.getpid() == self.pid:
                 from tqdm import tqdm
 
-                tqdm.write(message, file=sys.stderr)
+                tqdm.write(message, file=stream)
             else:
-                sys.stderr.write(message + "\n")
-                sys.stderr.flush()
+                stream.write(message + "\n")
+            stream.flush()
         except Exception:
             self.handleError(record)
 
@@ -226,8 +229,8 @@ class _Formatter(logging.Formatter):
 
 
 def configure_logging(level: int) -> Callable[[], None]:
-    """The package's log lines at ``level`` and above on stderr (what the command line does; replaces the handler
-    an earlier call installed). Returns what undoes it."""
+    """The package's log lines at ``level`` and above through a :class:`LogHandler` (what the command line does;
+    replaces the handler an earlier call installed). Returns what undoes it."""
     logger = logging.getLogger("neurocircuit")
     saved = logger.level, list(logger.handlers)
     for handler in [h for h in logger.handlers if isinstance(h, LogHandler)]:

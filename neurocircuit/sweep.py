@@ -332,6 +332,9 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     tables = _point_tables(sweep)
     if isinstance(dask, str):
         _check_reachable(dask)  # before anything is written
+    _log.info("sweep %r over %s: %d points (%s of %s) on %s", sweep.name, sweep.simulation, len(sweep.points()),
+              sweep.mode, ", ".join(f"{a.key} x{len(a.values)}" for a in sweep.axes),
+              f"dask {dask}" if dask is not None else f"{workers or 'all'} local workers")
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sweep.json", lambda p: p.write_text(json.dumps(sweep.to_dict(), indent=2, default=str)))
