@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,26 @@ if TYPE_CHECKING:  # the CLI imports the heavy modules only when a command needs
     import xarray as xr
 
 __all__ = ["main", "summary_table"]
+
+_log = logging.getLogger(__name__)
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="log more: every record of every run (default: progress lines, one as each run ends)")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bars; log warnings and errors only (the results are still printed)")
+
+
+def _configure_logging(args: argparse.Namespace) -> Callable[[], None]:
+    """The package's log lines (progress on stdout, warnings and errors on stderr): progress (INFO) by default, more
+    with -v, warnings and errors only with --quiet. Returns what undoes it (main() called from Python leaves logging
+    as it found it)."""
+    from .progress import configure_logging
+
+    return configure_logging(logging.WARNING if getattr(args, "quiet", False)
+                      else logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
 
 
 def _add_run_arguments(run: argparse.ArgumentParser) -> None:
@@ -43,7 +64,7 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="run N (arm, seed) runs at a time, each in a worker process with one thread, into the "
                           "same OUT/runs/ folders; one merged results.nc (default: 1, one after another here)")
     run.add_argument("--no-figures", action="store_true", help="write results.nc only")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_verbosity(run)
     shortcuts = run.add_argument_group("shortcuts for --set")
     shortcuts.add_argument("--model", help="= --set model=NAME (a circuit or a torchvision classifier)")
     shortcuts.add_argument("--rule", help="= --set 'arms=[\"RULE\"]'")
@@ -69,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True, type=Path, help="output folder (points/, sweep.nc)")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores; 1: serial)")
     sweep.add_argument("--dask", metavar="ADDRESS", help="run on this dask.distributed scheduler instead")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_verbosity(sweep)
     plot = sub.add_parser("plot", help="plot a variable of a results or sweep file over one or two dimensions",
                           description="Every dimension of the variable that is on no axis is selected (--sel), "
                                       "averaged with its sd shown (--mean), or drawn as lines (heat map: panels) with "
@@ -192,14 +213,6 @@ def _shortcut_settings(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _log_record(label: str, record: dict) -> None:
-    """One line per record where no progress bar is drawn (log files); module-level: --jobs workers call it."""
-    angles = [a for a in record["weight_angle"] if a == a]
-    print(f"{label}  step {record['step']:>7}  epoch {record['epoch']:6.2f}  train loss {record['train_loss']:.4f}"
-          f"  test acc {100 * record['test_accuracy']:6.2f} %  max angle {max(angles, default=float('nan')):6.2f}"
-          f" deg  lr {record['lr']:.3g}  {record['images_per_second']:8.1f} img/s", flush=True)
-
-
 def _cmd_run(args: argparse.Namespace) -> None:
     import os
 
@@ -237,11 +250,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
             (args.out / "results.nc").unlink(missing_ok=True)
             shutil.rmtree(args.out / "runs", ignore_errors=True)
     if rank0:
-        print(f"running {sim.name!r} on {sim.backend}: model {sim.model_name}, arms {', '.join(sim.labels)}, "
-              f"seeds {list(sim.seeds)}" + (f", {args.jobs} runs at a time" if args.jobs > 1 else ""), flush=True)
-    quiet_log = args.quiet or sys.stdout.isatty()
+        _log.info("running %r on %s: model %s, arms %s, seeds %s%s", sim.name, sim.backend, sim.model_name,
+                  ", ".join(sim.labels), list(sim.seeds), f", {args.jobs} runs at a time" if args.jobs > 1 else "")
     ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None,
-                        on_record=None if quiet_log else _log_record, jobs=args.jobs)
+                        jobs=args.jobs)
     if not rank0:
         return
     # what made this file, for its provenance in the results book (neurocircuit summarize reads both)
@@ -260,9 +272,6 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         raise NeurocircuitError(f"--workers must be >= 1, got {args.workers}")
     sweep = load_sweep(args.target, args.settings, mode="zip" if args.zip else None)
     n = len(sweep.points())
-    where = f"dask {args.dask}" if args.dask else f"{args.workers or 'all'} local workers"
-    print(f"sweep {sweep.name!r} over {sweep.simulation}: {n} points ({sweep.mode} of "
-          + ", ".join(f"{a.key} x{len(a.values)}" for a in sweep.axes) + f") on {where}", flush=True)
     ds = run_sweep(sweep, args.out, workers=args.workers, dask=args.dask, progress=False if args.quiet else None)
     failed = ds.attrs.get("failed_points", 0)
     print(f"{n - failed} points finished, {failed} failed" + (f" (see {args.out / 'points'}/*.error.json)"
@@ -425,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neurocircuit`` console command; returns the exit code."""
     args = _parser().parse_args(argv)
     args.command_line = "neurocircuit " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    restore_logging = _configure_logging(args)
     try:
         if args.command == "list":
             _cmd_list()
@@ -449,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"neurocircuit: interrupted{': ' + _one_line(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
+    finally:
+        restore_logging()
     return 0
 
 

@@ -22,6 +22,7 @@ from ._version import __version__
 from .backends import get_backend, run_dir
 from .errors import ConfigError
 from .pool import START_METHOD, run_in_workers
+from .progress import RecordLog, RunProgress, bars_drawn, configure_logging, logging_level, on_record_chain
 from .results import attach_config
 
 __all__ = ["run_simulation", "run_parallel"]
@@ -34,14 +35,17 @@ _SHARED: dict[str, Any] = {}
 def _run_one(task: dict[str, Any]) -> xr.Dataset:
     """One (arm, seed) run, in a worker."""
     sim = task["sim"]
+    if task["log_level"] is not None and logging_level() is None:  # a spawned worker: the parent's log lines
+        configure_logging(task["log_level"])
     backend = get_backend(sim.backend)
     if task["key"] not in _SHARED:
         _SHARED.clear()
         _SHARED[task["key"]] = backend.load_data(sim)
-    # no progress bars: several processes drawing on one terminal garble it (the parent draws one over the runs)
+    # no progress bars: several processes drawing on one terminal garble it (the parent draws one over the runs);
+    # where it does, the records are logged at DEBUG only
     return backend.run_arm(sim, task["arm"], task["seed"], _SHARED[task["key"]], out=task["out"],
                            resume=task["resume"], progress=False, stop_after_steps=task["stop_after_steps"],
-                           on_record=task["on_record"])
+                           on_record=on_record_chain(RecordLog(drawn=task["bars"]), task["on_record"]))
 
 
 def _named(exc: BaseException, label: str, seed: int) -> BaseException:
@@ -72,7 +76,8 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
     resume, stop_after_steps
         As for :meth:`~neurocircuit.backends.Backend.run_arm`, for every run (each stops after that many steps).
     progress
-        A bar over the finished runs (None: on a terminal); the runs draw none.
+        A bar over the finished runs (None: on a terminal); the runs draw none. A log line as each run ends
+        (:class:`~neurocircuit.progress.RunProgress`); each run's records are logged in its worker.
     on_record
         Called in the worker with each record (it must pickle: a module-level function).
 
@@ -81,8 +86,6 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
     The first error of a run, its message naming the arm and seed (the other runs are stopped, with a checkpoint);
     after every run has ended, the first :class:`KeyboardInterrupt` of a run that stopped early.
     """
-    from tqdm.auto import tqdm
-
     backend = get_backend(sim.backend)
     # A process that forks must not have initialised CUDA (checking torch.device may have): runs on a GPU start
     # fresh workers.
@@ -92,11 +95,12 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
     if start == "fork":
         _SHARED[key] = backend.load_data(sim)
     tasks = [{"index": i, "key": key, "sim": sim, "arm": arm, "seed": seed, "out": run_dir(out, arm.label, seed),
-              "resume": resume, "stop_after_steps": stop_after_steps, "on_record": on_record}
+              "resume": resume, "stop_after_steps": stop_after_steps, "on_record": on_record,
+              "log_level": logging_level(), "bars": bars_drawn(progress)}
              for i, (arm, seed) in enumerate(runs)]
     results: list[Any] = [None] * len(runs)
     stopped: list[KeyboardInterrupt] = []
-    bar = tqdm(total=len(runs), desc=sim.name, unit="run", disable=None if progress is None else not progress)
+    tracker = RunProgress(sim.name, len(runs), progress=progress)
 
     def finish(task: dict[str, Any], future: Any) -> None:
         try:
@@ -106,7 +110,7 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
             return
         except Exception as exc:
             raise _named(exc, task["arm"].label, task["seed"]) from exc
-        bar.update(1)
+        tracker.finished(f"{task['arm'].label} seed {task['seed']}", run_summary(results[task["index"]]))
 
     try:
         run_in_workers(_run_one, tasks, jobs, finish, start_method=start)
@@ -116,11 +120,33 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
         raise KeyboardInterrupt(f"the runs in {out / 'runs'} keep their last checkpoints; --resume continues "
                                 "them") from None
     finally:
-        bar.close()
+        tracker.close()
         _SHARED.clear()
     if stopped:
         raise stopped[0]
     return results
+
+
+def _last(da: xr.DataArray) -> xr.DataArray:
+    """``da`` at the last index of its first dimension where it has a finite value."""
+    dim = da.dims[0]
+    finite = da.notnull()
+    if len(da.dims) > 1:
+        finite = finite.any([d for d in da.dims if d != dim])
+    return da.isel({dim: int(finite.values.nonzero()[0][-1])})
+
+
+def run_summary(ds: xr.Dataset) -> str:
+    """A run's final test accuracy and largest B-W angle, as a progress line says them ("" where it has neither)."""
+    parts = []
+    acc = ds.get("test_accuracy")
+    if acc is not None and acc.ndim and bool(acc.notnull().any()):
+        scale = 1 if acc.attrs.get("units") in ("%", "percent") else 100  # fraction ("1") by default
+        parts.append(f"test acc {scale * float(_last(acc).max()):.2f} %")
+    angle = ds.get("weight_angle")
+    if angle is not None and angle.ndim and bool(angle.notnull().any()):
+        parts.append(f"max angle {float(_last(angle).max()):.2f} deg")
+    return ", ".join(parts)
 
 
 def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = False,
@@ -134,6 +160,8 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
     ``jobs`` > 1 (needs ``out``) runs that many (arm, seed) runs at a time, each in a worker process with one
     thread (:func:`run_parallel`); the results are those of the same runs one after another with one thread (with
     more threads, float64 angles may differ in the last bits: BLAS sums in another order).
+    ``progress``: bars (None: on a terminal), one over the runs and one in the run going on; log lines either way
+    (:mod:`neurocircuit.progress`). ``on_record(label, record)`` is called with each record as it is made.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
@@ -147,10 +175,18 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
                                 stop_after_steps=stop_after_steps, on_record=on_record)
     else:
         data = backend.load_data(sim)
-        datasets = [backend.run_arm(sim, arm, seed, data, resume=resume, progress=progress,
-                                    out=None if out is None else run_dir(Path(out), arm.label, seed),
-                                    stop_after_steps=stop_after_steps, on_record=on_record)
-                    for arm, seed in runs]
+        # under torchrun every process takes part in each run: rank 0 alone reports
+        tracker = RunProgress(sim.name, len(runs), progress=progress, silent=os.environ.get("RANK", "0") != "0")
+        datasets = []
+        try:
+            for arm, seed in runs:
+                datasets.append(backend.run_arm(
+                    sim, arm, seed, data, resume=resume, progress=progress,
+                    out=None if out is None else run_dir(Path(out), arm.label, seed), stop_after_steps=stop_after_steps,
+                    on_record=on_record_chain(RecordLog(drawn=bars_drawn(progress)), on_record)))
+                tracker.finished(f"{arm.label} seed {seed}", run_summary(datasets[-1]))
+        finally:
+            tracker.close()
     results = xr.merge([ds.expand_dims(arm=[arm.label], seed=[seed]) for (arm, seed), ds in zip(runs, datasets)],
                        compat="no_conflicts", join="outer", combine_attrs="override")
     results = results.reindex(arm=sim.labels, seed=list(sim.seeds))

@@ -33,9 +33,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ __all__ = ["Axis", "Sweep", "parse_axis", "axis_from_toml", "load_sweep", "run_s
            "point_id", "quantity_value", "MODES"]
 
 MODES = ("grid", "zip")
+_log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Axis:
@@ -250,11 +251,17 @@ def point_id(point: Mapping[str, Any]) -> str:
 
 def _prepare(raw: Mapping[str, Any], where: str) -> Callable[[], Any]:
     """Parse a point's simulation table (errors name the point) and return what runs it."""
+    from .progress import nested
     from .runs import run_simulation
     from .simulation import parse_simulation
 
     sim = parse_simulation(raw, source=where)
-    return lambda: run_simulation(sim, progress=False)
+
+    def run() -> Any:
+        with nested():  # the sweep logs a line per point, not the lines of the point's runs
+            return run_simulation(sim, progress=False)
+
+    return run
 
 
 def _point_tables(sweep: Sweep) -> dict[str, tuple[dict[str, Any], str]]:
@@ -308,8 +315,7 @@ def _set_aside_corrupt(folder: Path, pid: str) -> bool:
         return True
     except NeurocircuitError:
         path.replace(folder / f"{pid}.nc.corrupt")
-        print(f"neurocircuit: sweep point file {path} was unreadable: moved to {path.name}.corrupt, recomputing",
-              file=sys.stderr)
+        _log.warning("sweep point file %s was unreadable: moved to %s.corrupt, recomputing", path, path.name)
         return False
 
 
@@ -320,8 +326,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     ``workers``: local processes (default: all cores; 1 runs in this process). ``dask``: a scheduler address or a
     ``distributed.Client`` to run on instead. ``on_point(id, status)`` is called as each point ends.
     """
-    from tqdm.auto import tqdm
-
+    from .progress import RunProgress
     from .results import write_atomic, write_netcdf
 
     out = Path(out)
@@ -330,14 +335,16 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     tables = _point_tables(sweep)
     if isinstance(dask, str):
         _check_reachable(dask)  # before anything is written
+    _log.info("sweep %r over %s: %d points (%s of %s) on %s", sweep.name, sweep.simulation, len(sweep.points()),
+              sweep.mode, ", ".join(f"{a.key} x{len(a.values)}" for a in sweep.axes),
+              f"dask {dask}" if dask is not None else f"{workers or 'all'} local workers")
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sweep.json", lambda p: p.write_text(json.dumps(sweep.to_dict(), indent=2, default=str)))
     points = sweep.points()
     todo = [{"id": pid, "raw": raw, "where": where} for pid, (raw, where) in tables.items()
             if not _set_aside_corrupt(folder, pid)]
-    bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=sweep.name, unit="point",
-               disable=None if progress is None else not progress)
+    tracker = RunProgress(sweep.name, len(points), progress=progress, unit="point", initial=len(points) - len(todo))
 
     settings = {point_id(point): point for point in points}
 
@@ -353,7 +360,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
             write_netcdf(result["dataset"], folder / f"{pid}.nc")
             error_file.unlink(missing_ok=True)
             status = "done"
-        bar.update(1)
+        tracker.finished(f"point {pid}", status)
         if on_point is not None:
             on_point(pid, status)
 
@@ -368,7 +375,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
             else:
                 _run_local(todo, count, finish)
     finally:
-        bar.close()
+        tracker.close()
     ds = merge_points(sweep, folder)
     write_netcdf(ds, out / "sweep.nc")
     return ds

@@ -28,6 +28,7 @@ Results follow the package convention: dims ``arm`` (with the ``rule`` coordinat
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from ..registry import load_circuit
 from .parameters import RateParameters, SpikingParameters, parameters_from_dict
 
 __all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
+
+_log = logging.getLogger(__name__)
 
 VARIANTS = ("rate", "spiking")
 #: [data] keys that only act through a training-time transform pipeline, which the circuit never sees.
@@ -233,7 +236,7 @@ class BrianBackend(Backend):
                 net: Any = SpikingMirror(circuit, initial_weights(circuit, seed), params, spiking_params, protocol)
             else:
                 net = RateCircuit(circuit, initial_weights(circuit, seed), params, protocol)
-            net.run()
+            net.run(**_report(f"{arm.label} seed {seed}", float(net.duration), params, progress))
             _check_finite(net, arm.label, seed)
             ds = net.results() if variant == "spiking" else rate_results(net)
         if params.twin:
@@ -318,6 +321,18 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
         out["twin_val_accuracy"] = ("step", twin.val_accuracy, {"units": "1", "long_name": "torch twin, validation"})
         out["twin_val_loss"] = ("step", twin.val_loss, {"units": "1", "long_name": "torch twin, validation"})
     return out.assign_coords(layer=layers)
+
+
+def _report(label: str, seconds: float, params: RateParameters, progress: bool | None) -> dict[str, Any]:
+    """How ``BrianCircuit.run`` reports its progress: a bar over the simulated time on a terminal, else a log line
+    every :data:`~neurocircuit.progress.REPORT_INTERVAL` s. A standalone device runs a compiled program, which cannot
+    call back into Python: it writes Brian2's own text report on stderr (unless the log shows warnings only)."""
+    from ..progress import TimeReport
+
+    if params.device != "runtime":
+        return {"report": "stderr" if _log.isEnabledFor(logging.INFO) else None}
+    reporter = TimeReport(label, seconds, unit="s simulated", progress=progress)
+    return {"report": reporter.update, "report_period": reporter.period}
 
 
 def _check_finite(net: Any, label: str, seed: int) -> None:

@@ -210,10 +210,22 @@ class BrianCircuit:
     def duration(self) -> brian2.Quantity:
         return self.protocol.steps * self.params.presentation
 
-    def run(self, duration: brian2.Quantity | None = None) -> None:
+    def run(self, duration: brian2.Quantity | None = None, *, report: Any = None, report_period: float = 10.0) -> None:
         """Run the whole protocol (or ``duration`` of it) in one ``Network.run`` — in two where it starts inside the
         leading mirror windows, the first of them without the feedback drive they never read (a standalone device
-        then builds one program of both runs)."""
+        then builds one program of both runs).
+
+        ``report``: called with the simulated seconds done, every ``report_period`` wall-clock seconds and at the
+        start and end of each ``Network.run`` (Brian2's ``report=``); a string is Brian2's own (``"stderr"``: the
+        only kind a standalone device, which runs a compiled program, can give)."""
+        if callable(report):
+            done = report
+
+            def simulated(elapsed: Any, completed: float, start: Any, length: Any) -> None:  # Brian2's signature
+                done(float(start) + completed * float(length))
+
+            report = simulated
+        reporting = {} if report is None else {"report": report, "report_period": report_period * brian2.second}
         dt = self.params.dt
         steps = int(round(float((self.duration if duration is None else duration) / dt)))
         skip = min(max(int(round(float((self.mirror_lead - self.network.t) / dt))), 0), steps)
@@ -224,13 +236,13 @@ class BrianCircuit:
             if build_on_run and steps > skip:
                 device.build_on_run = False  # a standalone device builds and runs the program on the second run
             try:
-                self.network.run(skip * dt, namespace={})
+                self.network.run(skip * dt, namespace={}, **reporting)
             finally:
                 if build_on_run:
                     device.build_on_run = True
                 self._feedback_drive(True)
         if steps > skip or steps == 0:  # the rest, with the drive (a zero-length run still runs, as before)
-            self.network.run((steps - skip) * dt, namespace={})
+            self.network.run((steps - skip) * dt, namespace={}, **reporting)
 
     def _feedback_drive(self, on: bool) -> None:
         for group in self.feedback_synapses.values():

@@ -10,10 +10,10 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from ..errors import FeedbackScaleWarning
 from ..phases import MirrorPhase, MirrorSettings, PrenatalPhase, Schedule
+from ..progress import progress_bar
 from .nn.metrics import alignment, weight_alignment
 from .nn.mirror import mirror_gain, mirror_layers, mirror_step
 
@@ -87,7 +87,7 @@ def run_prenatal_phase(model: nn.Module, phase: PrenatalPhase, *, input_shape: t
     records = [(0, {"loss": math.nan}, measure())]
     before = {name: t.detach().clone() for name, t in model.named_parameters()} if phase.keep == "norms" else {}
     order = torch.empty(0, dtype=torch.int64)
-    bar = tqdm(total=phase.steps, disable=None if progress is None else not progress, desc=phase.name, leave=False)
+    bar = progress_bar(progress, total=phase.steps, desc=phase.name, leave=False)
     try:
         for step in range(1, phase.steps + 1):
             n = min(phase.batch_size, phase.samples - (step - 1) * phase.batch_size)

@@ -42,10 +42,10 @@ import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..phases import EngagedPhase, MirrorPhase, MirrorSettings, PrenatalPhase, Schedule
+from ..progress import progress_bar
 from ..results import read_results, write_netcdf
 from ..simulation import TrainSettings
 from .checkpoint import CHECKPOINT_NAME, CHECKPOINT_VERSION, read_checkpoint, restore_rng, rng_states, write_checkpoint
@@ -352,27 +352,29 @@ class Trainer:
                       if self.train.alignment_samples else None)
         if not self.records:
             self.record()
-        while self.epoch < self.epochs:
-            self._epoch(phase, forward, flag, stop_after)
-            self.epoch, self.batch = self.epoch + 1, 0
-            if self.step % self.every and self.epoch == self.epochs:
-                self.record()
-            if self.epoch < self.epochs:  # the last epoch's checkpoint is the phase's
-                self.save_checkpoint()
+        bar = progress_bar(self._progress_enabled(), total=self.epochs * self.steps_per_epoch, leave=False,
+                           initial=self.epoch * self.steps_per_epoch + self.batch, unit="step", desc=self.label)
+        try:
+            while self.epoch < self.epochs:
+                bar.set_description(f"{self.label} epoch {self.epoch + 1}/{self.epochs}", refresh=False)
+                self._epoch(phase, forward, flag, stop_after, bar)
+                self.epoch, self.batch = self.epoch + 1, 0
+                if self.step % self.every and self.epoch == self.epochs:
+                    self.record()
+                if self.epoch < self.epochs:  # the last epoch's checkpoint is the phase's
+                    self.save_checkpoint()
+        finally:
+            bar.close()
 
     def _train_loss(self, output: Tensor, target: Tensor) -> Tensor:
         if self.classification and self.train.label_smoothing:
             return F.cross_entropy(output, target, label_smoothing=self.train.label_smoothing)
         return self.loss_fn(output, target)
 
-    def _epoch(self, phase: EngagedPhase, forward: nn.Module, flag: StopFlag, stop_after: int | None) -> None:
+    def _epoch(self, phase: EngagedPhase, forward: nn.Module, flag: StopFlag, stop_after: int | None, bar: Any) -> None:
         self.model.train()
         self.sampler.set_position(self.epoch, self.batch * self.train.batch_size)
         loader = self.batches.loader(self.train_set, self.sampler, batch_size=self.train.batch_size, train=True)
-        progress = self._progress_enabled()
-        bar = tqdm(total=self.steps_per_epoch, initial=self.batch, leave=False, unit="step",
-                   desc=f"{self.label} epoch {self.epoch + 1}/{self.epochs}",
-                   disable=None if progress is None else not progress)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
         count, started = 0, time.perf_counter()
@@ -389,60 +391,57 @@ class Trainer:
             loss_sum.zero_(), correct.zero_()
             count, started = 0, time.perf_counter()
 
-        try:
-            for x, y in loader:
-                if self.batch >= self.steps_per_epoch:
-                    break
-                x, y = self.batches.to_device(x, y, self.train_set)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
-                    output = forward(x)
-                    loss = self._train_loss(output, y)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                if self.early_decay is not None:
-                    self.early_decay.apply(self.scheduler.last_epoch)
-                self.scaler.step(self.optimizer)  # KP's B steps with it (FeedbackOptimizer's hook)
-                self.scaler.update()
-                lr_used = self.last_lr = self.scheduler.get_last_lr()[0]
-                self.scheduler.step()
-                self.step += 1
-                self.batch += 1
-                if mirror_every and self.step % mirror_every == 0:
-                    # The feedback plasticity follows the learning rate of the step just taken.
-                    scale = lr_used / self.base_lr if phase.mirror_follows_lr else 1.0
-                    for _ in range(phase.mirror_steps):
-                        mirror_step(self.model, self.mirror, generator=self.mirror_generator, rate_scale=scale,
-                                    layers=self.mirrored)
-                loss = loss.detach()
-                n = len(y)
-                loss_sum += loss.double() * n
-                if self.classification:
-                    correct += (output.detach().argmax(-1) == y).sum().double()
-                count += n
-                self.pending.append((self.step, loss))
-                bar.update(1)
-                if self.step % self.settings.log_every == 0:
-                    self._check_finite()
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if self.step % self.every == 0:
-                    fold_in()
-                    self.record()
-                    started = time.perf_counter()  # evaluation is not training time (images_per_second)
-                    bar.set_postfix(test_acc=f"{self.records[-1]['test_accuracy']:.3f}", refresh=False)
-                if self.settings.checkpoint_every and self.step % self.settings.checkpoint_every == 0 \
-                        and self.batch < self.steps_per_epoch:
-                    fold_in()
-                    self.save_checkpoint()
-                if self._stop_requested(flag, stop_after):
-                    fold_in()
-                    self.save_checkpoint()
-                    where = f"; resume from {self.checkpoint_path}" if self.out else ""
-                    raise TrainingInterrupted(f"stopped at step {self.step}{where}", signalled=flag.requested)
-                if self.batch >= self.steps_per_epoch:
-                    break
-        finally:
-            bar.close()
+        for x, y in loader:
+            if self.batch >= self.steps_per_epoch:
+                break
+            x, y = self.batches.to_device(x, y, self.train_set)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                output = forward(x)
+                loss = self._train_loss(output, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.early_decay is not None:
+                self.early_decay.apply(self.scheduler.last_epoch)
+            self.scaler.step(self.optimizer)  # KP's B steps with it (FeedbackOptimizer's hook)
+            self.scaler.update()
+            lr_used = self.last_lr = self.scheduler.get_last_lr()[0]
+            self.scheduler.step()
+            self.step += 1
+            self.batch += 1
+            if mirror_every and self.step % mirror_every == 0:
+                # The feedback plasticity follows the learning rate of the step just taken.
+                scale = lr_used / self.base_lr if phase.mirror_follows_lr else 1.0
+                for _ in range(phase.mirror_steps):
+                    mirror_step(self.model, self.mirror, generator=self.mirror_generator, rate_scale=scale,
+                                layers=self.mirrored)
+            loss = loss.detach()
+            n = len(y)
+            loss_sum += loss.double() * n
+            if self.classification:
+                correct += (output.detach().argmax(-1) == y).sum().double()
+            count += n
+            self.pending.append((self.step, loss))
+            bar.update(1)
+            if self.step % self.settings.log_every == 0:
+                self._check_finite()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if self.step % self.every == 0:
+                fold_in()
+                self.record()
+                started = time.perf_counter()  # evaluation is not training time (images_per_second)
+                bar.set_postfix(test_acc=f"{self.records[-1]['test_accuracy']:.3f}", refresh=False)
+            if self.settings.checkpoint_every and self.step % self.settings.checkpoint_every == 0 \
+                    and self.batch < self.steps_per_epoch:
+                fold_in()
+                self.save_checkpoint()
+            if self._stop_requested(flag, stop_after):
+                fold_in()
+                self.save_checkpoint()
+                where = f"; resume from {self.checkpoint_path}" if self.out else ""
+                raise TrainingInterrupted(f"stopped at step {self.step}{where}", signalled=flag.requested)
+            if self.batch >= self.steps_per_epoch:
+                break
         fold_in()
         self._check_finite()
 
@@ -485,7 +484,8 @@ class Trainer:
         self.train_seconds += self.sums["seconds"]
         self.sums = self._zero_sums()
         if self.on_record is not None and self.ctx.rank == 0:
-            self.on_record(self.label, {**self.records[-1], "epoch": self.step / self.steps_per_epoch})
+            self.on_record(self.label, {**self.records[-1], "epoch": self.step / self.steps_per_epoch,
+                                        "epochs": self.epochs})
 
     def results(self) -> xr.Dataset:
         """The records so far in the package's results convention (dims ``step``, ``layer``, phase steps)."""

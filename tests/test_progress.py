@@ -1,0 +1,93 @@
+"""Progress and log lines: records logged without a `nan` for what was not measured, at most one INFO line per
+interval in a log file, --quiet and -v, a Brian2 run's progress through logging. (The default run's whole log file:
+tests/test_cli.py.)"""
+
+import logging
+import math
+
+import pytest
+
+from neurocircuit import progress
+from neurocircuit.cli import main
+from neurocircuit.progress import RecordLog, RunProgress, format_record
+
+RECORD = {"step": 38, "epoch": 1.0, "epochs": 30, "train_loss": 1.5365, "test_accuracy": 0.8374,
+          "weight_angle": [math.nan, 12.5], "lr": 0.05, "images_per_second": 826.1}
+
+
+def test_a_record_line_says_nothing_for_what_was_not_measured():
+    line = format_record("bp seed 0", RECORD, RECORD["epochs"])
+    assert line == ("bp seed 0  epoch 1/30  step 38  train loss 1.5365  test acc 83.74 %  max angle 12.50 deg  "
+                    "lr 0.05  826 img/s")
+    # the record at step 0: no training yet, so no loss and no speed (they are NaN in the record)
+    first = {**RECORD, "step": 0, "epoch": 0.0, "train_loss": math.nan, "images_per_second": math.nan}
+    line = format_record("bp seed 0", first, 30)
+    assert "nan" not in line and "train loss" not in line and "img/s" not in line
+    assert line.startswith("bp seed 0  epoch 0/30  step 0  test acc 83.74 %")
+
+
+def test_records_reach_info_at_most_once_per_interval_and_never_under_a_bar(caplog, monkeypatch):
+    caplog.set_level(logging.DEBUG, logger="neurocircuit")
+    monkeypatch.setattr(progress, "RECORD_INTERVAL", 0.0)
+    log = RecordLog()
+    for step in (0, 38, 76):
+        log("bp seed 0", {**RECORD, "step": step})
+    # step 0 (nothing trained yet) at DEBUG only; every later record is due with no interval
+    assert [(r.levelno, "step 0 " in r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, True), (logging.INFO, False), (logging.INFO, False)]
+    caplog.clear()
+    monkeypatch.setattr(progress, "RECORD_INTERVAL", 3600.0)
+    for log in (RecordLog(), RecordLog(drawn=True, interval=0.0)):  # not due yet; a bar shows the run instead
+        log("bp seed 0", RECORD)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.DEBUG]
+
+
+def test_each_finished_run_logs_its_numbers_and_the_time_left(caplog):
+    caplog.set_level(logging.INFO, logger="neurocircuit")
+    tracker = RunProgress("default", 3, progress=False)
+    tracker.finished("bp seed 0", "test acc 95.00 %")
+    tracker.finished("fa seed 0")
+    tracker.finished("kp seed 0")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("[1/3] bp seed 0: test acc 95.00 % (") and "left)" in lines[0]
+    assert lines[1].startswith("[2/3] fa seed 0 (") and "left)" in lines[1]
+    assert lines[2].startswith("[3/3] kp seed 0 (") and "left" not in lines[2]
+    caplog.clear()
+    with progress.nested():  # a sweep's point: its runs' lines are not the sweep's
+        RunProgress("default", 1, progress=False).finished("bp seed 0")
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "-v"])
+def test_quiet_logs_warnings_only_and_verbose_every_record(tmp_path, capsys, flag):
+    code = main(["run", "default", "--out", str(tmp_path / "o"), "--only", "bp", "--set", "seeds=[0]",
+                 "--set", "train.epochs=1", "--no-figures", flag])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "bp" in captured.out and "wrote" in captured.out  # the results are printed either way
+    assert captured.err == ""  # warnings and errors only (none here); progress goes to stdout
+    if flag == "--quiet":
+        assert "running" not in captured.out and "[1/1]" not in captured.out
+    else:
+        lines = captured.out.splitlines()
+        assert lines[0].startswith("running 'default' on torch")
+        # every record (step 0 and the end of the epoch), then the run's line
+        assert [line.split("  ")[1:3] for line in lines[1:3]] == [["epoch 0/1", "step 0"], ["epoch 1/1", "step 38"]]
+        assert lines[3].startswith("[1/1] bp seed 0: test acc ")
+        assert "nan" not in captured.out
+    assert logging.getLogger("neurocircuit").handlers == []  # main() left logging as it found it
+
+
+def test_a_brian2_run_logs_its_simulated_time_as_it_goes(caplog, monkeypatch):
+    from neurocircuit.runs import run_simulation
+    from neurocircuit.simulation import load_simulation
+
+    monkeypatch.setattr(progress, "REPORT_INTERVAL", 0.01)  # (10 s in a log file)
+    caplog.set_level(logging.INFO, logger="neurocircuit")
+    sim = load_simulation("brian2_weight_mirror", ['phases=[{kind="mirror", steps=5}]', 'brian2.target="numpy"'])
+    run_simulation(sim, progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "neurocircuit.progress"]
+    # 5 windows of 40 ms and the protocol's closing blank one
+    simulated = [line for line in lines if line.startswith("wm seed 0: ") and " of 0.24 s simulated (" in line]
+    assert len(simulated) >= 3 and "about" in simulated[-1]
+    assert lines[-1].startswith("[1/1] wm seed 0: max angle ")
