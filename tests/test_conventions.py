@@ -96,7 +96,7 @@ def test_plotting_a_variable_gives_labelled_axes(torch_file, brian_file):
         assert _text(ax.get_ylabel()) == "top-1 accuracy on the test set (fraction) [1]"
         plt.close("all")
         ax = ds["weight_angle"].sel(arm="fa", seed=0, layer="W2").plot(x="epoch")[0].axes
-        assert _text(ax.get_xlabel()) == "epochs of training done [1]"
+        assert _text(ax.get_xlabel()) == "epochs of training done [epoch]"
         assert _text(ax.get_ylabel()) == "angle between B and W^T [degree]"
         plt.close("all")
     with xr.open_dataset(brian_file) as ds:

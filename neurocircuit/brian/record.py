@@ -135,8 +135,9 @@ def _accuracy(net: Any) -> xr.Dataset | None:
             "accuracy on the validation set (held out of the training data; fraction)")})
         data["val_loss"] = ("step", val_loss, {"units": "1", "long_name": (
             f"{loss_name} on the validation set (held out of the training data)")})
-    return xr.Dataset(data, coords={"step": ("step", steps, {"long_name": "training presentations done", "units": "1"}),
-                                    "epoch": ("step", epochs, {"long_name": "epochs of training done", "units": "1"})})
+    return xr.Dataset(data, coords={
+        "step": ("step", steps, {"long_name": "training presentations done", "units": "1"}),
+        "epoch": ("step", epochs, {"long_name": "epochs of training done", "units": "epoch"})})
 
 
 def rate_results(net: Any) -> xr.Dataset:

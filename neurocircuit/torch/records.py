@@ -57,9 +57,10 @@ def records_dataset(records: Sequence[dict[str, Any]], *, layer_names: Sequence[
         # .get: records from a checkpoint written before a metric existed
         values = np.array([r.get(key, [math.nan] * n_layers) for r in records], dtype=float)
         data[key] = (("step", "layer"), values.reshape(len(records), n_layers), dict(attrs))
+    # epoch keeps units "epoch" (the results book's summaries take a metric's units from it)
     coords = {"step": ("step", steps_done, {"long_name": "optimizer steps done", "units": "1"}),
               "epoch": ("step", np.array(steps_done) / steps_per_epoch,
-                        {"long_name": "epochs of training done", "units": "1"}),
+                        {"long_name": "epochs of training done", "units": "epoch"}),
               "layer": ("layer", list(layer_names), LAYER_ATTRS)}
     if phase is not None:  # which phase each record belongs to, as the Brian2 backend labels its times
         coords["phase"] = ("step", np.full(len(steps_done), phase, dtype=object), dict(PHASE_ATTRS))
