@@ -16,7 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["read_toml", "check_keys", "expect", "expect_number"]
+__all__ = ["read_toml", "check_keys", "expect", "expect_number", "shown"]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def expect(value: Any, types: type | tuple[type, ...], where: str) -> Any:
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
     if not ok:
         names = " or ".join(t.__name__ for t in _as_tuple(types))
-        raise ConfigError(f"{where}: expected {names}, got {value!r}")
+        raise ConfigError(f"{where}: expected {names}, got {shown(value)}")
     return value
 
 
@@ -54,8 +54,20 @@ def expect_number(value: Any, where: str, *, low: float = 0.0, strict: bool = Tr
     """``value`` if it is a finite number above ``low`` (or equal, unless ``strict``), else a ConfigError."""
     expect(value, int if integer else (int, float), where)
     if not math.isfinite(value) or value < low or (strict and value == low):
-        raise ConfigError(f"{where} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
+        raise ConfigError(f"{where} must be a finite number {'>' if strict else '>='} {low:g}, got {shown(value)}")
     return value
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message quotes it: its repr, and for a string that reads as a number (``"0.05"``,
+    quoted in TOML or ``--set``) a note that it is a string, since the repr alone looks like the number."""
+    if isinstance(value, str):
+        try:
+            float(value.strip())
+        except ValueError:
+            return repr(value)
+        return f"{value!r} (a string: write {value.strip()} without quotes for a number)"
+    return repr(value)
 
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:

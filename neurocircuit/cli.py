@@ -213,6 +213,26 @@ def _shortcut_settings(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (what creating it makes), or None."""
+    folder = folder.absolute()
+    if folder.exists():
+        return None
+    while not folder.parent.exists():
+        folder = folder.parent
+    return folder
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` and the folders under it if they hold no file (a file anywhere keeps its folders)."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
+        if path.is_dir() and not path.is_symlink():
+            try:
+                path.rmdir()  # only an empty folder goes
+            except OSError:
+                pass
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     import os
 
@@ -242,6 +262,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise NeurocircuitError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to replace "
                                 "it, or choose another --out")
     rank0 = int(os.environ.get("RANK", "0")) == 0
+    created = _first_missing(args.out)
     if rank0:
         prepare_output(args.out)
         if args.overwrite:
@@ -252,8 +273,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if rank0:
         _log.info("running %r on %s: model %s, arms %s, seeds %s%s", sim.name, sim.backend, sim.model_name,
                   ", ".join(sim.labels), list(sim.seeds), f", {args.jobs} runs at a time" if args.jobs > 1 else "")
-    ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None,
-                        jobs=args.jobs)
+    try:
+        ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None,
+                            jobs=args.jobs)
+    except NeurocircuitError:
+        # refused once running (data missing or not fitting the model): the folders this run made and left empty go
+        if rank0 and created is not None:
+            _remove_empty(created)
+        raise
     if not rank0:
         return
     # what made this file, for its provenance in the results book (neurocircuit summarize reads both)
@@ -297,9 +324,14 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         if dim in select:
             raise NeurocircuitError(f"--sel {dim} is given twice ({dim}={select[dim]}, {dim}={value}): pick one")
         select[dim] = value
+    created = _first_missing(args.out.parent)
     prepare_output(args.out.parent)
-    ds = read_results(args.results)
-    fig = plot_over(ds, args.var, args.x, args.y, select, args.mean)
+    try:
+        fig = plot_over(read_results(args.results), args.var, args.x, args.y, select, args.mean)
+    except NeurocircuitError:  # a refused plot leaves no folder behind
+        if created is not None:
+            _remove_empty(created)
+        raise
     print(f"wrote {save_figure(fig, args.out)}")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from ._toml import expect, shown
 from .datasets import SPLIT_KEYS, TORCHVISION_PREFIX, DatasetInfo, check_dataset_name, list_datasets
 from .errors import ConfigError, DataError
 from .transforms import parse_transform
@@ -35,8 +36,10 @@ __all__ = ["DatasetInfo", "load_digits", "teacher_task", "read_idx", "find_fashi
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    expect(test_fraction, (int, float), "data.test_fraction")
+    expect(seed, int, "data.split_seed")
     if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+        raise ConfigError(f"data.test_fraction must be in (0, 1), got {shown(test_fraction)}")
     order = np.random.default_rng(seed).permutation(n)
     n_test = max(1, int(round(n * test_fraction)))
     return order[n_test:], order[:n_test]
@@ -54,7 +57,7 @@ def load_digits(*, test_fraction: float = 0.25, split_seed: int = 0, train_sampl
     train, test = _split(len(x), test_fraction, split_seed)
     for key, value in (("train_samples", train_samples), ("test_samples", test_samples)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"data.{key} must be an int >= 1, got {value!r}")
+            raise ConfigError(f"data.{key} must be an int >= 1, got {shown(value)}")
     train, test = train[:train_samples], test[:test_samples]
     return (TensorDataset(x[train], y[train]), TensorDataset(x[test], y[test]),
             DatasetInfo("digits", (1, 8, 8), 10, "classification"))
@@ -120,12 +123,14 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
 def find_fashion_mnist(root: str | Path | None = None, *, download: bool = True) -> dict[str, Path]:
     """The four Fashion-MNIST IDX files: from ``root``, ``$NEUROCIRCUIT_DATA/fashion-mnist``, Debian's
     ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) or torchvision's download cache, and as a
-    last resort a torchvision download. Raises :class:`DataError` saying how to get the data."""
+    last resort a torchvision download. Raises :class:`DataError` saying where it looked, whether a download was
+    tried (and why it failed) and which setting changes that."""
     if root is not None:  # an explicit folder is the only place looked at
         files = {stem: _idx_file(Path(root).expanduser(), stem) for stem in _FASHION_FILES}
         if not all(files.values()):
-            raise DataError(f"{root} does not hold the Fashion-MNIST files {', '.join(_FASHION_FILES)} "
-                            "(.gz or not)")
+            raise DataError(f"data.root {str(root)!r} does not hold the Fashion-MNIST files "
+                            f"{', '.join(_FASHION_FILES)} (.gz or not); no download was tried (with data.root set, "
+                            "only that folder is read): unset data.root to use the usual places and a download")
         return files  # type: ignore[return-value]
     candidates = []
     if os.environ.get("NEUROCIRCUIT_DATA"):
@@ -135,19 +140,23 @@ def find_fashion_mnist(root: str | Path | None = None, *, download: bool = True)
         files = {stem: _idx_file(folder, stem) for stem in _FASHION_FILES}
         if all(files.values()):
             return files  # type: ignore[return-value]
+    cache = Path(FASHION_MNIST_DIRS[1]).expanduser().parent.parent
     if download:
-        cache = Path(FASHION_MNIST_DIRS[1]).expanduser().parent.parent
         try:
             import torchvision
 
             torchvision.datasets.FashionMNIST(str(cache), train=True, download=True)
             torchvision.datasets.FashionMNIST(str(cache), train=False, download=True)
             return find_fashion_mnist(cache / "FashionMNIST" / "raw", download=False)
-        except Exception:  # no network or a failed download: fall through to the instructions
-            pass
-    raise DataError("Fashion-MNIST not found: install Debian's package (apt-get install dataset-fashion-mnist), "
-                    "or put the four IDX files in a folder and pass it as data.root or $NEUROCIRCUIT_DATA/"
-                    "fashion-mnist, or allow torchvision to download it")
+        except Exception as exc:  # no network or a failed download: say so, with what to do instead
+            reason = " ".join(str(exc).split())[:160] or "no reason given"
+            tried = f"a torchvision download into {cache} was tried and failed ({type(exc).__name__}: {reason})"
+    else:
+        tried = "no download was tried (data.download = false; true lets torchvision download them)"
+    raise DataError(f"Fashion-MNIST not found: looked in {', '.join(map(str, candidates))}"
+                    + ("" if os.environ.get("NEUROCIRCUIT_DATA") else " ($NEUROCIRCUIT_DATA is not set)")
+                    + f"; {tried}. Put the four IDX files in a folder and set data.root (--data-root) to it, or "
+                    "$NEUROCIRCUIT_DATA to a folder holding fashion-mnist/, or apt-get install dataset-fashion-mnist")
 
 
 def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: int = 0, normalize: bool = True,
@@ -161,7 +170,7 @@ def load_fashion_mnist(*, root: str | None = None, download: bool = True, pad: i
     and ``augment``: none or flip) gives the three-channel images an ImageNet model takes (the deep-network proxy).
     """
     if channels not in (1, 3):
-        raise ConfigError(f"data.channels must be 1 or 3, got {channels!r}")
+        raise ConfigError(f"data.channels must be 1 or 3, got {shown(channels)}")
     if channels == 1 and augment != "none":
         raise ConfigError("data.augment needs data.channels = 3 (images for ImageNet models)")
     if channels == 1 and image_size is not None and (pad or not isinstance(image_size, int) or image_size < 1):
@@ -263,9 +272,9 @@ def check_validation(fraction: Any, seed: Any = 0) -> tuple[float, int]:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not np.isfinite(fraction) \
             or not 0.0 <= fraction < 1.0:
         raise ConfigError(f"data.validation must be a finite number in [0, 1) (0: no validation split), "
-                          f"got {fraction!r}")
+                          f"got {shown(fraction)}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"data.validation_seed must be an integer >= 0, got {seed!r}")
+        raise ConfigError(f"data.validation_seed must be an integer >= 0, got {shown(seed)}")
     return float(fraction), int(seed)
 
 

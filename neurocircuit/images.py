@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from ._toml import shown
 from .datasets import DatasetInfo
 from .errors import ConfigError, DataError
 
@@ -226,8 +227,11 @@ def load_torchvision(name: str, *, root: str | None = None, download: bool = Fal
             sets.append(cls(str(path), train=train, download=download))
         except TypeError:
             sets.append(cls(str(path), split="train" if train else "val", download=download))
-        except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
-            raise DataError(f"torchvision:{name} in {path}: {exc}") from None
+        except (RuntimeError, OSError) as exc:  # torchvision's "Dataset not found or corrupted", a failed download
+            text = " ".join(str(exc).split())[:160]
+            tried = (f"a download was tried and failed ({type(exc).__name__}: {text})" if download else
+                     f"{text} No download was tried (data.download = false; true lets torchvision download it)")
+            raise DataError(f"torchvision:{name} not found in data.root {str(path)!r}: {tried}") from None
     classes = getattr(sets[0], "classes", None)
     if classes is None:
         raise DataError(f"torchvision:{name} does not list its classes; use an ImageFolder tree")
@@ -248,7 +252,7 @@ def load_synthetic(*, image_size: int = 224, val_resize: int | None = None, clas
     for key, value in (("image_size", image_size), ("val_resize", val_resize), ("classes", classes),
                        ("train_samples", train_samples), ("test_samples", test_samples)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"data.{key} must be an int >= 1, got {value!r}")
+            raise ConfigError(f"data.{key} must be an int >= 1, got {shown(value)}")
     if val_resize < image_size:
         raise ConfigError(f"data.val_resize ({val_resize}) must be >= data.image_size ({image_size})")
     _check_augment(augment)
@@ -266,7 +270,7 @@ def rgb_images(train: Any, test: Any, info: DatasetInfo, *, image_size: int, aug
                ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """Grey images ``(N, 1, H, W)`` as three equal channels of ``image_size`` (Fashion-MNIST for ImageNet models)."""
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-        raise ConfigError(f"data.image_size must be an int >= 1, got {image_size!r}")
+        raise ConfigError(f"data.image_size must be an int >= 1, got {shown(image_size)}")
     _check_augment(augment)
     flip = augment != "none"  # images already of the final size: "imagenet" and "flip" both mean a random flip
     return (_GrayToRGB(*train.tensors, image_size, flip=flip), _GrayToRGB(*test.tensors, image_size),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._reads import Tracked, origins_of, set_origins
-from ._toml import check_keys, expect
+from ._toml import check_keys, expect, shown
 from .errors import ConfigError
 
 __all__ = ["PHASE_KINDS", "MIRROR_ESTIMATES", "HEBBIAN_KEYS", "MirrorSettings", "refuse_unread_mirror_keys",
@@ -43,7 +43,7 @@ HEBBIAN_KEYS = ("noise", "noise_std", "learning_rate", "decay", "normalize", "ba
 def _positive(value: Any, where: str, *, allow_zero: bool = False) -> None:
     expect(value, (int, float), where)
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{where} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        raise ConfigError(f"{where} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class MirrorSettings(Tracked):
         _positive(self.learning_rate, "mirror.learning_rate")
         _positive(self.decay, "mirror.decay", allow_zero=True)
         if self.decay > 1:
-            raise ConfigError(f"mirror.decay must be <= 1, got {self.decay!r}")
+            raise ConfigError(f"mirror.decay must be <= 1, got {shown(self.decay)}")
         expect(self.normalize, bool, "mirror.normalize")
         if self.decay == 0 and not self.normalize:
             raise ConfigError("mirror: B needs a bound: set mirror.decay > 0 or mirror.normalize = true")
@@ -201,7 +201,7 @@ class PrenatalPhase(Tracked):
         if self.dataset_size is not None:
             if isinstance(self.dataset_size, str):
                 raise ConfigError(f"{w}: dataset_size must be a number of patterns or \"fresh\", "
-                                  f"got {self.dataset_size!r}")
+                                  f"got {shown(self.dataset_size)}")
             expect(self.dataset_size, int, f"{w}: dataset_size")
             _positive(self.dataset_size, f"{w}: dataset_size")
         _positive(self.noise_std, f"{w}: noise_std")

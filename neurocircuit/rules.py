@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._toml import shown
 from .errors import ConfigError, UnknownNameError
 
 __all__ = ["RuleDescription", "describe", "describe_rule", "list_rules", "check_rule"]
@@ -99,7 +100,7 @@ def check_rule(name: Any, options: Mapping[str, Any], where: str) -> RuleDescrip
             raise ConfigError(f"{where}: rule {name!r} has no option {key!r} "
                               f"(options: {', '.join(sorted(rule.options)) or 'none'})")
         if not (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
-            raise ConfigError(f"{where}: option {key!r} of rule {name!r} must be a number, got {value!r}")
+            raise ConfigError(f"{where}: option {key!r} of rule {name!r} must be a number, got {shown(value)}")
     return rule
 
 

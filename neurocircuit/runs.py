@@ -27,6 +27,16 @@ from .results import attach_config
 
 __all__ = ["run_simulation", "run_parallel"]
 
+#: Coordinates that label a run's records, times or layers (and so differ between arms), with their attributes
+#: (a label has no unit: "1", as for every dimensionless variable).
+LABEL_COORDS = {"phase": {"long_name": "phase of the schedule", "units": "1"},
+                "weight_phase": {"long_name": "phase of the schedule", "units": "1"},
+                "layer_rule": {"long_name": "feedback rule of the layer", "units": "1"}}
+#: Attributes of the coordinates every merged results file has.
+RUN_COORD_ATTRS = {"arm": {"long_name": "arm (a rule and its settings)", "units": "1"},
+                   "seed": {"long_name": "random seed", "units": "1"},
+                   "rule": {"long_name": "learning rule of the arm", "units": "1"}}
+
 # The data of the simulation now running in parallel, by key: set before the workers fork, which inherit it
 # (loaded once, no copy through a pipe); a spawned worker loads it once for all its runs.
 _SHARED: dict[str, Any] = {}
@@ -187,12 +197,17 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
                 tracker.finished(f"{arm.label} seed {seed}", run_summary(datasets[-1]))
         finally:
             tracker.close()
+    # Per-run labels (phase of each record or time, rule of each layer) differ between arms: merged as variables over
+    # arm and seed, then made coordinates again.
+    datasets = [ds.reset_coords([c for c in LABEL_COORDS if c in ds.coords]) for ds in datasets]
     results = xr.merge([ds.expand_dims(arm=[arm.label], seed=[seed]) for (arm, seed), ds in zip(runs, datasets)],
                        compat="no_conflicts", join="outer", combine_attrs="override")
     results = results.reindex(arm=sim.labels, seed=list(sim.seeds))
     results = backend.finish(results).assign_coords(rule=("arm", [a.rule for a in sim.arms]))
-    if "layer_rule" in results.data_vars:
-        results = results.set_coords("layer_rule")
+    results = results.set_coords([c for c in LABEL_COORDS if c in results.data_vars])
+    for name, attrs in {**RUN_COORD_ATTRS, **LABEL_COORDS}.items():
+        if name in results.coords:
+            results[name].attrs = {**attrs, **results[name].attrs}
     return attach_config(results, sim.to_dict(), simulation=sim.name, description=sim.description,
                          model=sim.model_name, backend=sim.backend,
                          neurocircuit_version=__version__, python=sys.version.split()[0], **backend.attrs(sim))

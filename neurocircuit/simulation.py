@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ._reads import Tracked, TrackedDict, origins_of, set_origins
-from ._toml import check_keys, expect, expect_number, read_toml, tomllib
+from ._toml import check_keys, expect, expect_number, read_toml, shown, tomllib
 from .backends import get_backend
 from .circuit import Circuit, circuit_from_dict
 from .datasets import check_dataset_name, list_datasets
@@ -159,7 +159,7 @@ class TrainSettings(Tracked):
             raise ConfigError(f"{w}.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         expect_number(self.label_smoothing, f"{w}.label_smoothing", strict=False)
         if self.label_smoothing >= 1:
-            raise ConfigError(f"{w}.label_smoothing must be < 1, got {self.label_smoothing!r}")
+            raise ConfigError(f"{w}.label_smoothing must be < 1, got {shown(self.label_smoothing)}")
         expect_number(self.warmup_epochs, f"{w}.warmup_epochs", strict=False)
         if self.early_weight_decay is not None:
             expect_number(self.early_weight_decay, f"{w}.early_weight_decay", strict=False)

@@ -146,6 +146,18 @@ RUN = {
     "brian2 mirror noise_std": ([BRIAN, *S("phases.0.noise_std=0.5")], "not honoured by the brian2 backend"),
     "brian2 optimizer": ([BRIAN, *S("optimizer.lr=0.1")], "optimizer.lr is not honoured by the brian2 backend"),
     "brian2 sign-symmetry": ([BRIAN, *S('arms=["usf"]')], "not implemented by the brian2 backend"),
+    # a data set swapped under the simulation's [data] options; numbers given as strings
+    "--data keeps the old options": ([SIM, "--data", "fashion_mnist"],
+                                     "data.test_fraction is not an option of data set 'fashion_mnist'"),
+    "data.name keeps the old options": ([SIM, *S('data.name="fashion_mnist"')],
+                                        "data.test_fraction is not an option of data set 'fashion_mnist'"),
+    "quoted learning rate": ([SIM, *S('optimizer.lr="0.05"')], "got '0.05' (a string: write 0.05 without quotes"),
+    "quoted epochs": ([SIM, *S('train.epochs="3"')], "train.epochs: expected int, got '3' (a string"),
+    "quoted mirror noise": ([SIM, *S('mirror.noise_std="0.1"')], "got '0.1' (a string"),
+    "quoted rule option": ([SIM, *S('arms=[{rule="fa", options={gain="2"}}]')], "got '2' (a string"),
+    # refused once the data are loaded: the output folder the run made goes again
+    "quoted test fraction": ([SIM, *S('data.test_fraction="0.5"'), "--out", "{tmp}/new/out"],
+                             "data.test_fraction: expected int or float, got '0.5' (a string"),
     # output locations and checkpoints
     "out under a file": ([SIM, *S("train.epochs=0"), "--out", "{tmp}/afile/sub"], "cannot write there"),
     "out is a file": ([SIM, "--out", "{tmp}/afile"], "exists and is not a folder"),
@@ -179,13 +191,13 @@ OTHER = {
 def _check(args: list[str], message: str, tmp_path, capsys) -> None:
     _files(tmp_path)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    before = set(tmp_path.rglob("*"))
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("neurocircuit: error:"), err
     assert "Traceback" not in err and message in err, err
-    after = {p for p in tmp_path.rglob("*") if p.is_file()}
-    assert after == before, sorted(map(str, after - before))  # nothing written
+    after = set(tmp_path.rglob("*"))
+    assert after == before, sorted(map(str, after - before))  # nothing written, no folder made
 
 
 @pytest.mark.parametrize("case", list(RUN))
@@ -204,6 +216,32 @@ def test_run_refuses_hostile_input_in_one_line(case, tmp_path, capsys):
 @pytest.mark.parametrize("case", list(OTHER))
 def test_other_commands_refuse_hostile_input_in_one_line(case, tmp_path, capsys):
     _check(*OTHER[case], tmp_path, capsys)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_missing_data_says_what_was_tried_and_which_setting_changes_it(download, tmp_path, capsys, monkeypatch):
+    """Fashion-MNIST in none of the places looked in: the one line names them, says whether a download was tried
+    (here it fails: no network) and the settings that change it; the output folder the run made goes again."""
+    import urllib.error
+
+    import torchvision
+
+    from neurocircuit import data
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", (str(tmp_path / "debian"), str(tmp_path / "cache" / "F" / "raw")))
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    monkeypatch.setenv("NEUROCIRCUIT_DATA", str(tmp_path / "data"))
+    table = f'data={{name="fashion_mnist", download={str(download).lower()}}}'
+    tried = "was tried and failed (URLError" if download else "no download was tried (data.download = false"
+    _check(["run", SIM, *S(table), "--out", "{tmp}/out"], tried, tmp_path, capsys)
+    with pytest.raises(data.DataError) as caught:
+        data.find_fashion_mnist(download=download)
+    for part in (f"looked in {tmp_path / 'data' / 'fashion-mnist'}, {tmp_path / 'debian'}", tried,
+                 "set data.root (--data-root)", "$NEUROCIRCUIT_DATA"):
+        assert part in str(caught.value), str(caught.value)
 
 
 def test_the_corpus_is_large():

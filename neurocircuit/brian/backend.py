@@ -28,6 +28,7 @@ Results follow the package convention: dims ``arm`` (with the ``rule`` coordinat
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,8 @@ class BrianBackend(Backend):
 
     def attrs(self, sim: Any) -> dict[str, Any]:
         variant, params, _ = brian_parameters(sim)
-        return {"variant": variant, "parameters": str(params.to_dict()),
+        # JSON like the config attribute (quantities as the strings a [brian2] table takes)
+        return {"variant": variant, "parameters": json.dumps(params.to_dict(), sort_keys=True, default=str),
                 "time_convention": "brian2 backend: simulated time in seconds; one step = one presentation "
                                    f"window of {params.presentation}"}
 
@@ -315,12 +317,17 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
                                                                 "of each phase"})},
         coords={"twin_phase": phases})
     if "test_accuracy" in ds:
-        out["twin_test_accuracy"] = ("step", twin.test_accuracy, {"units": "1", "long_name": "torch twin"})
-        out["twin_test_loss"] = ("step", twin.test_loss, {"units": "1", "long_name": "torch twin"})
+        out["twin_test_accuracy"] = ("step", twin.test_accuracy, {
+            "units": "1", "long_name": "torch twin: accuracy on the test set (fraction)"})
+        out["twin_test_loss"] = ("step", twin.test_loss, {
+            "units": "1", "long_name": "torch twin: loss on the test set"})
     if "val_accuracy" in ds:
-        out["twin_val_accuracy"] = ("step", twin.val_accuracy, {"units": "1", "long_name": "torch twin, validation"})
-        out["twin_val_loss"] = ("step", twin.val_loss, {"units": "1", "long_name": "torch twin, validation"})
-    return out.assign_coords(layer=layers)
+        out["twin_val_accuracy"] = ("step", twin.val_accuracy, {
+            "units": "1", "long_name": "torch twin: accuracy on the validation set (fraction)"})
+        out["twin_val_loss"] = ("step", twin.val_loss, {
+            "units": "1", "long_name": "torch twin: loss on the validation set"})
+    out["twin_phase"].attrs.update(long_name="phase of the schedule (the twin's angle at its end)", units="1")
+    return out.assign_coords(layer=("layer", layers, dict(ds["layer"].attrs)))
 
 
 def _report(label: str, seconds: float, params: RateParameters, progress: bool | None) -> dict[str, Any]:

@@ -13,6 +13,9 @@ from brian2 import second
 
 from ..torch.nn.metrics import angle_degrees
 
+#: Attributes of a phase-label coordinate (a label has no unit: "1").
+PHASE_ATTRS = {"long_name": "phase of the schedule", "units": "1"}
+
 __all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels", "readout_scores", "block_scores"]
 
 
@@ -65,17 +68,22 @@ def alignment_over_time(net: Any) -> xr.Dataset:
          "norm_ratio": (("weight_time", "layer"), ratios, {"units": "1", "long_name": "||B|| / ||W||"}),
          **snapshots_vars},
         coords={"weight_time": ("weight_time", times_arr, {"units": "s", "long_name": "simulated time"}),
-                "weight_phase": ("weight_time", phase_labels(times_arr, net.protocol.phase, presentation)),
-                "layer": names, "layer_rule": ("layer", [net.rules[n] for n in names])})
+                "weight_phase": ("weight_time", phase_labels(times_arr, net.protocol.phase, presentation),
+                                 dict(PHASE_ATTRS)),
+                "layer": ("layer", names, {"long_name": "layer (projection of the circuit)", "units": "1"}),
+                "layer_rule": ("layer", [net.rules[n] for n in names],
+                               {"long_name": "feedback rule of the layer", "units": "1"})})
 
 
 def activity_dataset(net: Any, transform: Callable[[Any], np.ndarray] = np.asarray,
                      long_name: str = "{kind} of {name} (rate, dimensionless)") -> xr.Dataset:
     """The sampled activity monitors (``<pop>_y``, ``<pop>_delta``) as (time, neuron) variables, values passed
-    through ``transform``, with the phase of each time as a coordinate."""
+    through ``transform``, with the phase of each time and the recorded neurons (indices into the population) as
+    coordinates."""
     presentation = float(net.params.presentation / second)
     data: dict[str, Any] = {}
     times = None
+    coords: dict[str, Any] = {}
     for name in net.layers:
         for key, kind in (("y", "activity"), ("delta", "error activity")):
             mon = net.monitors[f"{name}_{key}"]
@@ -83,8 +91,10 @@ def activity_dataset(net: Any, transform: Callable[[Any], np.ndarray] = np.asarr
             values = transform(getattr(mon, mon.record_variables[0])).T  # (time, neuron)
             data[f"{name}_{key}"] = (("time", f"{name}_neuron"), values,
                                      {"units": "1", "long_name": long_name.format(kind=kind, name=name)})
-    coords = {"time": ("time", times, {"units": "s", "long_name": "simulated time"}),
-              "phase": ("time", phase_labels(times, net.protocol.phase, presentation))}
+            coords[f"{name}_neuron"] = (f"{name}_neuron", np.asarray(mon.record, dtype=int), {
+                "long_name": f"recorded neuron of {name} (index in the population)", "units": "1"})
+    coords.update({"time": ("time", times, {"units": "s", "long_name": "simulated time"}),
+                   "phase": ("time", phase_labels(times, net.protocol.phase, presentation), dict(PHASE_ATTRS))})
     return xr.Dataset(data, coords=coords)
 
 
@@ -117,16 +127,17 @@ def _accuracy(net: Any) -> xr.Dataset | None:
     steps = [int(protocol.learn_b[:start].sum()) for start, _, _ in protocol.test_blocks]
     epochs = [epoch for _, _, epoch in protocol.test_blocks]
     loss_name = "cross-entropy of softmax(y)" if net.params.loss == "cross_entropy" else "0.5 ||target - y||^2"
-    data = {"test_accuracy": ("step", acc, {"units": "1", "long_name": "accuracy on the test set"}),
+    data = {"test_accuracy": ("step", acc, {"units": "1", "long_name": "accuracy on the test set (fraction)"}),
             "test_loss": ("step", loss, {"units": "1", "long_name": f"{loss_name} on the test set"})}
     if protocol.val_blocks:  # one validation block right after each test block: the same record steps
         val_acc, val_loss = block_scores(readout, protocol, protocol.val_blocks, net.params.loss)
         data["val_accuracy"] = ("step", val_acc, {"units": "1", "long_name": (
-            "accuracy on the validation set (held out of the training data)")})
+            "accuracy on the validation set (held out of the training data; fraction)")})
         data["val_loss"] = ("step", val_loss, {"units": "1", "long_name": (
             f"{loss_name} on the validation set (held out of the training data)")})
-    return xr.Dataset(data, coords={"step": ("step", steps, {"long_name": "training presentations done"}),
-                                    "epoch": ("step", epochs, {"units": "epoch"})})
+    return xr.Dataset(data, coords={
+        "step": ("step", steps, {"long_name": "training presentations done", "units": "1"}),
+        "epoch": ("step", epochs, {"long_name": "epochs of training done", "units": "epoch"})})
 
 
 def rate_results(net: Any) -> xr.Dataset:

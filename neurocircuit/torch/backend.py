@@ -51,6 +51,23 @@ class TorchBackend(Backend):
         name = data.get("name", "digits") if isinstance(data, dict) else "digits"
         return {**self.honours, "data": loader_options(name)}
 
+    def refuse_unhonoured(self, raw: Any, source: str, schema: Any = None) -> None:
+        """[data] keys first, by the named data set's loader (a data set swapped by ``--data`` or ``--set
+        data.name=...`` keeps the simulation's options for the old one): one line naming the keys and the data
+        set; then every other setting (:meth:`Backend.refuse_unhonoured`)."""
+        from ..data import loader_options
+
+        data = raw.get("data", {})
+        if isinstance(data, dict) and isinstance(data.get("name", "digits"), str):
+            name = data.get("name", "digits")
+            takes = loader_options(name)
+            refused = [f"data.{key}" for key in data if key != "name" and key not in takes]
+            if refused:
+                verb = "is not an option" if len(refused) == 1 else "are not options"
+                raise ConfigError(f"{source}: {', '.join(refused)} {verb} of data set {name!r} (its options: "
+                                  f"{', '.join(sorted(takes - {'name'}))})")
+        super().refuse_unhonoured(raw, source, schema)
+
     @property
     def honours(self) -> dict[str, frozenset[str] | None]:  # type: ignore[override]
         from ..phases import MirrorSettings

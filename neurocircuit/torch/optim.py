@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .._toml import shown
 from ..errors import ConfigError
 from ..simulation import TrainSettings
 
@@ -45,12 +46,12 @@ def optimizer_settings(spec: Mapping[str, Any], global_batch: int) -> tuple[str,
             raise ConfigError("optimizer: give lr or lr_per_256, not both")
         per = settings.pop("lr_per_256")
         if not isinstance(per, (int, float)) or isinstance(per, bool) or not math.isfinite(per) or per <= 0:
-            raise ConfigError(f"optimizer.lr_per_256 must be a finite number > 0, got {per!r}")
+            raise ConfigError(f"optimizer.lr_per_256 must be a finite number > 0, got {shown(per)}")
         settings["lr"] = per * global_batch / 256
     lr = settings.get("lr")
     if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr)
                            or lr <= 0):
-        raise ConfigError(f"optimizer.lr must be a finite number > 0, got {lr!r}")
+        raise ConfigError(f"optimizer.lr must be a finite number > 0, got {shown(lr)}")
     return str(spec.get("name", "sgd")), settings
 
 

@@ -22,6 +22,9 @@ __all__ = ["run_mirror_phase", "run_prenatal_phase", "phase_dataset", "check_mir
 # B's scale relative to W outside which a mirror warns: LeNet-5 loses 5-7 pp at 0.5 (README, sweep_wm_robustness).
 MIRROR_GAIN_RANGE = (0.8, 1.25)
 
+#: long_name of a phase's scalar records, by key.
+_SCALAR_NAMES = {"loss": "training loss on the noise of phase {name} (mean since the last record)"}
+
 
 def phase_dataset(name: str, records: list[tuple[int, dict[str, float], xr.Dataset]]) -> xr.Dataset:
     """Stack per-record scalars and per-layer metrics along ``<name>_step``; variables get the phase's prefix."""
@@ -29,10 +32,11 @@ def phase_dataset(name: str, records: list[tuple[int, dict[str, float], xr.Datas
     steps = [r[0] for r in records]
     per_layer = xr.concat([r[2] for r in records], dim=dim, coords="different", compat="equals", join="exact")
     per_layer = per_layer.assign_coords({dim: steps}).rename({v: f"{name}_{v}" for v in per_layer.data_vars})
-    scalars = {f"{name}_{k}": (dim, np.array([r[1][k] for r in records], dtype=float), {"units": "1"})
+    scalars = {f"{name}_{k}": (dim, np.array([r[1][k] for r in records], dtype=float),
+                               {"units": "1", "long_name": _SCALAR_NAMES.get(k, k).format(name=name)})
                for k in records[0][1]}
     ds = per_layer.merge(xr.Dataset(scalars, coords={dim: steps}), compat="override", join="exact")
-    ds[dim].attrs["long_name"] = f"steps of the {name} phase done"
+    ds[dim].attrs.update(long_name=f"steps of the {name} phase done", units="1")
     return ds.reset_coords([c for c in ("layer_rule",) if c in ds.coords])
 
 

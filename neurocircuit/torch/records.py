@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["PER_LAYER", "SCALARS", "VAL_SCALARS", "records_dataset"]
+__all__ = ["PER_LAYER", "SCALARS", "VAL_SCALARS", "LAYER_ATTRS", "PHASE_ATTRS", "records_dataset",
+           "ood_dataset"]
 
 #: Per-layer variables of a record: attributes.
 PER_LAYER = {
@@ -20,15 +21,24 @@ PER_LAYER = {
     "update_angle": {"units": "degree", "long_name": "angle between the rule's and backprop's update of W"},
     "effective_dim": {"units": "1", "long_name": "participation ratio of W's singular values"},
 }
-#: Scalar variables of a record: units.
-SCALARS = {"lr": "1", "train_loss": "1", "train_accuracy": "1", "test_loss": "1", "test_accuracy": "1",
-           "test_top5": "1", "images_per_second": "1/s", "replica_spread": "1"}
+#: Scalar variables of a record: (units, long_name). Accuracies are fractions correct (units "1"), as every results
+#: file stores them; consoles and figures show them in percent and say so.
+SCALARS = {"lr": ("1", "learning rate of the optimizer"),
+           "train_loss": ("1", "training loss (mean over the batches since the last record)"),
+           "train_accuracy": ("1", "top-1 accuracy on the training batches since the last record (fraction)"),
+           "test_loss": ("1", "loss on the test set"),
+           "test_accuracy": ("1", "top-1 accuracy on the test set (fraction)"),
+           "test_top5": ("1", "top-5 accuracy on the test set (fraction)"),
+           "images_per_second": ("1/s", "training throughput, all processes"),
+           "replica_spread": ("1", "largest difference of a parameter between processes (0: replicas agree)")}
 #: Recorded beside ``test_*`` when the trainer has a validation set (``[data] validation``).
 VAL_SCALARS = {"val_loss": ("1", "loss on the validation set (held out of the training data)"),
-               "val_accuracy": ("1", "top-1 accuracy on the validation set (held out of the training data)"),
-               "val_top5": ("1", "top-5 accuracy on the validation set (held out of the training data)")}
-_TEST_NAMES = {"test_loss": "loss on the test set", "test_accuracy": "top-1 accuracy on the test set",
-               "test_top5": "top-5 accuracy on the test set"}
+               "val_accuracy": ("1", "top-1 accuracy on the validation set (held out of the training data; "
+                                     "fraction)"),
+               "val_top5": ("1", "top-5 accuracy on the validation set (held out of the training data; fraction)")}
+#: Attributes of the label coordinates (CF: a label has no unit; "1" says so, as for every dimensionless variable).
+LAYER_ATTRS = {"long_name": "layer (projection of the circuit)", "units": "1"}
+PHASE_ATTRS = {"long_name": "phase of the schedule", "units": "1"}
 
 
 def records_dataset(records: Sequence[dict[str, Any]], *, layer_names: Sequence[str], steps_per_epoch: int,
@@ -37,10 +47,8 @@ def records_dataset(records: Sequence[dict[str, Any]], *, layer_names: Sequence[
     :data:`PER_LAYER` lists) as a Dataset over ``step`` and ``layer``; ``seconds`` of training over ``steps`` give
     ``seconds_per_step``; ``phase``: the engaged phase's name, stored per record."""
     steps_done = [r["step"] for r in records]
-    data: dict[str, Any] = {k: ("step", np.array([r[k] for r in records], dtype=float), {"units": u})
-                            for k, u in SCALARS.items()}
-    for key, name in _TEST_NAMES.items():
-        data[key][2]["long_name"] = name
+    data: dict[str, Any] = {k: ("step", np.array([r[k] for r in records], dtype=float),
+                                {"units": u, "long_name": name}) for k, (u, name) in SCALARS.items()}
     if "val_accuracy" in records[-1]:  # a run with a validation set records it from its first record
         data.update({k: ("step", np.array([r.get(k, math.nan) for r in records], dtype=float),
                          {"units": u, "long_name": name}) for k, (u, name) in VAL_SCALARS.items()})
@@ -49,13 +57,22 @@ def records_dataset(records: Sequence[dict[str, Any]], *, layer_names: Sequence[
         # .get: records from a checkpoint written before a metric existed
         values = np.array([r.get(key, [math.nan] * n_layers) for r in records], dtype=float)
         data[key] = (("step", "layer"), values.reshape(len(records), n_layers), dict(attrs))
-    ds = xr.Dataset(data, coords={
-        "step": ("step", steps_done, {"long_name": "optimizer steps done"}),
-        "epoch": ("step", np.array(steps_done) / steps_per_epoch, {"units": "epoch"}),
-        "layer": list(layer_names)})
+    # epoch keeps units "epoch" (the results book's summaries take a metric's units from it)
+    coords = {"step": ("step", steps_done, {"long_name": "optimizer steps done", "units": "1"}),
+              "epoch": ("step", np.array(steps_done) / steps_per_epoch,
+                        {"long_name": "epochs of training done", "units": "epoch"}),
+              "layer": ("layer", list(layer_names), LAYER_ATTRS)}
+    if phase is not None:  # which phase each record belongs to, as the Brian2 backend labels its times
+        coords["phase"] = ("step", np.full(len(steps_done), phase, dtype=object), dict(PHASE_ATTRS))
+    ds = xr.Dataset(data, coords=coords)
     ds["seconds_per_step"] = xr.DataArray(seconds / max(steps, 1), attrs={
         "units": "s", "long_name": "wall time of a training step with its mirroring and data loading"})
-    ds["images_per_second"].attrs["long_name"] = "training throughput, all processes"
-    if phase is not None:  # which phase each record belongs to, as the Brian2 backend labels its times
-        ds["phase"] = ("step", np.full(len(steps_done), phase, dtype=object), {"long_name": "phase of the schedule"})
     return ds
+
+
+def ood_dataset(names: Sequence[str], accuracies: Sequence[float]) -> xr.Dataset:
+    """``ood_accuracy`` over ``transform``: the accuracy on each transformed test set at the end of a run."""
+    return xr.Dataset(
+        {"ood_accuracy": ("transform", np.asarray(accuracies, dtype=float), {
+            "units": "1", "long_name": "top-1 accuracy on the transformed test set at the end (fraction)"})},
+        coords={"transform": ("transform", list(names), {"long_name": "transform of the test set", "units": "1"})})

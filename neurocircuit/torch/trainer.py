@@ -56,7 +56,7 @@ from .nn.metrics import alignment, effective_dimensionality, feedback_layers
 from .nn.mirror import mirror_layers, mirror_step
 from .optim import EarlyWeightDecay, lr_scheduler, make_optimizer, optimizer_settings
 from .phase_runners import check_mirror_gain, run_mirror_phase, run_prenatal_phase
-from .records import records_dataset
+from .records import ood_dataset, records_dataset
 from .sampling import BatchServer, IndexedDataset, ResumableSampler
 from .settings import TorchSettings
 from .stopping import StopFlag, TrainingInterrupted
@@ -514,5 +514,5 @@ class Trainer:
         """Test accuracy on every transformed test set (``train.ood_transforms``), at the end of the run."""
         names = [name for name, _ in self.ood_datasets]
         accuracies = [self.evaluate(dataset)["test_accuracy"] for _, dataset in self.ood_datasets]
-        return xr.Dataset({"ood_accuracy": ("transform", accuracies, {"units": "1"})}, coords={"transform": names})
+        return ood_dataset(names, accuracies)
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..._toml import shown
 from ...errors import ConfigError, UnknownNameError
 from ...rules import RuleDescription, describe, describe_rule
 
@@ -292,7 +293,8 @@ class KolenPollack(RandomFeedback):
 
     def __post_init__(self) -> None:
         if self.decay is not None and not (isinstance(self.decay, (int, float)) and self.decay >= 0):
-            raise ConfigError(f"rule 'kp': decay must be a number >= 0 (B's weight decay) or None, got {self.decay!r}")
+            raise ConfigError(f"rule 'kp': decay must be a number >= 0 (B's weight decay) or None, "
+                              f"got {shown(self.decay)}")
 
 
 @register_rule

@@ -48,8 +48,11 @@ def feedback_layers(model: nn.Module) -> list[tuple[str, FeedbackLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer)]
 
 
-def _layer_coords(layers: list[tuple[str, FeedbackLayer]]) -> dict[str, tuple[str, list[str]]]:
-    return {"layer": [n for n, _ in layers], "layer_rule": ("layer", [m.rule.name for _, m in layers])}
+def _layer_coords(layers: list[tuple[str, FeedbackLayer]]) -> dict[str, tuple[str, list[str], dict[str, str]]]:
+    return {"layer": ("layer", [n for n, _ in layers],
+                      {"long_name": "layer (projection of the circuit)", "units": "1"}),
+            "layer_rule": ("layer", [m.rule.name for _, m in layers],
+                           {"long_name": "feedback rule of the layer", "units": "1"})}
 
 
 @torch.no_grad()
