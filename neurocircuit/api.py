@@ -23,8 +23,8 @@ from typing import Any
 import xarray as xr
 
 from .circuit import Circuit
-from .errors import ConfigError
-from .results import prepare_output, write_netcdf
+from .errors import ConfigError, NeurocircuitError
+from .results import first_missing_folder, prepare_output, remove_empty_folders, write_netcdf
 from .runs import run_simulation
 from .simulation import Simulation, parse_simulation, read_simulation, set_key
 
@@ -32,7 +32,7 @@ __all__ = ["run"]
 
 _KEYWORDS = ("model", "arms", "overrides", "out", "resume", "overwrite", "jobs", "figures", "progress")
 # keywords of the command line that are settings here: say which key to override instead
-_SHORTCUTS = {"epochs": "train.epochs", "batch_size": "train.batch_size", "data": "data.name", "rule": "arms",
+_SHORTCUTS = {"epochs": "train.epochs", "batch_size": "train.batch_size", "data": "data.name",
               "seed": "seed", "seeds": "seeds", "backend": "backend", "workers": "torch.workers"}
 
 
@@ -118,7 +118,8 @@ def run(simulation: str | Path | Mapping[str, Any] | Simulation, *, model: str |
         With ``out``: also save the figures ``neurocircuit run`` saves (:func:`neurocircuit.plotting.save_figures`).
         Off by default: from Python one plots the Dataset one wants.
     progress
-        Progress bars (None: on a terminal).
+        Progress bars (None: on a terminal or in a notebook). Without bars, progress goes to the ``neurocircuit``
+        loggers at INFO: ``logging.basicConfig(level=logging.INFO)`` shows it.
 
     Returns
     -------
@@ -134,6 +135,7 @@ def run(simulation: str | Path | Mapping[str, Any] | Simulation, *, model: str |
     if unknown:
         name = next(iter(unknown))
         hint = (f" (a setting: overrides={{{_SHORTCUTS[name]!r}: ...}})" if name in _SHORTCUTS
+                else " (choose arms by label: arms=[...])" if name == "rule"
                 else f" (keywords: {', '.join(_KEYWORDS)})")
         raise ConfigError(f"run: unknown keyword {name!r}{hint}")
     raw, source, kept = _table(simulation)
@@ -174,11 +176,18 @@ def run(simulation: str | Path | Mapping[str, Any] | Simulation, *, model: str |
         raise ConfigError(f"run: out must be a folder's path, got {type(out).__name__}")
     out = Path(out)
     _check_out(out, resume, overwrite)
+    created = first_missing_folder(out)
     prepare_output(out, "out")
     if overwrite:
         (out / "results.nc").unlink(missing_ok=True)
         shutil.rmtree(out / "runs", ignore_errors=True)
-    ds = run_simulation(sim, out=out, resume=resume, progress=progress, jobs=jobs)
+    try:
+        ds = run_simulation(sim, out=out, resume=resume, progress=progress, jobs=jobs)
+    except NeurocircuitError:
+        # refused once running (data missing or not fitting the model): the folders this call made and left empty go
+        if created is not None:
+            remove_empty_folders(created)
+        raise
     write_netcdf(ds, out / "results.nc")
     if figures:
         from .plotting import save_figures

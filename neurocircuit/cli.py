@@ -213,31 +213,11 @@ def _shortcut_settings(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _first_missing(folder: Path) -> Path | None:
-    """The outermost folder of ``folder``'s path that does not exist yet (what creating it makes), or None."""
-    folder = folder.absolute()
-    if folder.exists():
-        return None
-    while not folder.parent.exists():
-        folder = folder.parent
-    return folder
-
-
-def _remove_empty(folder: Path) -> None:
-    """Remove ``folder`` and the folders under it if they hold no file (a file anywhere keeps its folders)."""
-    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
-        if path.is_dir() and not path.is_symlink():
-            try:
-                path.rmdir()  # only an empty folder goes
-            except OSError:
-                pass
-
-
 def _cmd_run(args: argparse.Namespace) -> None:
     import os
 
     from .plotting import save_figures
-    from .results import prepare_output, write_netcdf
+    from .results import first_missing_folder, prepare_output, remove_empty_folders, write_netcdf
     from .runs import run_simulation
     from .simulation import load_simulation
 
@@ -262,7 +242,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise NeurocircuitError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to replace "
                                 "it, or choose another --out")
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    created = _first_missing(args.out)
+    created = first_missing_folder(args.out)
     if rank0:
         prepare_output(args.out)
         if args.overwrite:
@@ -279,7 +259,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     except NeurocircuitError:
         # refused once running (data missing or not fitting the model): the folders this run made and left empty go
         if rank0 and created is not None:
-            _remove_empty(created)
+            remove_empty_folders(created)
         raise
     if not rank0:
         return
@@ -308,7 +288,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 def _cmd_plot(args: argparse.Namespace) -> None:
     from .plotting import plot_over, save_figure
-    from .results import prepare_output, read_results
+    from .results import first_missing_folder, prepare_output, read_results, remove_empty_folders
 
     if not args.results.is_file():
         raise NeurocircuitError(f"results file not found: {args.results}")
@@ -324,13 +304,13 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         if dim in select:
             raise NeurocircuitError(f"--sel {dim} is given twice ({dim}={select[dim]}, {dim}={value}): pick one")
         select[dim] = value
-    created = _first_missing(args.out.parent)
+    created = first_missing_folder(args.out.parent)
     prepare_output(args.out.parent)
     try:
         fig = plot_over(read_results(args.results), args.var, args.x, args.y, select, args.mean)
     except NeurocircuitError:  # a refused plot leaves no folder behind
         if created is not None:
-            _remove_empty(created)
+            remove_empty_folders(created)
         raise
     print(f"wrote {save_figure(fig, args.out)}")
 

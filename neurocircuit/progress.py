@@ -49,9 +49,12 @@ def _info() -> int:
 
 
 def bars_drawn(progress: bool | None) -> bool:
-    """Whether bars are drawn: ``progress``, or (None) whether stderr, where they go, is a terminal."""
+    """Whether bars are drawn: ``progress``, or (None) whether stderr, where they go, is a terminal or a notebook
+    (tqdm draws a widget there)."""
     if progress is not None:
         return bool(progress)
+    if "ipykernel" in sys.modules:
+        return True
     try:
         return bool(sys.stderr.isatty())
     except (AttributeError, ValueError):  # a replaced or closed stream

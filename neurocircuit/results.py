@@ -20,7 +20,8 @@ import xarray as xr
 
 from .errors import ConfigError, DataError
 
-__all__ = ["atomic_path", "write_netcdf", "write_atomic", "read_results", "attach_config", "prepare_output"]
+__all__ = ["atomic_path", "write_netcdf", "write_atomic", "read_results", "attach_config", "prepare_output",
+           "first_missing_folder", "remove_empty_folders"]
 
 
 @contextmanager
@@ -99,3 +100,23 @@ def attach_config(ds: xr.Dataset, config: dict[str, Any], **attrs: Any) -> xr.Da
     ds.attrs["config"] = json.dumps(config, sort_keys=True, default=str)
     ds.attrs.update(attrs)
     return ds
+
+
+def first_missing_folder(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (what creating it makes), or None."""
+    folder = folder.absolute()
+    if folder.exists():
+        return None
+    while not folder.parent.exists():
+        folder = folder.parent
+    return folder
+
+
+def remove_empty_folders(folder: Path) -> None:
+    """Remove ``folder`` and the folders under it if they hold no file (a file anywhere keeps its folders)."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
+        if path.is_dir() and not path.is_symlink():
+            try:
+                path.rmdir()  # only an empty folder goes
+            except OSError:
+                pass

@@ -144,7 +144,7 @@ def _final_accuracy(ax: plt.Axes, accuracy: xr.DataArray, colours: dict[str, tup
     if shown:
         low, high = min(shown), max(shown)
         pad = max(0.5, 0.15 * (high - low))
-        ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad) if high + pad <= 100 else high + pad)
+        ax.set_ylim(max(0.0, low - pad), high + pad)
     ax.set(ylabel="test accuracy (%)", title="final test accuracy\n(dots: seeds; bar: mean ± sd)")
 
 

@@ -158,3 +158,10 @@ def test_model_paths_are_read_from_the_simulation_files_folder(tmp_path: Path,
     # a path given on the command line (--set, overrides) is the caller's: from the current folder
     with pytest.raises(ConfigError, match="model file not found: tiny.toml"):
         load_simulation(sims / "quick.toml", ["model=\"tiny.toml\""])
+
+
+def test_a_run_refused_once_running_leaves_no_folder(tmp_path):
+    out = tmp_path / "new" / "run"
+    with pytest.raises(nc.DataError):
+        nc.run("default", overrides={"data": {"name": "fashion_mnist", "root": str(tmp_path / "nowhere")}}, out=out)
+    assert not (tmp_path / "new").exists()

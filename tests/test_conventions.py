@@ -97,7 +97,7 @@ def test_plotting_a_variable_gives_labelled_axes(torch_file, brian_file):
         plt.close("all")
         ax = ds["weight_angle"].sel(arm="fa", seed=0, layer="W2").plot(x="epoch")[0].axes
         assert _text(ax.get_xlabel()) == "epochs of training done [epoch]"
-        assert _text(ax.get_ylabel()) == "angle between B and W^T [degree]"
+        assert _text(ax.get_ylabel()) == "angle between B and Wᵀ [degree]"
         plt.close("all")
     with xr.open_dataset(brian_file) as ds:
         mesh = ds["hidden_y"].sel(arm="fa", seed=0).plot(x="time")

@@ -91,3 +91,15 @@ def test_a_brian2_run_logs_its_simulated_time_as_it_goes(caplog, monkeypatch):
     simulated = [line for line in lines if line.startswith("wm seed 0: ") and " of 0.24 s simulated (" in line]
     assert len(simulated) >= 3 and "about" in simulated[-1]
     assert lines[-1].startswith("[1/1] wm seed 0: max angle ")
+
+
+def test_bars_are_drawn_in_a_notebook_by_default(monkeypatch):
+    import sys
+    import types
+
+    from neurocircuit.progress import bars_drawn
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert bars_drawn(False) is False and bars_drawn(True) is True
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert bars_drawn(None) is True and bars_drawn(False) is False

@@ -313,7 +313,7 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
     phases = [name for name in twin.phase_angles if name != "end" and not name.endswith(("_test", "_val"))]
     out = xr.Dataset(
         {"twin_weight_angle": (("twin_phase", "layer"), [[twin.phase_angles[p][n] for n in layers] for p in phases],
-                               {"units": "degree", "long_name": "torch twin: angle between B and W^T at the end "
+                               {"units": "degree", "long_name": "torch twin: angle between B and Wᵀ at the end "
                                                                 "of each phase"})},
         coords={"twin_phase": phases})
     if "test_accuracy" in ds:

@@ -64,7 +64,7 @@ def alignment_over_time(net: Any) -> xr.Dataset:
         for key, values in matrices.items()} if net.params.record_weights else {}
     return xr.Dataset(
         {"weight_angle": (("weight_time", "layer"), angles,
-                          {"units": "degree", "long_name": "angle between B and W^T"}),
+                          {"units": "degree", "long_name": "angle between B and Wᵀ"}),
          "norm_ratio": (("weight_time", "layer"), ratios, {"units": "1", "long_name": "||B|| / ||W||"}),
          **snapshots_vars},
         coords={"weight_time": ("weight_time", times_arr, {"units": "s", "long_name": "simulated time"}),

@@ -14,10 +14,10 @@ __all__ = ["PER_LAYER", "SCALARS", "VAL_SCALARS", "LAYER_ATTRS", "PHASE_ATTRS", 
 
 #: Per-layer variables of a record: attributes.
 PER_LAYER = {
-    "weight_angle": {"units": "degree", "long_name": "angle between B and W^T"},
+    "weight_angle": {"units": "degree", "long_name": "angle between B and Wᵀ"},
     "norm_ratio": {"units": "1", "long_name": "||B|| / ||W||"},
     "weight_norm": {"units": "1", "long_name": "||W|| (Frobenius)"},
-    "gradient_angle": {"units": "degree", "long_name": "angle between error sent through B and through W^T"},
+    "gradient_angle": {"units": "degree", "long_name": "angle between error sent through B and through Wᵀ"},
     "update_angle": {"units": "degree", "long_name": "angle between the rule's and backprop's update of W"},
     "effective_dim": {"units": "1", "long_name": "participation ratio of W's singular values"},
 }
