@@ -147,7 +147,7 @@ class TorchBackend(Backend):
         if not is_torchvision_model(sim.model):
             _check_data_fits(load_circuit(sim.model), info)
         elif len(info.input_shape) != 3:
-            raise ShapeError(f"model {sim.model!r} takes images (C, H, W); data {info.name!r} has inputs of shape "
+            raise ShapeError(f"model {sim.model_name!r} takes images (C, H, W); data {info.name!r} has inputs of shape "
                              f"{info.input_shape}")
         if sim.train.loss == "cross_entropy" and info.task != "classification":
             raise ConfigError(f"train.loss is cross_entropy but data {info.name!r} is a {info.task} task "
