@@ -12,7 +12,7 @@
     kind = "mirror"
     steps = 200
     [brian2]                      # RateParameters, values with units: tau = "2 ms", eta_w = "5 Hz"
-    variant = "rate"              # or "spiking" (mirror phases only)
+    variant = "rate"              # or "spiking" (every phase; fa, dfa, kp, wm)
     [brian2.spiking]              # SpikingParameters
 
 It honours the keys in :attr:`BrianBackend.honours` and refuses every other (e.g. a mirror phase's
@@ -53,8 +53,10 @@ VARIANTS = ("rate", "spiking")
 DATA_TRANSFORM_KEYS = frozenset({"channels", "augment"})
 #: [brian2] keys only the rate circuit reads, and keys only the spiking variant reads (measured with
 #: neurocircuit._reads: tests/test_honour.py fails on any key a variant accepts and never reads).
-RATE_ONLY = frozenset({"tau", "tau_feedback", "settle", "eta_w", "lambda_w", "loss", "dale"})
+RATE_ONLY = frozenset({"tau", "tau_feedback", "dale"})
 SPIKING_ONLY = frozenset({"delay"})
+#: [brian2.spiking] keys of LIF units: refused beside neuron = "poisson".
+LIF_ONLY = frozenset({"tau_membrane", "threshold", "reset", "refractory"})
 #: [brian2] keys of the forward synapses' learning (engaged and prenatal phases): refused where no arm has one.
 FORWARD_LEARNING = frozenset({"eta_w", "lambda_w", "loss", "settle"})
 
@@ -113,8 +115,10 @@ class BrianBackend(Backend):
             rate_keys -= FORWARD_LEARNING
         out["brian2"] = frozenset({"variant"} | (rate_keys - RATE_ONLY if spiking else rate_keys - SPIKING_ONLY)
                                   | ({"spiking"} if spiking else {"tau_population"}))
-        out["brian2.spiking"] = frozenset(f.name for f in dataclasses.fields(SpikingParameters)) if spiking \
-            else frozenset()
+        spiking_section = section.get("spiking", {}) if isinstance(section.get("spiking", {}), dict) else {}
+        lif = spiking_section.get("neuron", "poisson") == "lif"
+        out["brian2.spiking"] = frozenset(f.name for f in dataclasses.fields(SpikingParameters)
+                                          if lif or f.name not in LIF_ONLY) if spiking else frozenset()
         out["brian2.tau_population"] = frozenset() if spiking else self._population_names(raw.get("model"))
         return out
 
@@ -157,10 +161,12 @@ class BrianBackend(Backend):
             from .network import check_cuda_device
 
             check_cuda_device()  # before anything runs
-        if rate_params.twin:
-            if variant == "spiking":
-                raise ConfigError(f"{sim.source}: brian2.twin runs the rate circuit's torch twin; the spiking "
-                                  "variant has none")
+        if variant == "spiking":
+            try:
+                spiking_params.check_against(rate_params.dt)
+            except ConfigError as exc:
+                raise ConfigError(f"{sim.source}: {exc}") from None
+        if rate_params.twin and variant == "rate":
             from .twin import check_twin_parameters
 
             check_twin_parameters(rate_params)
@@ -179,8 +185,9 @@ class BrianBackend(Backend):
             if variant == "spiking":
                 from .spiking import SPIKING_RULES
 
-                if any(p.kind != "mirror" for p in phases):
-                    raise ConfigError(f"{sim.source}: the spiking variant runs mirror phases only (arm {arm.label!r})")
+                if rate_params.loss != "mse" and any(p.kind != "mirror" for p in phases):
+                    raise ConfigError(f"{sim.source}: brian2.loss = {rate_params.loss!r}: the spiking variant's "
+                                      "output errors are mse (target - activity)")
                 for rule in (arm.rule, *arm.overrides.values()):
                     if rule not in SPIKING_RULES:
                         raise ConfigError(f"{sim.source}: arm {arm.label!r}: rule {rule!r} is not implemented by the "
@@ -232,15 +239,17 @@ class BrianBackend(Backend):
         params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
         with brian_device(params):
             if variant == "spiking":
-                from .spiking import SpikingMirror
+                from .spiking import SpikingCircuit
 
-                net: Any = SpikingMirror(circuit, initial_weights(circuit, seed), params, spiking_params, protocol)
+                net: Any = SpikingCircuit(circuit, initial_weights(circuit, seed), params, spiking_params, protocol)
             else:
                 net = RateCircuit(circuit, initial_weights(circuit, seed), params, protocol)
             net.run(**_report(f"{arm.label} seed {seed}", float(net.duration), params, progress))
             _check_finite(net, arm.label, seed)
             ds = net.results() if variant == "spiking" else rate_results(net)
-        if params.twin:
+        if params.twin and variant == "spiking":
+            ds = ds.merge(_rate_twin_results(circuit, params, spiking_params, protocol, seed, ds))
+        elif params.twin:
             ds = ds.merge(_twin_results(circuit, params, protocol, seed, ds))
         # Phase labels become variables, so arms with different schedules merge (missing times get "").
         return ds.reset_coords([c for c in ("weight_phase", "phase", "layer_rule") if c in ds.coords])
@@ -269,8 +278,9 @@ def brian_parameters(sim: Any) -> tuple[str, RateParameters, SpikingParameters]:
     if "seed" in table:
         raise ConfigError(f"{where}.seed: Brian2's random numbers are seeded from the simulation's seeds; set seeds "
                           "(or --set seed=N) instead")
-    if variant == "spiking":
-        # the spiking variant has no settling time (RATE_ONLY): its default must not bound the presentation
+    learns = any(p.kind in ("engaged", "prenatal") for a in sim.arms for p in sim.schedule_for(a).phases)
+    if variant == "spiking" and not learns:
+        # nothing learns, so nothing settles: the rate circuit's default must not bound the presentation
         table.setdefault("settle", "0 ms")
     try:
         params, spiking = parameters_from_dict(table, where)
@@ -328,6 +338,32 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
             "units": "1", "long_name": "torch twin: loss on the validation set"})
     out["twin_phase"].attrs.update(long_name="phase of the schedule (the twin's angle at its end)", units="1")
     return out.assign_coords(layer=("layer", layers, dict(ds["layer"].attrs)))
+
+
+def _rate_twin_results(circuit: Circuit, params: RateParameters, spiking: SpikingParameters, protocol: Any,
+                       seed: int, ds: xr.Dataset) -> xr.Dataset:
+    """The spiking circuit's twin: the rate circuit on the same protocol, initial weights and plasticity, its
+    populations' time constants the spiking synapses' (tau = tau_feedback = tau_synapse). Its test scores and
+    weight angles, as ``twin_*`` variables."""
+    from brian2 import ms
+
+    from .network import RateCircuit, brian_device
+    from .record import rate_results
+
+    rate = dataclasses.replace(params, tau=spiking.tau_synapse, tau_feedback=spiking.tau_synapse, delay=0 * ms,
+                               twin=False)
+    with brian_device(rate):
+        net = RateCircuit(circuit, initial_weights(circuit, seed), rate, protocol)
+        net.run()
+        twin = rate_results(net)
+    out = xr.Dataset()
+    for name in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "weight_angle", "norm_ratio"):
+        if name in twin and (name not in ("test_accuracy", "test_loss", "val_accuracy", "val_loss") or name in ds):
+            out[f"twin_{name}"] = twin[name].reset_coords(drop=True)
+            out[f"twin_{name}"].attrs = {**twin[name].attrs,
+                                         "long_name": f"rate circuit twin: {twin[name].attrs.get('long_name', name)}"}
+    out.attrs["twin"] = "rate circuit"
+    return out
 
 
 def _report(label: str, seconds: float, params: RateParameters, progress: bool | None) -> dict[str, Any]:

@@ -15,19 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import brian2
-from brian2 import Hz, Quantity, ms
+from brian2 import Hz, Quantity, ms, mV
 
 from .._reads import Tracked, TrackedDict, set_origins
-from .._toml import check_keys, expect
+from .._toml import check_keys, expect, shown
 from ..errors import ConfigError
 
 __all__ = ["RateParameters", "SpikingParameters", "parse_quantity", "read_quantity", "parameters_from_dict", "TARGETS",
-           "DEVICES"]
+           "DEVICES", "NEURON_MODELS"]
 
 TARGETS = ("numpy", "cython")
 PRECISIONS = ("double", "single")
 DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 LOSSES = ("mse", "cross_entropy")
+NEURON_MODELS = ("poisson", "lif")
 
 _UNIT_NAMES = {name: value for name, value in vars(brian2.units).items()
                if isinstance(value, (Quantity, brian2.Unit))}
@@ -264,34 +265,66 @@ class RateParameters(Tracked):
 
 @dataclass(frozen=True)
 class SpikingParameters(Tracked):
-    """The spiking variant: Poisson (linear-nonlinear-Poisson) neurons whose rates are read from synaptic traces.
+    """The spiking variant: units that carry an activity a in [-1, 1] as a firing rate r0 (1 + a), r0 = rate_max / 2,
+    and read each other's activity from spikes.
 
     Parameters
     ----------
+    neuron
+        ``"poisson"``: linear-nonlinear-Poisson units (each time step a spike with probability rate dt);
+        ``"lif"``: leaky integrate-and-fire units whose input current is set, through the inverse of their f-I
+        curve, so that they fire at the same rate (docs/brian2.md derives it).
     rate_max
-        Firing rate at activity +1; activity a in [-1, 1] is carried as a rate rate_max (1 + a) / 2 around the
-        baseline rate_max / 2.
+        Firing rate at activity +1 (activity -1 is silence, 0 the baseline rate_max / 2). Refused above 1 / dt
+        (a Poisson unit fires at most once per step) and, for LIF units, at or above 1 / (refractory + dt).
     tau_synapse
-        Decay of the synaptic current an error unit integrates from its forward input spikes.
-    tau_trace, tau_mean
-        Every unit keeps a spike trace (its rate estimate, time constant ``tau_trace``) and a slow running mean of it
-        (``tau_mean``); plasticity correlates the fluctuations trace - mean.
+        Decay of the synaptic current each spike starts (w / (r0 tau_synapse) per spike: its mean is the rate
+        circuit's synaptic drive).
+    tau_trace
+        Every unit keeps a spike trace (its rate estimate); plasticity reads activities from traces.
+    tau_membrane, threshold, reset, refractory
+        LIF units only: membrane time constant, firing threshold and reset potential (volts, threshold above reset),
+        and the refractory period after a spike (>= 0).
     """
 
+    neuron: str = "poisson"
     rate_max: Quantity = field(default_factory=lambda: 100 * Hz)
     tau_synapse: Quantity = field(default_factory=lambda: 5 * ms)
     tau_trace: Quantity = field(default_factory=lambda: 20 * ms)
-    tau_mean: Quantity = field(default_factory=lambda: 1000 * ms)
+    tau_membrane: Quantity = field(default_factory=lambda: 10 * ms)
+    threshold: Quantity = field(default_factory=lambda: -50 * mV)
+    reset: Quantity = field(default_factory=lambda: -60 * mV)
+    refractory: Quantity = field(default_factory=lambda: 2 * ms)
 
     def __post_init__(self) -> None:
-        for name in ("tau_synapse", "tau_trace", "tau_mean"):
-            object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=ms,
+        if self.neuron not in NEURON_MODELS:
+            raise ConfigError(f"brian2.spiking.neuron: unknown value {shown(self.neuron)} (use "
+                              f"{', '.join(NEURON_MODELS)})")
+        for name, dimension in (("tau_synapse", ms), ("tau_trace", ms), ("tau_membrane", ms), ("refractory", ms),
+                                ("threshold", mV), ("reset", mV), ("rate_max", Hz)):
+            object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=dimension,
                                                           where=f"brian2.spiking.{name}"))
-        object.__setattr__(self, "rate_max", parse_quantity(self.rate_max, dimension=Hz,
-                                                            where="brian2.spiking.rate_max"))
-        for name in ("tau_synapse", "tau_trace", "tau_mean", "rate_max"):
+        for name in ("tau_synapse", "tau_trace", "tau_membrane", "rate_max"):
             if float(getattr(self, name)) <= 0:
                 raise ConfigError(f"brian2.spiking.{name} must be > 0, got {getattr(self, name)}")
+        if float(self.refractory) < 0:
+            raise ConfigError(f"brian2.spiking.refractory must be >= 0, got {self.refractory}")
+        if self.threshold <= self.reset:
+            raise ConfigError(f"brian2.spiking.threshold ({self.threshold}) must be above brian2.spiking.reset "
+                              f"({self.reset})")
+
+    def check_against(self, dt: Quantity) -> None:
+        """Refuse rates and time constants the time step ``dt`` cannot carry (one line naming the parameter)."""
+        for name in ("tau_synapse", "tau_trace", *(("tau_membrane",) if self.neuron == "lif" else ())):
+            if getattr(self, name) <= dt:
+                raise ConfigError(f"brian2.spiking.{name} ({getattr(self, name)}) must be > brian2.dt ({dt}) for a "
+                                  "stable Euler step")
+        if self.neuron == "poisson" and float(self.rate_max * dt) > 1:
+            raise ConfigError(f"brian2.spiking.rate_max ({self.rate_max}) is above 1 / brian2.dt ({1 / dt}): a "
+                              "Poisson unit fires at most once per time step")
+        if self.neuron == "lif" and float(self.rate_max * (self.refractory + dt)) >= 1:
+            raise ConfigError(f"brian2.spiking.rate_max ({self.rate_max}) must be below 1 / (refractory + dt) = "
+                              f"{1 / (self.refractory + dt)}: a LIF unit cannot fire faster")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -16,7 +16,8 @@ from ..torch.nn.metrics import angle_degrees
 #: Attributes of a phase-label coordinate (a label has no unit: "1").
 PHASE_ATTRS = {"long_name": "phase of the schedule", "units": "1"}
 
-__all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels", "readout_scores", "block_scores"]
+__all__ = ["rate_results", "alignment_over_time", "activity_dataset", "phase_labels", "readout_scores", "block_scores",
+           "accuracy_dataset"]
 
 
 def phase_labels(times: np.ndarray, phase: np.ndarray, presentation: float) -> np.ndarray:
@@ -119,18 +120,23 @@ def block_scores(readout: np.ndarray, protocol: Any, blocks: list[tuple[int, int
 
 
 def _accuracy(net: Any) -> xr.Dataset | None:
-    protocol = net.protocol
-    if "readout" not in net.monitors or not protocol.test_blocks:
+    if "readout" not in net.monitors or not net.protocol.test_blocks:
         return None
     readout = np.asarray(net.monitors["readout"].y).T  # (steps, n_out): state at the start of each window
-    acc, loss = block_scores(readout, protocol, protocol.test_blocks, net.params.loss)
+    return accuracy_dataset(net.protocol, readout, net.params.loss)
+
+
+def accuracy_dataset(protocol: Any, readout: np.ndarray, loss: str) -> xr.Dataset:
+    """``test_accuracy`` / ``test_loss`` (and ``val_*`` where the protocol has validation blocks) over ``step``
+    (training presentations done), from ``readout`` in the :func:`block_scores` convention."""
+    acc, losses = block_scores(readout, protocol, protocol.test_blocks, loss)
     steps = [int(protocol.learn_b[:start].sum()) for start, _, _ in protocol.test_blocks]
     epochs = [epoch for _, _, epoch in protocol.test_blocks]
-    loss_name = "cross-entropy of softmax(y)" if net.params.loss == "cross_entropy" else "0.5 ||target - y||^2"
+    loss_name = "cross-entropy of softmax(y)" if loss == "cross_entropy" else "0.5 ||target - y||^2"
     data = {"test_accuracy": ("step", acc, {"units": "1", "long_name": "accuracy on the test set (fraction)"}),
-            "test_loss": ("step", loss, {"units": "1", "long_name": f"{loss_name} on the test set"})}
+            "test_loss": ("step", losses, {"units": "1", "long_name": f"{loss_name} on the test set"})}
     if protocol.val_blocks:  # one validation block right after each test block: the same record steps
-        val_acc, val_loss = block_scores(readout, protocol, protocol.val_blocks, net.params.loss)
+        val_acc, val_loss = block_scores(readout, protocol, protocol.val_blocks, loss)
         data["val_accuracy"] = ("step", val_acc, {"units": "1", "long_name": (
             "accuracy on the validation set (held out of the training data; fraction)")})
         data["val_loss"] = ("step", val_loss, {"units": "1", "long_name": (
