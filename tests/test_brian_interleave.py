@@ -114,7 +114,7 @@ def test_the_mirror_signal_is_the_covariance_of_the_filtered_noise_as_the_circui
     # 20 % below the continuous-time sigma^2 tau_n / (tau_n + tau_fb) for the input layer (dt = tau_n / 2).
     circuit = small_circuit("wm", (40, 40, 40))
     weights = initial_weights(circuit, 2)
-    params = RateParameters(**FAST, eta_mirror=1 * Hz, lambda_mirror=0.01 * Hz, record_every=10**6)
+    params = RateParameters(**FAST, eta_mirror=1 * Hz, lambda_mirror=0.01 * Hz, record_every=1000)
     steps = 50
     with brian_device(params):
         net = RateCircuit(circuit, weights, params, build_protocol([MirrorPhase(steps=steps)], n_in=40, n_out=40))
@@ -136,3 +136,16 @@ def test_the_mirror_signal_is_the_covariance_of_the_filtered_noise_as_the_circui
     settings = twin_mirror_settings(circuit, params)[name]
     assert settings.noise_std ** 2 == pytest.approx(exact) and settings.batch_size == max(1, round(samples))
     assert 1 <= settings.batch_size < float(params.presentation / params.dt)
+
+
+def test_figures_mark_interleaved_mirror_windows_as_part_of_their_engaged_phase() -> None:
+    from neurocircuit.figure_style import phase_segments
+
+    # snapshots that land on mirror windows, and a time only another arm has (""), split no phase
+    labels = np.array(["mirror", "mirror", "learn", "learn_mirror", "learn", "", "learn_mirror", "learn_test", "end"])
+    segments = phase_segments(labels, np.arange(len(labels), dtype=float))
+    assert [name for name, _, _ in segments] == ["mirror", "learn", "test"]
+    assert segments[1][1:] == (2.0, 7.0)
+    # a mirror phase of its own keeps its name (no engaged phase of that name)
+    assert [n for n, _, _ in phase_segments(np.array(["opening_mirror", "learn"]), np.arange(2.0))] == \
+        ["opening_mirror", "learn"]
