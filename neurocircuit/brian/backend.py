@@ -22,7 +22,8 @@ Results follow the package convention: dims ``arm`` (with the ``rule`` coordinat
 ``weight_angle`` and ``norm_ratio`` over ``weight_time`` (s); sampled activity ``<population>_y`` /
 ``<population>_delta`` over ``time`` (s) and ``<population>_neuron``; ``phase`` labels on both times;
 ``test_accuracy`` / ``test_loss`` (and with ``[data] validation``, ``val_accuracy`` / ``val_loss``) over ``step``
-(training presentations done) with an ``epoch`` coordinate.
+(training presentations done) with an ``epoch`` coordinate; with ``brian2.twin``, the torch twin's
+``twin_test_accuracy`` / ``twin_test_loss`` over ``step`` and ``twin_weight_angle`` over ``weight_time``.
 """
 
 from __future__ import annotations
