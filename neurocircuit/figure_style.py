@@ -89,6 +89,13 @@ def phase_segments(labels: np.ndarray, x: np.ndarray) -> list[tuple[str, float, 
     """Consecutive runs of one phase label as ``(name, start, end)``; a segment ends where the next begins.
     Evaluation windows are named ``test`` / ``val``."""
     names = [_short(str(v.decode() if isinstance(v, bytes) else v)) for v in np.asarray(labels).ravel()]
+    # Mirror windows interleaved in an engaged phase (Brian2's "<phase>_mirror") belong to that phase: marking each
+    # would draw a line at every snapshot that lands on one.
+    present = set(names)
+    names = [n[:-len("_mirror")] if n.endswith("_mirror") and n[:-len("_mirror")] in present else n for n in names]
+    for i in range(1, len(names)):  # a time only other arms have ("") does not split this arm's phase
+        if names[i] == "":
+            names[i] = names[i - 1]
     x = np.asarray(x, dtype=float)
     segments: list[tuple[str, float, float]] = []
     start = 0

@@ -152,8 +152,8 @@ def test_brian2_refuses_what_it_used_to_ignore_and_honours_what_it_runs():
     base = BASE["brian2"]
     for phase in ({"kind": "mirror", "noise_std": 0.5}, {"kind": "mirror", "learning_rate": 0.5},
                   {"kind": "mirror", "active_units": 4}, {"kind": "mirror", "batch_size": 8},
-                  {"kind": "mirror", "record_every": 2}, {"kind": "engaged", "mirror_every": 2},
-                  {"kind": "engaged", "mirror_steps": 2}, {"kind": "prenatal", "batch_size": 8},
+                  {"kind": "mirror", "record_every": 2}, {"kind": "engaged", "mirror_follows_lr": True},
+                  {"kind": "prenatal", "batch_size": 8},
                   {"kind": "prenatal", "learning_rate": 0.1}):
         with pytest.raises(ConfigError, match="(is|are) not honoured by the brian2 backend"):
             parse_simulation({**base, "phases": [phase]})

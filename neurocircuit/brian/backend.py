@@ -22,7 +22,8 @@ Results follow the package convention: dims ``arm`` (with the ``rule`` coordinat
 ``weight_angle`` and ``norm_ratio`` over ``weight_time`` (s); sampled activity ``<population>_y`` /
 ``<population>_delta`` over ``time`` (s) and ``<population>_neuron``; ``phase`` labels on both times;
 ``test_accuracy`` / ``test_loss`` (and with ``[data] validation``, ``val_accuracy`` / ``val_loss``) over ``step``
-(training presentations done) with an ``epoch`` coordinate.
+(training presentations done) with an ``epoch`` coordinate; with ``brian2.twin``, the torch twin's
+``twin_test_accuracy`` / ``twin_test_loss`` over ``step`` and ``twin_weight_angle`` over ``weight_time``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class BrianBackend(Backend):
                           "brian2"}),
         "arm": frozenset({"rule", "label", "overrides", "options", "phases"}),
         "train": frozenset({"epochs"}),  # an engaged phase without its own epochs
-        "phase.engaged": frozenset({"name", "epochs"}),
+        # mirror_follows_lr stays refused: the circuit has no learning-rate schedule for B to follow
+        "phase.engaged": frozenset({"name", "epochs", "mirror_every", "mirror_steps"}),
         "phase.mirror": frozenset({"name", "steps"}),
         "phase.prenatal": frozenset({"name", "samples", "dataset_size", "noise_std", "inputs", "labels"}),
     }
@@ -138,6 +140,11 @@ class BrianBackend(Backend):
             raise ConfigError(f"{source}: {', '.join(exact)} = \"exact\" is not honoured by the brian2 backend: its "
                               "mirror is the circuit's own feedback synapses, which learn (brian2.eta_mirror, "
                               "lambda_mirror) and cannot be set to W")
+        follows = [where for section, key, where in set_keys(raw)
+                   if section == "phase.engaged" and key == "mirror_follows_lr"]
+        if follows:  # a torch-backend key users carry over with mirror_every: say why it has no meaning here
+            raise ConfigError(f"{source}: {', '.join(follows)} is not honoured by the brian2 backend: the circuit's "
+                              "eta_w is constant (no learning-rate schedule for the mirror to follow)")
         super().refuse_unhonoured(raw, source, schema)
 
     def _refusal_context(self, raw: Any) -> str:
@@ -235,7 +242,10 @@ class BrianBackend(Backend):
         protocol = build_protocol(phases, n_in=circuit.input.size, n_out=circuit.output.size,
                                   train=data[0] if data else None, test=data[1] if data else None,
                                   validation=data[2] if data and len(data) > 2 else None,
-                                  epochs=sim.train.epochs, seed=seed)
+                                  epochs=sim.train.epochs, seed=seed,
+                                  # as in the torch trainer, only a circuit with wm synapses mirrors between samples
+                                  interleave=any(circuit.feedback_for(p.name).rule == "wm"
+                                                 for p in circuit.projections))
         params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
         with brian_device(params):
             if variant == "spiking":
@@ -314,18 +324,22 @@ def initial_weights(circuit: Circuit, seed: int) -> dict[str, tuple[np.ndarray, 
 
 
 def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed: int, ds: xr.Dataset) -> xr.Dataset:
-    """The torch twin's accuracy and loss on the circuit's test blocks and its final B-W angles."""
+    """The torch twin's accuracy and loss on the circuit's test blocks and its B-W angles at the circuit's weight
+    snapshots (``twin_weight_angle`` over ``weight_time``, beside ``weight_angle``)."""
+    from brian2 import second
+
     from .twin import run_twin
 
-    twin = run_twin(circuit, initial_weights(circuit, seed), params, protocol, seed=seed)
+    # the windows before which the circuit took its snapshots (the last: the end of the protocol)
+    windows = np.rint(ds["weight_time"].values / float(params.presentation / second)).astype(int)
+    twin = run_twin(circuit, initial_weights(circuit, seed), params, protocol, seed=seed, record_at=windows)
     layers = list(ds["layer"].values)
-    # Learning phases only: "<engaged>_test" blocks change nothing, "end" is the protocol's closing blank window.
-    phases = [name for name in twin.phase_angles if name != "end" and not name.endswith(("_test", "_val"))]
+    at = {k: i for i, k in enumerate(twin.angle_steps)}
     out = xr.Dataset(
-        {"twin_weight_angle": (("twin_phase", "layer"), [[twin.phase_angles[p][n] for n in layers] for p in phases],
-                               {"units": "degree", "long_name": "torch twin: angle between B and Wᵀ at the end "
-                                                                "of each phase"})},
-        coords={"twin_phase": phases})
+        {"twin_weight_angle": (("weight_time", "layer"),
+                               [[twin.angles[n][at[k]] for n in layers] for k in windows],
+                               {"units": "degree", "long_name": "torch twin: angle between B and Wᵀ"})},
+        coords={"weight_time": ds["weight_time"]})
     if "test_accuracy" in ds:
         out["twin_test_accuracy"] = ("step", twin.test_accuracy, {
             "units": "1", "long_name": "torch twin: accuracy on the test set (fraction)"})
@@ -336,7 +350,6 @@ def _twin_results(circuit: Circuit, params: RateParameters, protocol: Any, seed:
             "units": "1", "long_name": "torch twin: accuracy on the validation set (fraction)"})
         out["twin_val_loss"] = ("step", twin.val_loss, {
             "units": "1", "long_name": "torch twin: loss on the validation set"})
-    out["twin_phase"].attrs.update(long_name="phase of the schedule (the twin's angle at its end)", units="1")
     return out.assign_coords(layer=("layer", layers, dict(ds["layer"].attrs)))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..phases import EngagedPhase, MirrorPhase, PrenatalPhase
 
-__all__ = ["Protocol", "build_protocol"]
+__all__ = ["Protocol", "build_protocol", "mirror_phase_name"]
 
 
 @dataclass
@@ -44,13 +44,40 @@ def _blank(n: int, n_in: int, n_out: int, name: str) -> dict[str, np.ndarray]:
             "labels": np.full(n, -1, dtype=np.int64)}
 
 
+def mirror_phase_name(phase: EngagedPhase) -> str:
+    """The label of the mirror windows interleaved in engaged phase ``phase``."""
+    return f"{phase.name}_mirror"
+
+
+def _interleave(part: dict[str, np.ndarray], phase: EngagedPhase, trained: int) -> dict[str, np.ndarray]:
+    """``part`` (training windows) with ``phase.mirror_steps`` mirror windows after every training window whose
+    count in the phase (``trained`` before this part, plus its own) is a multiple of ``phase.mirror_every``."""
+    n = len(part["mirror"])
+    after = np.flatnonzero((trained + np.arange(1, n + 1)) % phase.mirror_every == 0)
+    # row of each output window in ``part``, or -1 for a mirror window
+    rows = np.insert(np.arange(n), np.repeat(after + 1, phase.mirror_steps), -1)
+    out = _blank(len(rows), part["stimulus"].shape[1], part["target"].shape[1], mirror_phase_name(phase))
+    data = rows >= 0
+    for key in part:
+        out[key][data] = part[key][rows[data]]
+    out["mirror"][~data] = 1
+    return out
+
+
 def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase], *, n_in: int, n_out: int,
                    train: tuple[np.ndarray, np.ndarray] | None = None,
                    test: tuple[np.ndarray, np.ndarray] | None = None, epochs: int = 1,
-                   seed: int = 0, validation: tuple[np.ndarray, np.ndarray] | None = None) -> Protocol:
-    """Unroll ``phases``. Engaged phases present every training sample once per epoch (shuffled) and then every
-    test sample and (if given) every ``validation`` sample with plasticity off; prenatal phases present Gaussian
-    noise patterns with random one-hot targets."""
+                   seed: int = 0, validation: tuple[np.ndarray, np.ndarray] | None = None,
+                   interleave: bool = True) -> Protocol:
+    """Unroll ``phases``.
+
+    Engaged phases present every training sample once per epoch (shuffled) and then every test sample and (if
+    given) every ``validation`` sample with plasticity off; with ``mirror_every = k`` (and ``interleave``) each
+    k-th training presentation of the phase (counted across its epochs, as the torch trainer counts its steps) is
+    followed by ``mirror_steps`` windows of spontaneous activity, labelled ``"<phase>_mirror"``, in which only the
+    ``wm`` feedback synapses learn. ``interleave = False`` leaves them out: a circuit without ``wm`` synapses
+    would only idle through them (the torch backend mirrors only models with ``wm`` layers, too). Prenatal phases
+    present Gaussian noise patterns with random one-hot targets."""
     rng = np.random.default_rng(seed)
     parts: list[dict[str, np.ndarray]] = []
     kinds: list[str] = []  # per part: "test", "val" (a block that is scored) or ""
@@ -82,6 +109,7 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
             if train is None or test is None:
                 raise ConfigError(f"phase {phase.name!r}: an engaged phase needs data")
             x_train, y_train = train
+            trained = 0  # training presentations of this phase so far: the interleaving counts across epochs
             for _ in range(phase.epochs if phase.epochs is not None else epochs):
                 order = rng.permutation(len(x_train))
                 part = _blank(len(order), n_in, n_out, phase.name)
@@ -89,6 +117,9 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
                 part["target"][np.arange(len(order)), y_train[order]] = 1.0
                 part["learn_w"][:] = 1
                 part["learn_b"][:] = 1
+                if interleave and phase.mirror_every:
+                    part = _interleave(part, phase, trained)
+                trained += len(order)
                 parts.append(part)
                 kinds.append("")
                 # The validation block follows the test block, so the test block sits where it always did.
