@@ -85,7 +85,8 @@ def _cases() -> list[tuple[str, str, dict]]:
             cases.append(("brian2", key, {"brian2": {key: _quantity_text(value)}}))
     cases.append(("brian2", "variant", {"brian2": {"variant": "rate"}}))
     for key, value in _defaults(SpikingParameters).items():
-        cases.append(("brian2.spiking", key, {"brian2": {"spiking": {key: _quantity_text(value)}}}))
+        lif = {} if key == "neuron" else {"neuron": "lif"}  # LIF keys are honoured beside neuron = "lif" only
+        cases.append(("brian2.spiking", key, {"brian2": {"spiking": {**lif, key: _quantity_text(value)}}}))
     cases.append(("brian2.tau_population", "hidden", {"brian2": {"tau_population": {"hidden": "5 ms"}}}))
     return cases
 
@@ -134,12 +135,13 @@ def test_every_key_is_honoured_or_refused_by_name(backend):
 
 def test_every_offending_key_is_refused_at_once_in_one_line():
     raw = {**BASE["brian2"], "data": {"name": "digits", "channels": 3, "augment": "flip"},
-           "brian2": {"variant": "spiking", "eta_w": "5 Hz", "loss": "mse", "dale": True}}
+           "brian2": {"variant": "spiking", "tau": "5 ms", "dale": True, "spiking": {"refractory": "1 ms"}}}
     with pytest.raises(ConfigError) as info:
         parse_simulation(raw)
     message = str(info.value)
     assert "\n" not in message
-    for key in ("data.channels", "data.augment", "brian2.eta_w", "brian2.loss", "brian2.dale"):
+    # refractory is a LIF key: refused beside the default neuron = "poisson"
+    for key in ("data.channels", "data.augment", "brian2.tau", "brian2.dale", "brian2.spiking.refractory"):
         assert key in message
     assert "(spiking variant)" in message
     rate = {**BASE["brian2"], "brian2": {"spiking": {"tau_trace": "5 ms"}, "tau_population": {"hiden": "2 ms"}}}

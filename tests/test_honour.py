@@ -56,7 +56,7 @@ TORCH_ALL = {
 BRIAN_TIMES = {"dt": "0.5 ms", "tau": "1 ms", "tau_feedback": "1 ms", "presentation": "2 ms", "settle": "1 ms",
                "noise_tau": "1 ms", "record_dt": "1 ms"}
 #: what the spiking variant does not read, and refuses (measured by the rate keys' test below)
-SPIKING_UNREAD = ("tau", "tau_feedback", "settle")
+SPIKING_UNREAD = ("tau", "tau_feedback")
 BRIAN_RATE_ALL = {
     "name": "every_key_brian2", "description": "d", "model": "mlp_digits", "backend": "brian2", "seeds": [0],
     "arms": [{"rule": "kp", "label": "kp", "overrides": {"W2": "fa"}, "options": {"gain": 1.0, "decay": 0.5},
@@ -77,14 +77,24 @@ BRIAN_RATE_ALL = {
 }
 BRIAN_SPIKING_ALL = {
     "name": "every_key_spiking", "description": "d", "model": "mlp_digits", "backend": "brian2", "seeds": [0],
-    "arms": [{"rule": "wm", "label": "wm"}],
-    "phases": [{"kind": "mirror", "name": "mir", "steps": 3}],
+    "arms": [{"rule": "kp", "label": "kp", "overrides": {"W2": "fa"}, "options": {"decay": 0.5},
+              "phases": [{"kind": "prenatal", "name": "pre", "samples": 2, "dataset_size": 2, "noise_std": 1.0,
+                          "inputs": "noise", "labels": "random"},
+                         {"kind": "engaged", "name": "eng"}]},
+             "wm"],
+    "data": {"name": "digits", "test_fraction": 0.3, "split_seed": 1, "train_samples": 20, "test_samples": 6,
+             "validation": 0.25, "validation_seed": 1},
+    "train": {"epochs": 1},
+    "phases": [{"kind": "mirror", "name": "mir", "steps": 2},
+               {"kind": "engaged", "name": "learn", "epochs": 1, "mirror_every": 2, "mirror_steps": 1}],
     "brian2": {"variant": "spiking", **{k: v for k, v in BRIAN_TIMES.items() if k not in SPIKING_UNREAD},
-               "noise_sigma": 0.5, "eta_mirror": "20 Hz",
-               "lambda_mirror": "20 Hz", "p_forward": 1.0, "p_feedback": 0.9, "delay": "1 ms", "record_neurons": 3,
-               "record_every": 1, "record_weights": True, "plasticity_dt": "1 ms", "precision": "double",
-               "target": "numpy", "device": "runtime",
-               "spiking": {"rate_max": "100 Hz", "tau_synapse": "2 ms", "tau_trace": "5 ms", "tau_mean": "50 ms"}},
+               "noise_sigma": 0.5, "eta_w": "10 Hz", "lambda_w": "1 Hz", "eta_mirror": "20 Hz",
+               "lambda_mirror": "20 Hz", "p_forward": 1.0, "p_feedback": 0.9, "delay": "1 ms", "loss": "mse",
+               "record_neurons": 3, "record_every": 1, "record_weights": True, "plasticity_dt": "1 ms",
+               "precision": "double", "target": "numpy", "device": "runtime", "twin": False,
+               "spiking": {"neuron": "lif", "rate_max": "100 Hz", "tau_synapse": "2 ms", "tau_trace": "5 ms",
+                           "tau_membrane": "5 ms", "threshold": "-50 mV", "reset": "-65 mV",
+                           "refractory": "1 ms"}},
 }
 
 
