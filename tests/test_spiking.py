@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from brian2 import Hz, Network, NeuronGroup, SpikeMonitor, StateMonitor, ms, mV, second
+from brian2 import Hz, Network, NeuronGroup, SpikeMonitor, StateMonitor, ms, second
 
 from neurocircuit.brian import RateParameters, SpikingParameters, brian_device, build_protocol
 from neurocircuit.brian.neurons import neuron_model
@@ -60,10 +60,13 @@ def stimuli(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------ mean drive
-@pytest.mark.parametrize("neuron, tolerance", [("lif", 0.08), ("poisson", 0.2)])
-def test_mean_drive_is_the_rate_circuits_steady_state(neuron, tolerance):
+# Measured (this circuit and seed): LIF |mean - ref| <= 0.075 everywhere; Poisson u of the hidden units <= 0.07, the
+# activities and errors <= 0.27: the shot noise in u (sd ~0.5 at the output) passes through tanh and the clip to
+# [-1, 1], so E[phi(u)] falls short of phi(E[u]) where |u| is large (a bias, not only noise: 10 windows do not help).
+@pytest.mark.parametrize("neuron, windows, tolerance", [("lif", 5, 0.1), ("poisson", 10, 0.3)])
+def test_mean_drive_is_the_rate_circuits_steady_state(neuron, windows, tolerance):
     x, y = stimuli(1)
-    x, y = np.repeat(x, 5, 0), np.repeat(y, 5)
+    x, y = np.repeat(x, windows, 0), np.repeat(y, windows)
     weights = small_weights()
     params = RateParameters(dt=0.5 * ms, presentation=200 * ms, settle=100 * ms, eta_w=0 * Hz, lambda_w=0 * Hz,
                             record_every=1000, record_dt=10 * ms)
@@ -71,7 +74,8 @@ def test_mean_drive_is_the_rate_circuits_steady_state(neuron, tolerance):
                               test=(x[:1], y[:1]), seed=0)
     with brian_device(params):
         net = SpikingCircuit(small_circuit("fa"), weights, params, spiking(neuron), protocol)
-        forward = {n: StateMonitor(net.layers[n].forward, ["a", "ahat"], record=True, dt=1 * ms) for n in ("p1", "p2")}
+        forward = {n: StateMonitor(net.layers[n].forward, ["a", "ahat", "u"], record=True, dt=1 * ms)
+                   for n in ("p1", "p2")}
         error = {n: StateMonitor(net.layers[n].error, "d", record=True, dt=1 * ms) for n in ("p1", "p2")}
         net.network.add(*forward.values(), *error.values())
         net.run()
@@ -79,9 +83,11 @@ def test_mean_drive_is_the_rate_circuits_steady_state(neuron, tolerance):
 
     def mean(monitor, variable):  # over the training windows after the first settling (not the test or end window)
         t = np.asarray(monitor.t / second)
-        return getattr(monitor, variable)[:, (t > 0.1) & (t < 1.0)].mean(axis=1)
+        return getattr(monitor, variable)[:, (t > 0.1) & (t < 0.2 * windows)].mean(axis=1)
 
-    # Measured (this circuit, 0.9 s): LIF |a - ref| <= ~0.04, Poisson <= ~0.1 (the spike count's noise).
+    # the drive is linear in the input spikes: its mean is W x + b for both neuron models
+    drive = x[0] @ weights["W1"][0].T + weights["W1"][1]
+    np.testing.assert_allclose(mean(forward["p1"], "u"), drive, atol=0.1)
     for name, ref, err_ref in (("p1", h[0], e_h[0]), ("p2", o[0], e_o[0])):
         for variable in ("a", "ahat"):
             np.testing.assert_allclose(mean(forward[name], variable), ref, atol=tolerance, err_msg=(name, variable))
@@ -113,16 +119,16 @@ def lif_rates(refractory: float, offset: float | None = None, rate_max: float = 
 def test_lif_units_fire_at_the_rate_their_activity_asks_for(refractory):
     with brian_device(RateParameters()):
         rates = lif_rates(refractory)
-    # r0 = 150 Hz; the drive's sine makes the mean rate r0 exactly. Measured: within 0.5 % (1.3 ms failed by ~15 %
-    # before the whole-step correction).
+    # r0 = 150 Hz; the drive's sine makes the mean rate r0 exactly. Measured: 0.15-0.3 % slow (1.3 ms, a refractory
+    # period that is not a whole number of steps, failed before the whole-step correction).
     assert abs(rates.mean() / 150 - 1) < 0.01, rates
 
 
 def test_lif_rate_mapping_is_off_without_its_step_correction():
     with brian_device(RateParameters()):
         rates = lif_rates(2.0, offset=0.0)
-    # Without counting the held step and the half step to the crossing, every period is 0.75 ms long by ~0.75 ms:
-    # measured ~17 % too slow at r0 = 150 Hz.
+    # Without counting the held step and the half step to the crossing, every period is ~0.75 ms too long:
+    # measured 27 % too slow at r0 = 150 Hz.
     assert rates.mean() / 150 - 1 < -0.05, rates
 
 
@@ -234,7 +240,8 @@ def test_bad_spiking_parameters_are_refused_in_one_line(settings, dt, message):
 def test_lif_keys_beside_poisson_are_refused_by_name():
     raw = {"model": "mlp_digits", "backend": "brian2", "arms": ["wm"], "phases": [{"kind": "mirror", "steps": 1}],
            "brian2": {"variant": "spiking", "spiking": {"neuron": "poisson", "tau_membrane": "5 ms"}}}
-    with pytest.raises(ConfigError, match=r"brian2\.spiking\.tau_membrane( \(did you mean .*\))? is not honoured by the brian2 backend"):
+    named = r"brian2\.spiking\.tau_membrane( \(did you mean .*\))? is not honoured by the brian2 backend"
+    with pytest.raises(ConfigError, match=named):
         parse_simulation(raw)
 
 
@@ -263,5 +270,6 @@ def test_spiking_circuit_learns_and_reports_rates_and_its_rate_twin():
         rate = ds[f"{name}_rate"]
         assert rate.attrs["units"] == "Hz" and "time" in rate.dims
         assert float(rate.mean()) > 20  # spiking around the 200 Hz baseline, not silent
-    assert "twin_weight_angle" in ds and np.isfinite(ds["twin_weight_angle"]).all()
-    assert ds.attrs.get("twin") == "rate circuit" or "twin" in str(ds.attrs)
+    twin = ds["twin_weight_angle"].sel(arm="fa")
+    assert np.isfinite(twin).all() and "rate circuit" in twin.attrs["long_name"]
+    assert float(twin.isel(weight_time=0).min()) > 60  # fa: the twin starts from the circuit's random B
