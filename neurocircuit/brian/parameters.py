@@ -294,7 +294,7 @@ class SpikingParameters(Tracked):
     tau_membrane: Quantity = field(default_factory=lambda: 10 * ms)
     threshold: Quantity = field(default_factory=lambda: -50 * mV)
     reset: Quantity = field(default_factory=lambda: -60 * mV)
-    refractory: Quantity = field(default_factory=lambda: 2 * ms)
+    refractory: Quantity = field(default_factory=lambda: 1 * ms)
 
     def __post_init__(self) -> None:
         if self.neuron not in NEURON_MODELS:

@@ -242,7 +242,9 @@ class SpikingCircuit(BrianCircuit):
 
         row = SPIKING_RULES[rule]
         learns = row.equation is not None and (self.plastic_w or not row.needs_plastic_w)
-        b_eq = f"{row.equation}\nsettled = {_SETTLED} : 1\n" if learns else "b : 1\n"
+        b_eq = f"{row.equation}\n" if learns else "b : 1\n"
+        if "settled" in b_eq:  # (wm learns in mirror windows, whatever the settling)
+            b_eq += f"settled = {_SETTLED} : 1\n"
         drives = source != self.circuit.input.name  # the input's error units read no drive
         syn = Synapses(upper.error, pre.error, b_eq + ("I_base_post = b : 1 (summed)" if drives else ""),
                        on_pre="I_post += b / (r0 * tau_syn)" if drives else None,
