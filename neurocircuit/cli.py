@@ -423,7 +423,7 @@ def _brian_summary_table(ds: xr.Dataset) -> str:
     head = f"{'arm':<12} " + " ".join(f"{'angle ' + n + ' (deg)':>20}" for n in layers)
     has_acc, has_twin, has_val = "test_accuracy" in ds, "twin_test_accuracy" in ds, "val_accuracy" in ds
     lines = [head + (f" {'test acc (%)':>15}" if has_acc else "") + (f" {'val acc (%)':>15}" if has_val else "")
-             + (f" {'torch twin (%)':>15}" if has_twin else "")]
+             + (f" {'twin (%)':>15}" if has_twin else "")]
     for arm in ds["arm"].values:
         # arms may end at different times: the last snapshot each arm has
         r = ds["weight_angle"].sel(arm=arm).dropna("weight_time", how="all").isel(weight_time=-1)
