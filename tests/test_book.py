@@ -3,6 +3,7 @@ regeneration check (no table can be edited by hand)."""
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import neurocircuit
 from neurocircuit.book import (
     BOOK_FILE,
     BOOK_FOLDER,
@@ -328,6 +330,13 @@ def test_summarize_command_writes_the_summary_and_refuses_bad_input(tmp_path, ca
     assert "stale" not in capsys.readouterr().out
     assert main([*args, "--set", "train.epochs=3"]) == 0                   # not what the results ran: flagged
     assert "will mark this table stale" in capsys.readouterr().out
+    if (REPO / ".git").exists() and Path(neurocircuit.__file__).resolve().parents[1] == REPO:  # a checkout's commit
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", stored["provenance"]["git_commit"])
+    assert main([*args, "--commit", "0160549"]) == 0
+    assert json.loads((tmp_path / BOOK_FOLDER / "measured" / "mine.json").read_text())["provenance"][
+        "git_commit"] == "0160549"
+    assert main([*args, "--commit", "main"]) == 2
+    assert "commit 'main'" in capsys.readouterr().err
     assert main([*args[:3], "bad/id", *args[4:]]) == 2
     assert main(["summarize", str(tmp_path / "none.nc"), *args[2:]]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -79,7 +79,7 @@ def _scale(var: xr.DataArray) -> tuple[float, str]:
 
 
 def summarize(results: xr.Dataset, *, table: str, title: str, command: str, settings: Sequence[str] = (),
-              device: str | None = None) -> dict[str, Any]:
+              device: str | None = None, commit: str | None = None) -> dict[str, Any]:
     """The measured summary of a results file (the ``results/v1/measured/<table>.json`` format).
 
     Parameters
@@ -97,6 +97,9 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
         simulation with them.
     device : str, optional
         Where it ran; default: the results' ``device`` attribute, else a description of this machine.
+    commit : str, optional
+        The git commit the run was made at (hex, 7–40 digits, optionally ``+dirty``); default: the commit of the
+        checkout this package is imported from.
 
     Returns
     -------
@@ -107,6 +110,8 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
     """
     if not _TABLE_ID.match(table):
         raise BookError(f"table id {table!r}: use letters, digits, '_', '.' and '-' only")
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}(\+dirty)?", commit):
+        raise BookError(f"commit {commit!r}: give a git commit (7 to 40 hex digits, optionally '+dirty')")
     if "sweep" in results.attrs:
         raise BookError("a sweep file has no single simulation: summarise one point's results.nc")
     for needed in ("arm", "seed"):
@@ -165,7 +170,7 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
             "simulation_hash": simulation_hash(sim_dict),
             "settings": list(settings),
             "neurocircuit_version": str(results.attrs.get("neurocircuit_version", _package_version())),
-            "git_commit": _git_commit(),
+            "git_commit": commit or _git_commit(),
             "device": device or str(results.attrs.get("device", "")) or _machine(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": command,
@@ -293,7 +298,7 @@ def _package_version() -> str:
 def _git_commit() -> str:
     """The commit of the checkout this package is imported from ("+dirty" when its code has uncommitted changes),
     "unknown" outside a git checkout (an installed copy)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # neurocircuit/book/summaries.py -> the checkout
     if not (root / ".git").exists():
         return "unknown"
     try:
