@@ -154,7 +154,7 @@ def test_phase_metrics_render_with_a_dash_for_an_arm_without_the_phase_and_compa
     readme = render_outputs(tmp_path)[tmp_path / "README.md"]
     assert "<!-- book:p compact -->\n**P** · measured, current · " in readme and "circuit / twin" in readme
     assert "| arm | n | angle after mirror W1 (°) circuit / twin | angle after mirror W2 (°) circuit / twin | " \
-           "angle W1 (°) circuit / twin | angle W2 (°) circuit / twin | hidden rate mean (Hz) | " \
+           "final angle W1 (°) circuit / twin | final angle W2 (°) circuit / twin | hidden rate mean (Hz) | " \
            "output rate mean (Hz) |" in readme
     assert "| `fa` | 2 | – / – | – / – | 88.00 ± 0.00 / 87.00 ± 0.00 |" in readme
     assert "| `wm` | 2 | 21.00 ± 1.41 / 20.00 ± 1.41 |" in readme

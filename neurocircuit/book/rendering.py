@@ -94,7 +94,10 @@ def _stat(runs: Sequence[Mapping[str, Any]], metric: str) -> str:
 
 
 def _compact_label(metric: str, unit: str | None) -> str:
-    text = metric.replace("weight_angle_", "angle ").replace("_", " ")
+    if metric.endswith("_final"):
+        metric = "final_" + metric[:-len("_final")]
+    text = metric.replace("weight_angle_after_", "angle after ").replace("weight_angle_", "final angle ")
+    text = text.replace("_", " ")
     unit = "°" if unit == "degree" else unit
     return f"{text} ({unit})" if unit else text
 
