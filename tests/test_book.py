@@ -96,7 +96,7 @@ def _phased(with_rates: bool = False) -> xr.Dataset:
     only learns and ends early (t = 3 is a time only wm has). A snapshot at a window's start holds the state before
     it, so wm's mirror phase ended in the snapshot at t = 2 (the first labelled ``engaged``)."""
     times = [0.0, 1.0, 2.0, 2.5, 3.0, 4.0]
-    phases = [["engaged", "engaged", "engaged", "engaged_test", "", ""],
+    phases = [["engaged", "", "engaged", "engaged_test", "", ""],
               ["mirror", "mirror", "engaged", "engaged_mirror", "engaged", "end"]]
     angle = np.full((2, 2, 6, 2), NAN)
     angle[0, :, :4] = [[90, 60], [89, 58], [88, 57], [88, 56]]
@@ -110,7 +110,7 @@ def _phased(with_rates: bool = False) -> xr.Dataset:
     if with_rates:  # spiking: each population's rate (Hz) over time; fa's run ends early (NaN after)
         rate = np.array([[[10.0, 20.0, NAN], [30.0, 30.0, NAN]], [[5.0, 7.0, 9.0], [1.0, 2.0, 3.0]]])
         ds["hidden_rate"] = (("arm", "seed", "time"), rate, {"units": "Hz"})
-        ds["hidden_count"] = (("arm", "seed", "time"), rate, {"units": "1"})
+        ds["learning_rate"] = (("arm", "seed", "time"), rate, {"units": "1"})  # a rate, not a firing rate
         ds["output_rate"] = (("arm", "seed", "time"), 2 * rate, {"units": "Hz"})
     return attach_config(ds, {"name": "x"}, simulation="x")
 
@@ -133,7 +133,7 @@ def test_summarize_keeps_the_angle_at_the_end_of_each_phase_and_none_where_an_ar
 
 def test_summarize_takes_each_populations_mean_rate_in_hz():
     s = summarize(_phased(with_rates=True), table="p", title="P", command="c")
-    assert s["metrics"][-2:] == ["hidden_rate_mean", "output_rate_mean"]        # hidden_count: not in Hz, not a rate
+    assert s["metrics"][-2:] == ["hidden_rate_mean", "output_rate_mean"]        # learning_rate: not in Hz
     assert s["units"]["hidden_rate_mean"] == "Hz"
     assert _run(s, "fa", 0)["hidden_rate_mean"] == pytest.approx(15.0)        # NaN after the run ended: skipped
     assert _run(s, "wm", 1)["output_rate_mean"] == pytest.approx(4.0)

@@ -197,15 +197,13 @@ def phase_runs(labels: Sequence[Any]) -> list[tuple[str, int]]:
 
     A label ``<phase>_mirror`` / ``_test`` / ``_val`` (interleaved mirror windows, evaluation windows) belongs to
     ``<phase>`` when that phase has snapshots of its own; a label that names no phase (``""``: a time only other arms
-    have; ``"end"``: the closing window) continues the phase before it."""
+    have; ``"end"``: the closing window) neither starts a phase nor ends one."""
     names = [str(v.decode() if isinstance(v, bytes) else v) for v in labels]
     present = set(names)
     for i, name in enumerate(names):
         for suffix in ("_mirror", "_test", "_val"):
             if name.endswith(suffix) and name[:-len(suffix)] in present:
                 names[i] = name[:-len(suffix)]
-        if names[i] in _NO_PHASE:
-            names[i] = names[i - 1] if i else ""
     runs: list[tuple[str, int]] = []
     for i, name in enumerate(names):
         if name not in _NO_PHASE and (not runs or runs[-1][0] != name):
