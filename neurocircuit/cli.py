@@ -172,6 +172,7 @@ def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
                       help="a setting that command applied (repeatable): the stale check resolves the simulation "
                            "with them (default: the ones recorded in RESULTS)")
     summ.add_argument("--device", help="where it ran (default: the results' device attribute, else this machine)")
+    summ.add_argument("--commit", help="the git commit the run was made at (default: this checkout's)")
     summ.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
 
 
@@ -351,7 +352,7 @@ def _cmd_summarize(args: argparse.Namespace) -> None:
     for item in settings:
         parse_setting(item)
     summary = summarize(results, table=args.table, title=args.title, command=command, settings=settings,
-                        device=args.device)
+                        device=args.device, commit=args.commit)
     print(f"wrote {write_summary(summary, args.root / BOOK_FOLDER)}; run 'neurocircuit report' to regenerate the book")
     stale = stale_reason(summary)
     if stale is not None:

@@ -3,6 +3,7 @@ regeneration check (no table can be edited by hand)."""
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import neurocircuit
 from neurocircuit.book import (
     BOOK_FILE,
     BOOK_FOLDER,
     BookError,
     paired_difference,
+    phase_runs,
     render_book,
     render_outputs,
     simulation_hash,
@@ -86,6 +89,76 @@ def test_summarize_without_validation_and_brian2_snapshots():
     s = summarize(attach_config(ds, {"name": "x"}, simulation="x"), table="b", title="B", command="c")
     assert [(r["arm"], r["weight_angle_W1"], r["weight_angle_W2"]) for r in s["runs"]] == [("a", 71, 50),
                                                                                           ("b", 72, 40)]
+
+
+def _phased(with_rates: bool = False) -> xr.Dataset:
+    """Brian2-like results: arm ``wm`` mirrors until t = 2 then learns with interleaved mirror windows; arm ``fa``
+    only learns and ends early (t = 3 is a time only wm has). A snapshot at a window's start holds the state before
+    it, so wm's mirror phase ended in the snapshot at t = 2 (the first labelled ``engaged``)."""
+    times = [0.0, 1.0, 2.0, 2.5, 3.0, 4.0]
+    phases = [["engaged", "", "engaged", "engaged_test", "", ""],
+              ["mirror", "mirror", "engaged", "engaged_mirror", "engaged", "end"]]
+    angle = np.full((2, 2, 6, 2), NAN)
+    angle[0, :, :4] = [[90, 60], [89, 58], [88, 57], [88, 56]]
+    angle[1, 0] = [[90, 90], [40, 45], [20, 25], [18, 22], [19, 23], [15, 16]]
+    angle[1, 1] = angle[1, 0] + 2
+    ds = xr.Dataset({"weight_angle": (("arm", "seed", "weight_time", "layer"), angle, {"units": "degree"}),
+                     "twin_weight_angle": (("arm", "seed", "weight_time", "layer"), angle - 1, {"units": "degree"})},
+                    coords={"arm": ["fa", "wm"], "seed": [0, 1], "weight_time": times, "layer": ["W1", "W2"],
+                            "weight_phase": (("arm", "seed", "weight_time"),
+                                             np.array([phases, phases]).transpose(1, 0, 2))})
+    if with_rates:  # spiking: each population's rate (Hz) over time; fa's run ends early (NaN after)
+        rate = np.array([[[10.0, 20.0, NAN], [30.0, 30.0, NAN]], [[5.0, 7.0, 9.0], [1.0, 2.0, 3.0]]])
+        ds["hidden_rate"] = (("arm", "seed", "time"), rate, {"units": "Hz"})
+        ds["learning_rate"] = (("arm", "seed", "time"), rate, {"units": "1"})  # a rate, not a firing rate
+        ds["output_rate"] = (("arm", "seed", "time"), 2 * rate, {"units": "Hz"})
+    return attach_config(ds, {"name": "x"}, simulation="x")
+
+
+def test_summarize_keeps_the_angle_at_the_end_of_each_phase_and_none_where_an_arm_has_no_such_phase():
+    s = summarize(_phased(), table="p", title="P", command="c")
+    assert s["metrics"] == ["twin_weight_angle_after_mirror_W1", "twin_weight_angle_after_mirror_W2",
+                            "twin_weight_angle_W1", "twin_weight_angle_W2", "weight_angle_after_mirror_W1",
+                            "weight_angle_after_mirror_W2", "weight_angle_W1", "weight_angle_W2"]
+    wm0, wm1, fa0 = _run(s, "wm", 0), _run(s, "wm", 1), _run(s, "fa", 0)
+    # the snapshot at t = 2, not the last one labelled mirror (t = 1) nor the final one
+    assert (wm0["weight_angle_after_mirror_W1"], wm0["weight_angle_after_mirror_W2"]) == (20.0, 25.0)
+    assert (wm1["weight_angle_after_mirror_W1"], wm0["twin_weight_angle_after_mirror_W2"]) == (22.0, 24.0)
+    assert (wm0["weight_angle_W1"], fa0["weight_angle_W2"]) == (15.0, 56.0)
+    assert fa0["weight_angle_after_mirror_W1"] is None and fa0["twin_weight_angle_after_mirror_W2"] is None
+    assert s["units"]["weight_angle_after_mirror_W1"] == "degree"
+    # the interleaved windows, evaluation windows, "" and "end" split no phase: one mirror end only
+    assert [p for p, _ in phase_runs(_phased()["weight_phase"].sel(arm="wm", seed=0).values)] == ["mirror", "engaged"]
+
+
+def test_summarize_takes_each_populations_mean_rate_in_hz():
+    s = summarize(_phased(with_rates=True), table="p", title="P", command="c")
+    assert s["metrics"][-2:] == ["hidden_rate_mean", "output_rate_mean"]        # learning_rate: not in Hz
+    assert s["units"]["hidden_rate_mean"] == "Hz"
+    assert _run(s, "fa", 0)["hidden_rate_mean"] == pytest.approx(15.0)        # NaN after the run ended: skipped
+    assert _run(s, "wm", 1)["output_rate_mean"] == pytest.approx(4.0)
+
+
+def test_phase_metrics_render_with_a_dash_for_an_arm_without_the_phase_and_compactly_in_the_readme(tmp_path):
+    s = summarize(_phased(with_rates=True), table="p", title="P", command="c")
+    hashed = _summary()  # a simulation that resolves, so the table is current
+    s["provenance"] = hashed["provenance"]
+    folder = _book(tmp_path, [s])
+    row = next(line for line in render_book(folder).splitlines() if line.startswith("| `fa` |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    header = next(line for line in render_book(folder).splitlines() if line.startswith("| arm |"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[names.index("weight_angle_after_mirror_W1 (degree)")] == "–"
+    assert cells[names.index("weight_angle_W2 (degree)")] == "56.00 ± 0.00"
+    (tmp_path / "README.md").write_text("# x\n<!-- book:p compact -->\n<!-- /book:p -->\n")
+    readme = render_outputs(tmp_path)[tmp_path / "README.md"]
+    assert "<!-- book:p compact -->\n**P** · measured, current · " in readme and "circuit / twin" in readme
+    assert "| arm | n | angle after mirror W1 (°) circuit / twin | angle after mirror W2 (°) circuit / twin | " \
+           "final angle W1 (°) circuit / twin | final angle W2 (°) circuit / twin | hidden rate mean (Hz) | " \
+           "output rate mean (Hz) |" in readme
+    assert "| `fa` | 2 | – / – | – / – | 88.00 ± 0.00 / 87.00 ± 0.00 |" in readme
+    assert "| `wm` | 2 | 21.00 ± 1.41 / 20.00 ± 1.41 |" in readme
+    assert "](docs/results.md#p)" in readme and "Per arm: mean ± sd" not in readme  # the full body: in the book
 
 
 def test_simulation_hash_of_results_config_equals_hash_of_the_loaded_simulation():
@@ -257,6 +330,13 @@ def test_summarize_command_writes_the_summary_and_refuses_bad_input(tmp_path, ca
     assert "stale" not in capsys.readouterr().out
     assert main([*args, "--set", "train.epochs=3"]) == 0                   # not what the results ran: flagged
     assert "will mark this table stale" in capsys.readouterr().out
+    if (REPO / ".git").exists() and Path(neurocircuit.__file__).resolve().parents[1] == REPO:  # a checkout's commit
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", stored["provenance"]["git_commit"])
+    assert main([*args, "--commit", "0160549"]) == 0
+    assert json.loads((tmp_path / BOOK_FOLDER / "measured" / "mine.json").read_text())["provenance"][
+        "git_commit"] == "0160549"
+    assert main([*args, "--commit", "main"]) == 2
+    assert "commit 'main'" in capsys.readouterr().err
     assert main([*args[:3], "bad/id", *args[4:]]) == 2
     assert main(["summarize", str(tmp_path / "none.nc"), *args[2:]]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,7 +1,7 @@
 """README and docs hold no measured numbers: those live in the results book (docs/results.md, generated).
 
 Heuristic: a decimal number followed by ``%``, ``pp``, ``°`` or ``×``, or any number followed by ``±``, outside fenced
-code blocks and outside the README's generated ``book:default`` block, is taken for a measurement.
+code blocks and outside the README's generated ``book:TABLE`` blocks, is taken for a measurement.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ QUICK_START = "```bash\npip install . && neurocircuit run --out runs/default\n``
 TEST_COMMAND = ('<!-- test-command -->\n```bash\npip install ".[test]" && python -m pytest -q -n 2\n```\n'
                 "<!-- /test-command -->")
 BOOK_BLOCK = re.compile(r"<!-- book:default -->.*?<!-- /book:default -->", re.S)
+# every generated block (``<!-- book:TABLE -->`` or ``<!-- book:TABLE compact -->`` up to ``<!-- /book:TABLE -->``)
+ANY_BOOK_BLOCK = re.compile(r"<!-- book:([A-Za-z0-9_.-]+)(?: compact)? -->.*?<!-- /book:\1 -->", re.S)
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)
 MEASURED = re.compile(r"\d+\.\d+\s?(?:%|pp\b|°|×)|\d\s?±\s?\d")
 
@@ -27,13 +29,13 @@ MEASURED = re.compile(r"\d+\.\d+\s?(?:%|pp\b|°|×)|\d\s?±\s?\d")
 def measured_numbers(text: str) -> list[tuple[int, str]]:
     """Return ``(line number, match)`` for every number in ``text`` that looks measured.
 
-    Fenced code blocks and the generated ``book:default`` block are blanked first (their newlines kept, so line
+    Fenced code blocks and the generated ``book:TABLE`` blocks are blanked first (their newlines kept, so line
     numbers stay those of the file).
     """
     def blank(match: re.Match[str]) -> str:
         return "\n" * match.group(0).count("\n")
 
-    text = FENCE.sub(blank, BOOK_BLOCK.sub(blank, text))
+    text = FENCE.sub(blank, ANY_BOOK_BLOCK.sub(blank, text))
     return [(text.count("\n", 0, m.start()) + 1, m.group(0)) for m in MEASURED.finditer(text)]
 
 
@@ -66,3 +68,6 @@ def test_the_heuristic_sees_numbers_and_skips_code_and_the_generated_block() -> 
             "<!-- book:default -->\n| bp | 95.43 ± 0.11 |\n<!-- /book:default -->\nsteps 1.79× slower\n")
     assert measured_numbers(text) == [(1, "0.3 pp"), (1, "0 ± 0"), (1, "4.6°"), (8, "1.79×")]
     assert measured_numbers("rtol 1e-3, tested to 1e-9, within 10 %, 2 ms\n") == []
+    # any table's block, compact or not, is generated; a block closed under another name is not a block
+    assert measured_numbers("<!-- book:b2 compact -->\n| wm | 13.37 ± 0.13 |\n<!-- /book:b2 -->\n") == []
+    assert measured_numbers("<!-- book:b2 -->\n| wm | 13.37 ± 0.13 |\n<!-- /book:other -->\n") == [(2, "7 ± 0")]

@@ -23,10 +23,12 @@ from .summaries import (
     BookError,
     load_book,
     paired_difference,
+    phase_runs,
     simulation_hash,
     summarize,
     write_summary,
 )
 
 __all__ = ["BOOK_FOLDER", "BOOK_FILE", "BookError", "simulation_hash", "summarize", "write_summary", "load_book",
-           "paired_difference", "stale_reason", "render_book", "render_outputs", "write_outputs", "first_difference"]
+           "paired_difference", "phase_runs", "stale_reason", "render_book", "render_outputs", "write_outputs",
+           "first_difference"]

@@ -28,8 +28,9 @@ from .summaries import (
 
 __all__ = ["stale_reason", "render_book", "render_outputs", "write_outputs", "first_difference"]
 
-_MARKER = re.compile(r"<!-- book:([A-Za-z0-9_.-]+) -->\n(.*?)<!-- /book:\1 -->", re.DOTALL)
-_OPEN_MARKER = re.compile(r"<!-- book:([A-Za-z0-9_.-]+) -->")
+# ``<!-- book:TABLE compact -->`` asks for the short form (a measured table's final columns, linked to the book)
+_MARKER = re.compile(r"<!-- book:([A-Za-z0-9_.-]+)( compact)? -->\n(.*?)<!-- /book:\1 -->", re.DOTALL)
+_OPEN_MARKER = re.compile(r"<!-- book:([A-Za-z0-9_.-]+)(?: compact)? -->")
 
 
 # ----------------------------------------------------------------------------------------------------- rendering
@@ -69,6 +70,63 @@ def stale_reason(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _by_arm(data: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Mapping[str, Any]]]]:
+    """The arms in stored order and each arm's runs sorted by seed."""
+    arms: list[str] = []
+    by_arm: dict[str, list[Mapping[str, Any]]] = {}
+    for run in data["runs"]:
+        if run["arm"] not in by_arm:
+            arms.append(run["arm"])
+        by_arm.setdefault(run["arm"], []).append(run)
+    for arm in arms:
+        by_arm[arm].sort(key=lambda r: r["seed"])
+    return arms, by_arm
+
+
+def _stat(runs: Sequence[Mapping[str, Any]], metric: str) -> str:
+    """Mean ± sd of a metric over an arm's runs; "–" when no run has a value (None: e.g. an arm without that
+    phase), "(n=k)" when only k of them do."""
+    mean, sd, n = mean_sd([float(r[metric]) for r in runs if r.get(metric) is not None])
+    if n == 0:
+        return "–"
+    text = _fmt(mean) if n == 1 else f"{_fmt(mean)} ± {_fmt(sd)}"
+    return text + (f" (n={n})" if n != len(runs) else "")
+
+
+def _compact_label(metric: str, unit: str | None) -> str:
+    if metric.endswith("_final"):
+        metric = "final_" + metric[:-len("_final")]
+    text = metric.replace("weight_angle_after_", "angle after ").replace("weight_angle_", "final angle ")
+    text = text.replace("_", " ")
+    unit = "°" if unit == "degree" else unit
+    return f"{text} ({unit})" if unit else text
+
+
+def _compact_measured(table: Table) -> list[str]:
+    """A README's short form of a measured table: final accuracies, angles and rates (no validation-selected
+    columns, no paired differences), each ``X`` beside its ``twin_X`` in one cell ``circuit / twin``, and a link to
+    the full table with its provenance in the book."""
+    data = table.data
+    metrics, units = list(data["metrics"]), dict(data.get("units", {}))
+    shown = [m for m in metrics if not (m.startswith("val_") or m.endswith("_at_best_val"))
+             and not (m.startswith("twin_") and m[len("twin_"):] in metrics)]
+    arms, by_arm = _by_arm(data)
+    rows = []
+    for arm in arms:
+        cells = [f"`{arm}`", str(len(by_arm[arm]))]
+        for m in shown:
+            twin = f"twin_{m}"
+            cells.append(_stat(by_arm[arm], m) + (f" / {_stat(by_arm[arm], twin)}" if twin in metrics else ""))
+        rows.append(cells)
+    paired = any(f"twin_{m}" in metrics for m in shown)
+    status = "**stale**" if stale_reason(data) else "current"
+    return [f"**{table.title}** · measured, {status} · per arm: mean ± sd over seeds, n = seeds"
+            + ("; a cell `a / b` is circuit / twin" if paired else "") + "; – where an arm has no such record · "
+            f"[command, provenance and every column](docs/results.md#{table.id})", "",
+            *_table(["arm", "n", *(_compact_label(m, units.get(m)) + (" circuit / twin" if f"twin_{m}" in metrics
+                                                                        else "") for m in shown)], rows)]
+
+
 def _measured_body(data: Mapping[str, Any]) -> list[str]:
     prov, metrics, units = data["provenance"], list(data["metrics"]), dict(data.get("units", {}))
     settings = list(prov.get("settings", []))
@@ -81,31 +139,13 @@ def _measured_body(data: Mapping[str, Any]) -> list[str]:
               f"device: {prov['device']} · date: {prov['date']}", "", f"Command: `{prov['command']}`", ""]
     if not data.get("validation", any(m.startswith("val_") for m in metrics)):
         lines += ["No validation split: every value is the final record.", ""]
-    arms: list[str] = []
-    by_arm: dict[str, list[Mapping[str, Any]]] = {}
-    for run in data["runs"]:
-        if run["arm"] not in by_arm:
-            arms.append(run["arm"])
-        by_arm.setdefault(run["arm"], []).append(run)
-    for arm in arms:
-        by_arm[arm].sort(key=lambda r: r["seed"])
+    arms, by_arm = _by_arm(data)
 
     def label(metric: str) -> str:
         unit = units.get(metric)
         return f"{metric} ({unit})" if unit else metric
 
-    rows = []
-    for arm in arms:
-        cells = [f"`{arm}`", str(len(by_arm[arm]))]
-        for metric in metrics:
-            values = [float(r[metric]) for r in by_arm[arm] if r.get(metric) is not None]
-            mean, sd, n = mean_sd(values)
-            if n == 0:
-                cells.append("–")
-                continue
-            text = _fmt(mean) if n == 1 else f"{_fmt(mean)} ± {_fmt(sd)}"
-            cells.append(text + (f" (n={n})" if n != len(by_arm[arm]) else ""))
-        rows.append(cells)
+    rows = [[f"`{arm}`", str(len(by_arm[arm])), *(_stat(by_arm[arm], m) for m in metrics)] for arm in arms]
     lines += ["Per arm: mean ± sd over seeds (sd with n − 1), n = seeds.", ""]
     lines += _table(["arm", "n", *(label(m) for m in metrics)], rows)
 
@@ -211,12 +251,17 @@ def _readme_with_blocks(text: str, tables: Mapping[str, Table], readme: Path) ->
         if table is None:
             raise BookError(f"{readme}: block 'book:{match.group(1)}' names no table of the book "
                             f"(tables: {', '.join(sorted(tables))})")
+        compact = bool(match.group(2))
+        if compact and table.kind != "measured":
+            raise BookError(f"{readme}: block 'book:{table.id} compact': only a measured table has a compact form")
         # the title in bold, not as a heading: the README's own headings stay its author's
-        body = [f"**{table.title}**", "", *_body(table), "",
-                f"Generated by `neurocircuit report` from `{(BOOK_FOLDER / table.kind / table.path.name).as_posix()}`; "
-                "the full "
-                f"[results book](docs/results.md#{table.id}) has every table."]
-        return f"<!-- book:{table.id} -->\n" + "\n".join(body) + f"\n<!-- /book:{table.id} -->"
+        body = _compact_measured(table) if compact else [
+            f"**{table.title}**", "", *_body(table), "",
+            f"Generated by `neurocircuit report` from `{(BOOK_FOLDER / table.kind / table.path.name).as_posix()}`; "
+            "the full "
+            f"[results book](docs/results.md#{table.id}) has every table."]
+        return (f"<!-- book:{table.id}{' compact' if compact else ''} -->\n" + "\n".join(body)
+                + f"\n<!-- /book:{table.id} -->")
 
     return _MARKER.sub(block, text)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 __all__ = ["BOOK_FOLDER", "BOOK_FILE", "BookError", "Table", "simulation_hash", "summarize", "write_summary",
-           "load_book", "paired_difference", "mean_sd", "REFERENCE_ARM"]
+           "load_book", "paired_difference", "mean_sd", "REFERENCE_ARM", "phase_runs"]
 
 #: Where the summaries live, relative to the repository root (v1 = this storage format).
 BOOK_FOLDER = Path("results") / "v1"
@@ -79,7 +79,7 @@ def _scale(var: xr.DataArray) -> tuple[float, str]:
 
 
 def summarize(results: xr.Dataset, *, table: str, title: str, command: str, settings: Sequence[str] = (),
-              device: str | None = None) -> dict[str, Any]:
+              device: str | None = None, commit: str | None = None) -> dict[str, Any]:
     """The measured summary of a results file (the ``results/v1/measured/<table>.json`` format).
 
     Parameters
@@ -97,6 +97,9 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
         simulation with them.
     device : str, optional
         Where it ran; default: the results' ``device`` attribute, else a description of this machine.
+    commit : str, optional
+        The git commit the run was made at (hex, 7–40 digits, optionally ``+dirty``); default: the commit of the
+        checkout this package is imported from.
 
     Returns
     -------
@@ -107,6 +110,8 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
     """
     if not _TABLE_ID.match(table):
         raise BookError(f"table id {table!r}: use letters, digits, '_', '.' and '-' only")
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}(\+dirty)?", commit):
+        raise BookError(f"commit {commit!r}: give a git commit (7 to 40 hex digits, optionally '+dirty')")
     if "sweep" in results.attrs:
         raise BookError("a sweep file has no single simulation: summarise one point's results.nc")
     for needed in ("arm", "seed"):
@@ -132,11 +137,21 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
         if "layer" not in var.dims:
             raise BookError(f"variable {name!r} has no 'layer' dimension")
         dim = _time_dim(var, name, ("arm", "seed", "layer"))
+        unit = str(var.attrs.get("units", "degree"))
+        for phase, values in _at_phase_ends(results, var, dim):
+            columns += [(f"{name}_after_{phase}_{layer}", unit, values.sel(layer=layer))
+                        for layer in var["layer"].values]
         last = _reduce_last(var, dim)
         for layer in var["layer"].values:
-            columns.append((f"{name}_{layer}", str(var.attrs.get("units", "degree")), last.sel(layer=layer)))
+            columns.append((f"{name}_{layer}", unit, last.sel(layer=layer)))
+    for name in sorted(str(v) for v in results.data_vars if str(v).endswith("_rate")):
+        var = results[name]
+        if str(var.attrs.get("units", "")) == "Hz" and {"arm", "seed"} <= set(var.dims):
+            # samples at a fixed interval: their mean is the population's mean rate over the run
+            columns.append((f"{name}_mean", "Hz", var.mean([d for d in var.dims if d not in ("arm", "seed")])))
     if not columns:
-        raise BookError("results have none of test_accuracy, val_accuracy, twin_test_accuracy, *weight_angle")
+        raise BookError("results have none of test_accuracy, val_accuracy, twin_test_accuracy, *weight_angle, "
+                        "*_rate (Hz)")
 
     runs = []
     for arm in results["arm"].values:
@@ -155,7 +170,7 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
             "simulation_hash": simulation_hash(sim_dict),
             "settings": list(settings),
             "neurocircuit_version": str(results.attrs.get("neurocircuit_version", _package_version())),
-            "git_commit": _git_commit(),
+            "git_commit": commit or _git_commit(),
             "device": device or str(results.attrs.get("device", "")) or _machine(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": command,
@@ -171,6 +186,68 @@ def _reduce_last(var: xr.DataArray, dim: str) -> xr.DataArray:
     import xarray as xr
 
     return xr.apply_ufunc(_last_valid, var, input_core_dims=[[dim]], vectorize=True)
+
+
+#: Phase labels that name no phase: a time only other arms have, the protocol's closing blank window.
+_NO_PHASE = ("", "nan", "None", "end")
+
+
+def phase_runs(labels: Sequence[Any]) -> list[tuple[str, int]]:
+    """The phases of one run's snapshots, in order, as ``(name, first index)``.
+
+    A label ``<phase>_mirror`` / ``_test`` / ``_val`` (interleaved mirror windows, evaluation windows) belongs to
+    ``<phase>`` when that phase has snapshots of its own; a label that names no phase (``""``: a time only other arms
+    have; ``"end"``: the closing window) neither starts a phase nor ends one."""
+    names = [str(v.decode() if isinstance(v, bytes) else v) for v in labels]
+    present = set(names)
+    for i, name in enumerate(names):
+        for suffix in ("_mirror", "_test", "_val"):
+            if name.endswith(suffix) and name[:-len(suffix)] in present:
+                names[i] = name[:-len(suffix)]
+    runs: list[tuple[str, int]] = []
+    for i, name in enumerate(names):
+        if name not in _NO_PHASE and (not runs or runs[-1][0] != name):
+            runs.append((name, i))
+    return runs
+
+
+def _labels_along(results: xr.Dataset, dim: str) -> xr.DataArray | None:
+    """The phase labels along ``dim`` (a variable or coordinate ``phase`` / ``*_phase``), or None."""
+    for name in sorted(map(str, results.variables)):
+        var = results[name]
+        if (name == "phase" or name.endswith("_phase")) and dim in var.dims \
+                and set(var.dims) <= {"arm", "seed", dim}:
+            return var
+    return None
+
+
+def _at_phase_ends(results: xr.Dataset, var: xr.DataArray, dim: str) -> list[tuple[str, xr.DataArray]]:
+    """Per phase of the schedule except each run's last: ``var`` (arm × seed × layer) at the first snapshot of
+    the next phase — the state the phase ended in, as a snapshot at a window's start records the state before it.
+    NaN where a run has no such phase (another arm's schedule)."""
+    import numpy as np
+    import xarray as xr
+
+    labels = _labels_along(results, dim)
+    if labels is None:
+        return []
+    arms, seeds = results["arm"].values, results["seed"].values
+    ends: dict[str, dict[tuple[int, int], int]] = {}
+    for i, arm in enumerate(arms):
+        for j, seed in enumerate(seeds):
+            run = labels.sel({k: v for k, v in (("arm", arm), ("seed", seed)) if k in labels.dims})
+            phases = phase_runs(run.transpose(dim).values)
+            for (phase, _), (_, start) in zip(phases, phases[1:]):
+                ends.setdefault(phase, {})[(i, j)] = start
+    out = []
+    data = var.transpose("arm", "seed", dim, "layer").values
+    for phase, where in ends.items():
+        values = np.full((len(arms), len(seeds), data.shape[-1]), np.nan)
+        for (i, j), k in where.items():
+            values[i, j] = data[i, j, k]
+        out.append((phase, xr.DataArray(values, dims=("arm", "seed", "layer"),
+                                        coords={"arm": arms, "seed": seeds, "layer": var["layer"].values})))
+    return out
 
 
 def _best_on_validation(results: xr.Dataset) -> list[tuple[str, str, Any]]:
@@ -219,7 +296,7 @@ def _package_version() -> str:
 def _git_commit() -> str:
     """The commit of the checkout this package is imported from ("+dirty" when its code has uncommitted changes),
     "unknown" outside a git checkout (an installed copy)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # neurocircuit/book/summaries.py -> the checkout
     if not (root / ".git").exists():
         return "unknown"
     try:
