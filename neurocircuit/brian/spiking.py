@@ -12,14 +12,16 @@ error        the same current from the error units above through B (from the out
                                          err = phi'(u_fwd) (target - a_fwd)   (top, mse)
 W synapses   dW/dt = a_w(t) s(t) (eta_w d_post a^_pre - lambda_w W)
 B synapses   fa, dfa: fixed;  kp: dB/dt = a_b(t) s(t) (eta_w d^_pre a_fwd,post - lambda_b B);
-             wm: dB/dt = m (eta_mirror d^_pre a_fwd,post - lambda_mirror B)
+             wm: dB/dt = m (eta_mirror d^_pre a^_fwd,post - lambda_mirror B)
 
 with a^ = x / r0 - 1 and d^ the same of an error unit: the activity a presynaptic unit's spikes carry, read from its
-trace. Each rule is its rate rule with the presynaptic factor read from spikes and the postsynaptic factor the
-postsynaptic unit's own state (d = clip(e, -1, 1), the value its spikes carry; for kp and wm the activity of the
-error unit's forward partner, as in the rate circuit). Given the rates, the presynaptic trace's noise is independent
-of the postsynaptic state, so each rule's expectation is its rate rule's (docs/brian2.md derives each rule and
-measures the noise).
+trace. W's and kp's rules are their rate rules with the presynaptic factor read from spikes and the postsynaptic
+factor the postsynaptic unit's own state (d = clip(e, -1, 1), the value its spikes carry; for kp the activity of
+the error unit's forward partner, as in the rate circuit). W's rule subtracts the covariance a presynaptic spike
+makes between its own trace and the postsynaptic drive (Poisson units; see _project). wm's rule reads the forward
+partner's spike trace: in a mirror window the error unit above copies the drive those very spikes make, so beside
+the rates' covariance each spike adds W_kj to both factors' product — another pull towards W (docs/brian2.md
+derives each rule).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ SPIKING_RULES: dict[str, SynapseRule] = {
     "kp": SynapseRule(needs_plastic_w=True, equation=(
         "db/dt = learn_b(t) * settled * (eta_w * dhat_pre * a_fwd_post - lambda_b * b) : 1 (clock-driven)")),
     "wm": SynapseRule(equation=(
-        "db/dt = mirror(t) * (eta_mirror * dhat_pre * a_fwd_post - lambda_mirror * b) : 1 (clock-driven)")),
+        "db/dt = mirror(t) * (eta_mirror * dhat_pre * ahat_fwd_post - lambda_mirror * b) : 1 (clock-driven)")),
 }
 
 #: phi''(u): how an error unit's value moves with its forward partner's drive (the spike-noise correction below).
@@ -174,10 +176,11 @@ class SpikingCircuit(BrianCircuit):
                                       "mirror(t) * clip(n, -1, 1) : 1\n", pop.name, self.namespace)
                 # Nothing reads the input population's errors: its error units are a place for B's synapses to end,
                 # reading their forward partner's activity (kp, wm use it), and never spike.
-                error = NeuronGroup(pop.size, "x : Hz\na_fwd : 1 (linked)\n", clock=self.clocks.step,
-                                    name=f"{pop.name}_error")
+                error = NeuronGroup(pop.size, "x : Hz\na_fwd : 1 (linked)\nahat_fwd : 1 (linked)\n",
+                                    clock=self.clocks.step, name=f"{pop.name}_error")
                 error.x = self.namespace["r0"]
                 error.a_fwd = linked_var(forward, "a")
+                error.ahat_fwd = linked_var(forward, "ahat")
                 layers[pop.name] = _Layer(pop.name, pop.size, pop.activation, forward, error)
                 continue
             forward_eqs = ("dI/dt = -I / tau_syn : 1\nI_base : 1\nu_syn = I - I_base : 1\nu = u_syn + bias : 1\n"
@@ -189,7 +192,7 @@ class SpikingCircuit(BrianCircuit):
             # d(err)/du: how the error moves with the drive the presynaptic spikes give (see _project)
             sens = (f"({PHI_SECOND[pop.activation]}) * (target(t, i) - a_fwd) - ({PHI_PRIME[pop.activation]})**2"
                     if top else f"({PHI_SECOND[pop.activation]}) * (I - I_base)")
-            error_eqs = ("u_syn_fwd : 1 (linked)\nbias_fwd : 1 (linked)\na_fwd : 1 (linked)\n"
+            error_eqs = ("u_syn_fwd : 1 (linked)\nbias_fwd : 1 (linked)\na_fwd : 1 (linked)\nahat_fwd : 1 (linked)\n"
                          "u = u_syn_fwd + bias_fwd : 1\n" + ("" if top else "dI/dt = -I / tau_syn : 1\nI_base : 1\n") +
                          (f"err = {err} : 1\nsens = ({sens}) * int(abs(a) < 1) : 1\n" if self.plastic_w
                           else "err = 0 : 1\n") +
@@ -199,6 +202,7 @@ class SpikingCircuit(BrianCircuit):
             error.u_syn_fwd = linked_var(forward, "u_syn")
             error.bias_fwd = linked_var(forward, "bias")
             error.a_fwd = linked_var(forward, "a")
+            error.ahat_fwd = linked_var(forward, "ahat")
             if self.plastic_w:
                 forward.d_err = linked_var(error, "d")
                 forward.sens_err = linked_var(error, "sens")
