@@ -2,7 +2,7 @@
 target and on ``cpp_standalone``, beside the rate circuit on the same protocol — all in this one run.
 
     python benchmarks/brian2_spiking_speed.py [--samples 100] [--repeats 2] [--epoch]
-    python benchmarks/brian2_spiking_speed.py --samples 4 --repeats 1 --devices cython   # smallest
+    python benchmarks/brian2_spiking_speed.py --samples 2 --repeats 1 --devices numpy   # smallest (nothing to compile)
 
 The protocol is ``simulations/brian2_learning_spiking.toml``'s (mlp_digits, fa, 100 ms windows, plasticity after
 50 ms, rate_max 400 Hz): ``--samples`` training presentations, then a test block of a quarter as many. Every network is
@@ -59,13 +59,13 @@ def network(kind: str, params: RateParameters, proto: object) -> object:
                           SpikingParameters(neuron=kind, **SPIKING), proto)
 
 
-class Cython:
-    """A network on the runtime device's cython target over ``repeats`` copies of the protocol: its first window
-    generates and compiles the code (``build``); each :meth:`rate` runs one more copy (the same work)."""
+class Runtime:
+    """A network on the runtime device (``target`` numpy or cython) over ``repeats`` copies of the protocol: its first
+    window generates (and compiles) the code (``build``); each :meth:`rate` runs one more copy (the same work)."""
 
-    def __init__(self, kind: str, samples: int, repeats: int) -> None:
+    def __init__(self, kind: str, samples: int, repeats: int, target: str) -> None:
         self.params = RateParameters(**PARAMS, **({"tau": "10 ms", "tau_feedback": "10 ms"} if kind == "rate" else {}),
-                                     target="cython")
+                                     target=target)
         with brian_device(self.params):
             self.net = network(kind, self.params, protocol(samples, epochs=repeats))
             self.seconds = (self.net.protocol.steps - 1) / repeats * float(self.params.presentation)
@@ -113,19 +113,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100, help="training presentations per timed run")
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds")
-    parser.add_argument("--devices", default="cython,cpp_standalone", help="comma-separated: cython, cpp_standalone")
+    parser.add_argument("--devices", default="cython,cpp_standalone",
+                        help="comma-separated: numpy, cython (runtime device targets), cpp_standalone")
     parser.add_argument("--epoch", action="store_true", help="also time one epoch of brian2_learning_spiking's fa")
     args = parser.parse_args()
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    unknown = set(devices) - {"cython", "cpp_standalone"}
+    unknown = set(devices) - {"numpy", "cython", "cpp_standalone"}
     if unknown or args.samples < 1 or args.repeats < 1:
         parser.error(f"unknown devices {sorted(unknown)}" if unknown else "--samples and --repeats must be >= 1")
     kinds = ("rate", "poisson", "lif")
     loops: dict[tuple[str, str], object] = {}
     for device in devices:
         for kind in kinds:
-            loops[kind, device] = Cython(kind, args.samples, args.repeats) if device == "cython" \
-                else Standalone(kind, args.samples)
+            loops[kind, device] = Standalone(kind, args.samples) if device == "cpp_standalone" \
+                else Runtime(kind, args.samples, args.repeats, device)
     seconds = next(iter(loops.values())).seconds
     print(f"mlp_digits, fa, {args.samples} training + {max(1, args.samples // 4)} test presentations of 100 ms "
           f"({seconds:.1f} s simulated), {args.repeats} round(s)")
@@ -134,11 +135,11 @@ def main() -> None:
     for round_ in range(args.repeats):
         for key in order[round_ % len(order):] + order[:round_ % len(order)]:
             rates[key].append(loops[key].rate())
-    print(f"{'circuit':<10}{'device':<16}{'sim s / wall s':>16}{'build s':>10}{'÷ rate circuit (median, range)':>34}")
+    print(f"{'circuit/device':<26}{'sim s / wall s':>16}{'build s':>10}{'÷ rate circuit (median, range)':>34}")
     for (kind, device), values in rates.items():
         ratio = np.asarray(values) / np.asarray(rates["rate", device])
         spread = "" if kind == "rate" else f"{np.median(ratio):.3f} ({ratio.min():.3f}-{ratio.max():.3f})"
-        print(f"{kind:<10}{device:<16}{max(values):>16.3f}{loops[kind, device].build:>10.1f}{spread:>34}")
+        print(f"{kind + '/' + device:<26}{max(values):>16.3f}{loops[kind, device].build:>10.1f}{spread:>34}")
     if args.epoch:
         from neurocircuit.runs import run_simulation
         from neurocircuit.simulation import load_simulation

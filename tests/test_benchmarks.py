@@ -80,6 +80,18 @@ def test_brian2_mirror_speed_numpy_only_prints_the_ratio_to_the_hand_loop() -> N
     assert median == pytest.approx(numpy_rate / hand, abs=0.02)  # one round: its ratio of the printed rates
 
 
+def test_brian2_spiking_speed_prints_each_circuit_and_its_ratio_to_the_rate_circuit() -> None:
+    out = run("brian2_spiking_speed.py", "--samples", "2", "--repeats", "1", "--devices", "numpy")
+    assert "0.3 s simulated" in out  # 2 training + 1 test window of 100 ms
+    rows = table(out, ["circuit/device", "sim", "s", "/", "wall", "s", "build", "s"])
+    assert set(rows) == {"rate/numpy", "poisson/numpy", "lif/numpy"}
+    rate = positive(rows["rate/numpy"][0])
+    for kind in ("poisson", "lif"):
+        speed, ratio = positive(rows[f"{kind}/numpy"][0]), positive(rows[f"{kind}/numpy"][2])
+        assert ratio == pytest.approx(speed / rate, abs=0.002)  # one round: its ratio of the printed rates
+        assert rows[f"{kind}/numpy"][3] == f"({ratio:.3f}-{ratio:.3f})"
+
+
 def _fake_fashion_mnist(folder: Path, n_train: int = 320, n_test: int = 64) -> None:
     """Random images in Fashion-MNIST's IDX files: the proxy's data path without the data set."""
     rng = np.random.default_rng(0)

@@ -20,12 +20,13 @@ factor the postsynaptic unit's own state (d = clip(e, -1, 1), the value its spik
 the error unit's forward partner, as in the rate circuit). W's rule subtracts the covariance a presynaptic spike
 makes between its own trace and the postsynaptic drive (Poisson units; see _project). wm's rule reads the forward
 partner's spike trace: in a mirror window the error unit above copies the drive those very spikes make, so beside
-the rates' covariance each spike adds W_kj to both factors' product — another pull towards W (docs/brian2.md
+the rates' covariance each spike adds to both factors in proportion to W_kj — another pull towards W (docs/brian2.md
 derives each rule).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,7 +46,7 @@ from brian2 import (
 )
 
 from ..circuit import Circuit
-from ..errors import ConfigError
+from ..errors import ConfigError, NoAlignmentWarning
 from ..rules import describe_rule
 from .network import (
     _SETTLED,
@@ -110,6 +111,12 @@ class SpikingCircuit(BrianCircuit):
                                   f"feedback, not {rule!r}")
         self.weight_transport = False
         self.plastic_w = bool(protocol.learn_w.any())
+        if self.plastic_w and protocol.learn_b.any() and 0.0 in [float(self._lambda_b(n)) for n, r in
+                                                                 self.rules.items() if r == "kp"]:
+            # as in the rate circuit: the decay is KP's only alignment force
+            warnings.warn("kp feedback synapses without decay (brian2.lambda_w = 0 Hz and no kp decay option): "
+                          "W - B^T never shrinks, so B never aligns with W (set brian2.lambda_w > 0)",
+                          NoAlignmentWarning, stacklevel=2)
         if self.plastic_w and params.loss != "mse":
             raise ConfigError(f"brian2.loss = {params.loss!r}: the spiking variant's output errors are mse "
                               "(target - activity)")
@@ -134,7 +141,7 @@ class SpikingCircuit(BrianCircuit):
                 learn_b=TimedArray(protocol.learn_b, dt=p.presentation, name="protocol_learn_b"))
         else:
             self.namespace["stimulus"] = TimedArray(protocol.stimulus, dt=p.presentation, name="protocol_stimulus")
-        if "wm" in self.rules.values() and protocol.mirror.any():
+        if "wm" in self.rules.values():  # (as the rate circuit: a wm arm without mirror windows keeps B fixed)
             self.namespace.update(eta_mirror=p.eta_mirror, lambda_mirror=p.lambda_mirror)
         self.layers = self._populations()
         self.forward_synapses: dict[str, Synapses] = {}
