@@ -265,6 +265,28 @@ class BrianCircuit:
             np.add.at(feedback, (np.asarray(fb.i[:]), np.asarray(fb.j[:])), np.asarray(b))
         return weight, feedback
 
+    def _lambda_b(self, name: str) -> brian2.Quantity:
+        """kp's decay of B: W's lambda_w, or the rule's own ``decay`` (a weight decay per unit of learning rate,
+        as in the torch backend) times eta_w."""
+        decay = dict(self.circuit.feedback_for(name).options).get("decay")
+        return self.params.lambda_w if decay is None else float(decay) * self.params.eta_w
+
+    def _projection_arrays(self, name: str, source: str, target: str,
+                           weight_bias_feedback: tuple[np.ndarray, np.ndarray, np.ndarray]
+                           ) -> tuple[_Layer, _Layer, _Layer, np.ndarray, np.ndarray, np.ndarray]:
+        """(pre, post, upper, W, b, B) of a projection, its arrays checked against the populations. ``upper`` is
+        the error population B comes from: ``post``, or the output's for direct feedback (dfa below the output)."""
+        pre, post = self.layers[source], self.layers[target]
+        output = self.circuit.output.name
+        upper = self.layers[output] if describe_rule(self.rules[name]).direct and target != output else post
+        weight, bias, feedback = (np.asarray(a, dtype=float) for a in weight_bias_feedback)
+        if weight.shape != (post.size, pre.size) or feedback.shape != (upper.size, pre.size) \
+                or bias.shape != (post.size,):
+            raise ConfigError(f"projection {name!r}: weights of shapes W {weight.shape}, b {bias.shape}, "
+                              f"B {feedback.shape} do not fit {pre.size} -> {post.size}"
+                              + (f" (B from {upper.name!r}'s errors)" if upper is not post else ""))
+        return pre, post, upper, weight, bias, feedback
+
     def snapshot_times(self) -> np.ndarray:
         name = next(iter(self.forward_synapses))
         return np.asarray(self.monitors[f"{name}_W"].t / second)
@@ -347,12 +369,6 @@ class RateCircuit(BrianCircuit):
                                *self.monitors.values())
 
     # ------------------------------------------------------------------------------------------ building
-    def _lambda_b(self, name: str) -> brian2.Quantity:
-        """kp's decay of B: W's lambda_w, or the rule's own ``decay`` (a weight decay per unit of learning rate,
-        as in the torch backend) times eta_w."""
-        decay = dict(self.circuit.feedback_for(name).options).get("decay")
-        return self.params.lambda_w if decay is None else float(decay) * self.params.eta_w
-
     def _populations(self) -> dict[str, _Layer]:
         circuit, p = self.circuit, self.params
         layers = {}
@@ -413,16 +429,8 @@ class RateCircuit(BrianCircuit):
     def _project(self, name: str, source: str, target: str,
                  weight_bias_feedback: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         p, rule = self.params, self.rules[name]
-        pre, post = self.layers[source], self.layers[target]
         # Direct feedback (dfa below the output layer): B comes from the output error population, (n_out, pre).
-        output = self.circuit.output.name
-        upper = self.layers[output] if describe_rule(rule).direct and target != output else post
-        weight, bias, feedback = (np.asarray(a, dtype=float) for a in weight_bias_feedback)
-        if weight.shape != (post.size, pre.size) or feedback.shape != (upper.size, pre.size) \
-                or bias.shape != (post.size,):
-            raise ConfigError(f"projection {name!r}: weights of shapes W {weight.shape}, b {bias.shape}, "
-                              f"B {feedback.shape} do not fit {pre.size} -> {post.size}"
-                              + (f" (B from {upper.name!r}'s errors)" if upper is not post else ""))
+        pre, post, upper, weight, bias, feedback = self._projection_arrays(name, source, target, weight_bias_feedback)
         w_mask = connection_mask(weight.shape, p.p_forward, self._rng)
         row = SYNAPSE_RULES[rule]
         b_mask = w_mask if row.transported else connection_mask(feedback.shape, p.p_feedback, self._rng)

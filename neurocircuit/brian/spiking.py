@@ -47,7 +47,6 @@ from brian2 import (
 
 from ..circuit import Circuit
 from ..errors import ConfigError, NoAlignmentWarning
-from ..rules import describe_rule
 from .network import (
     _SETTLED,
     PHI,
@@ -216,21 +215,10 @@ class SpikingCircuit(BrianCircuit):
             layers[pop.name] = _Layer(pop.name, pop.size, pop.activation, forward, error)
         return layers
 
-    def _lambda_b(self, name: str) -> Any:
-        decay = dict(self.circuit.feedback_for(name).options).get("decay")
-        return self.params.lambda_w if decay is None else float(decay) * self.params.eta_w
-
     def _project(self, name: str, source: str, target: str,
                  weight_bias_feedback: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         p, rule = self.params, self.rules[name]
-        pre, post = self.layers[source], self.layers[target]
-        output = self.circuit.output.name
-        upper = self.layers[output] if describe_rule(rule).direct and target != output else post
-        weight, bias, feedback = (np.asarray(a, dtype=float) for a in weight_bias_feedback)
-        if weight.shape != (post.size, pre.size) or feedback.shape != (upper.size, pre.size) \
-                or bias.shape != (post.size,):
-            raise ConfigError(f"projection {name!r}: weights of shapes W {weight.shape}, b {bias.shape}, "
-                              f"B {feedback.shape} do not fit {pre.size} -> {post.size}")
+        pre, post, upper, weight, bias, feedback = self._projection_arrays(name, source, target, weight_bias_feedback)
         w_mask = connection_mask(weight.shape, p.p_forward, self._rng)
         b_mask = connection_mask(feedback.shape, p.p_feedback, self._rng)
         self.masks[name] = (w_mask, b_mask)
