@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,8 @@ import numpy as np
 from brian2 import ms, profiling_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
+from standalone_program import BuiltProgram  # benchmarks/, this script's folder
+
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol
 from neurocircuit.brian.backend import initial_weights
 from neurocircuit.brian.reference import mirror_loop
@@ -154,8 +154,6 @@ class StandaloneBinary:
     Brian2's own ``run_binary`` timer measures it."""
 
     def __init__(self, model: str, seconds: float, **settings: object) -> None:
-        import brian2
-
         circuit = load_circuit(model, rule="wm")
         self.seconds = seconds
         params = RateParameters(**{**PARAMS, **settings}, device="cpp_standalone", target="numpy")
@@ -165,23 +163,13 @@ class StandaloneBinary:
             net = RateCircuit(circuit, initial_weights(circuit, 0), params, protocol)
             t0 = time.perf_counter()
             net.run()
-            first = brian2.device.timers["run_binary"]
-            self.build = time.perf_counter() - t0 - first
-            self.first = seconds / first
-            command = brian2.prefs.devices.cpp_standalone.run_cmd_unix  # "./main" or a list, as Brian2 runs it
-            self.command = [*([command] if isinstance(command, str) else command), "--results_dir",
-                            brian2.device.results_dir]
-            self.directory = brian2.device.project_dir
-            # the environment Brian2 runs its binary in (LD_BIND_NOW by default)
-            self.environment = {**os.environ, **brian2.prefs.devices.cpp_standalone.run_environment_variables,
-                                **brian2.device.run_environment_variables}
+            self.program = BuiltProgram()
+            self.build = time.perf_counter() - t0 - self.program.first
+            self.first = seconds / self.program.first
 
     def rate(self) -> float:
         """Simulated s per wall s of one more run of the same binary (same program, same initial state)."""
-        t0 = time.perf_counter()
-        subprocess.run(self.command, cwd=self.directory, env=self.environment, check=True,
-                       stdout=subprocess.DEVNULL)
-        return self.seconds / (time.perf_counter() - t0)
+        return self.seconds / self.program.seconds()
 
 
 def brian_rate(model: str, seconds: float, device: str, target: str, profile: bool = False, repeats: int = 1,

@@ -17,8 +17,6 @@ simulation file's wm-free arm (fa, LIF, cpp_standalone) through the library and 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 from brian2 import second
+from standalone_program import BuiltProgram  # benchmarks/, this script's folder
 
 from neurocircuit.brian import RateCircuit, RateParameters, SpikingParameters, brian_device, build_protocol
 from neurocircuit.brian.backend import initial_weights
@@ -84,8 +83,6 @@ class Standalone:
     """A network built once as a ``cpp_standalone`` program, then its binary rerun."""
 
     def __init__(self, kind: str, samples: int) -> None:
-        import brian2
-
         params = RateParameters(**PARAMS, **({"tau": "10 ms", "tau_feedback": "10 ms"} if kind == "rate" else {}),
                                 device="cpp_standalone")
         with brian_device(params, directory=tempfile.mkdtemp(prefix="nc_spiking_bench_")):
@@ -93,20 +90,12 @@ class Standalone:
             self.seconds = float(net.duration)
             t0 = time.perf_counter()
             net.run()
-            first = brian2.device.timers["run_binary"]
-            self.build = time.perf_counter() - t0 - first
-            self.first = self.seconds / first
-            command = brian2.prefs.devices.cpp_standalone.run_cmd_unix
-            self.command = [*([command] if isinstance(command, str) else command), "--results_dir",
-                            brian2.device.results_dir]
-            self.directory = brian2.device.project_dir
-            self.environment = {**os.environ, **brian2.prefs.devices.cpp_standalone.run_environment_variables,
-                                **brian2.device.run_environment_variables}
+            self.program = BuiltProgram()
+            self.build = time.perf_counter() - t0 - self.program.first
+            self.first = self.seconds / self.program.first
 
     def rate(self) -> float:
-        t0 = time.perf_counter()
-        subprocess.run(self.command, cwd=self.directory, env=self.environment, check=True, stdout=subprocess.DEVNULL)
-        return self.seconds / (time.perf_counter() - t0)
+        return self.seconds / self.program.seconds()
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ activity back as ``x / r0 - 1``.
   steps: after a spike ``v`` is held for ``floor(refractory / dt) - 1`` steps (the spike's own step is the first of
   the refractory period), then integrates until the first step that ends above threshold, on average half a step
   after the continuous crossing. So ``T = 1 / rate - held - dt / 2``, with ``held`` the steps held times dt.
-  Rates whose ``T`` exceeds about 30 ``tau`` (about 3 Hz at ``tau_m`` = 10 ms) come out as silence: ``v_inf`` then
-  lies within round-off of the threshold.
+  Rates whose ``T`` exceeds about ``tau ln((threshold - reset) / (eps |threshold|))`` come out as silence (``v_inf``
+  then lies within an Euler step's round-off of the threshold; docs/brian2.md works the defaults out).
 """
 
 from __future__ import annotations

@@ -128,24 +128,21 @@ class SpikingCircuit(BrianCircuit):
             **self.model["namespace"], "tau_syn": spiking.tau_synapse, "noise_tau": p.noise_tau,
             "noise_sigma": p.noise_sigma, "presentation": p.presentation,
             "mirror": TimedArray(protocol.mirror, dt=p.presentation, name="protocol_mirror"),
+            "stimulus": TimedArray(protocol.stimulus, dt=p.presentation, name="protocol_stimulus"),
         }
         if self.plastic_w:
             self.namespace.update(
                 eta_w=p.eta_w, lambda_w=p.lambda_w, settle=p.settle,
                 shot=float(np.exp(-float(p.delay / spiking.tau_trace)))
                 / float(spiking.rate_max / 2 * (spiking.tau_trace + spiking.tau_synapse)),
-                stimulus=TimedArray(protocol.stimulus, dt=p.presentation, name="protocol_stimulus"),
                 target=TimedArray(protocol.target, dt=p.presentation, name="protocol_target"),
                 learn_w=TimedArray(protocol.learn_w, dt=p.presentation, name="protocol_learn_w"),
                 learn_b=TimedArray(protocol.learn_b, dt=p.presentation, name="protocol_learn_b"))
-        else:
-            self.namespace["stimulus"] = TimedArray(protocol.stimulus, dt=p.presentation, name="protocol_stimulus")
         if "wm" in self.rules.values():  # (as the rate circuit: a wm arm without mirror windows keeps B fixed)
             self.namespace.update(eta_mirror=p.eta_mirror, lambda_mirror=p.lambda_mirror)
         self.layers = self._populations()
         self.forward_synapses: dict[str, Synapses] = {}
         self.feedback_synapses: dict[str, list[Synapses]] = {}
-        self.masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for proj in circuit.projections:
             self._project(proj.name, proj.source, proj.target, weights[proj.name])
         self.monitors: dict[str, Any] = standard_monitors(self, "x", "x")  # activity read from the spike traces
@@ -162,11 +159,12 @@ class SpikingCircuit(BrianCircuit):
                                *self.monitors.values())
 
     # ------------------------------------------------------------------------------------------ building
-    def _group(self, size: int, equations: str, name: str, namespace: Mapping[str, Any]) -> NeuronGroup:
+    def _group(self, size: int, equations: str, name: str) -> NeuronGroup:
+        """A population of spiking units (the neuron model appended to ``equations``)."""
         model = self.model
         group = NeuronGroup(size, equations + model["model"], threshold=model["threshold"], reset=model["reset"],
                             refractory=model["refractory"], method="euler", clock=self.clocks.step,
-                            namespace=dict(namespace), name=name)
+                            namespace=dict(self.namespace), name=name)
         for variable, value in model["initial"].items():
             setattr(group, variable, value)
         return group
@@ -179,7 +177,7 @@ class SpikingCircuit(BrianCircuit):
             top = index == len(chain) - 1
             if index == 0:
                 forward = self._group(pop.size, _NOISE + _DECODED + "a = (1 - mirror(t)) * stimulus(t, i) + "
-                                      "mirror(t) * clip(n, -1, 1) : 1\n", pop.name, self.namespace)
+                                      "mirror(t) * clip(n, -1, 1) : 1\n", pop.name)
                 # Nothing reads the input population's errors: its error units are a place for B's synapses to end,
                 # reading their forward partner's activity (kp, wm use it), and never spike.
                 error = NeuronGroup(pop.size, "x : Hz\na_fwd : 1 (linked)\nahat_fwd : 1 (linked)\n",
@@ -193,7 +191,7 @@ class SpikingCircuit(BrianCircuit):
                            "bias : 1 (constant)\n" + _NOISE + _DECODED +
                            f"a = (1 - mirror(t)) * clip({PHI[pop.activation]}, -1, 1) + mirror(t) * clip(n, -1, 1)"
                            " : 1\n" + ("d_err : 1 (linked)\nsens_err : 1 (linked)\n" if self.plastic_w else ""))
-            forward = self._group(pop.size, forward_eqs, pop.name, self.namespace)
+            forward = self._group(pop.size, forward_eqs, pop.name)
             err = f"({PHI_PRIME[pop.activation]}) * " + ("(target(t, i) - a_fwd)" if top else "(I - I_base)")
             # d(err)/du: how the error moves with the drive the presynaptic spikes give (see _project)
             sens = (f"({PHI_SECOND[pop.activation]}) * (target(t, i) - a_fwd) - ({PHI_PRIME[pop.activation]})**2"
@@ -204,7 +202,7 @@ class SpikingCircuit(BrianCircuit):
                           else "err = 0 : 1\n") +
                          "a = (1 - mirror(t)) * err + mirror(t) * u_syn_fwd : 1\n"
                          "d = clip(a, -1, 1) : 1\ndhat = x / r0 - 1 : 1\n")
-            error = self._group(pop.size, error_eqs, f"{pop.name}_error", self.namespace)
+            error = self._group(pop.size, error_eqs, f"{pop.name}_error")
             error.u_syn_fwd = linked_var(forward, "u_syn")
             error.bias_fwd = linked_var(forward, "bias")
             error.a_fwd = linked_var(forward, "a")
@@ -221,7 +219,6 @@ class SpikingCircuit(BrianCircuit):
         pre, post, upper, weight, bias, feedback = self._projection_arrays(name, source, target, weight_bias_feedback)
         w_mask = connection_mask(weight.shape, p.p_forward, self._rng)
         b_mask = connection_mask(feedback.shape, p.p_feedback, self._rng)
-        self.masks[name] = (w_mask, b_mask)
         post.forward.bias = bias
         # A presynaptic spike raises both the presynaptic trace and (after the delay) the postsynaptic drive, so the
         # trace's noise and the postsynaptic error covary: E[d ahat] = (rate rule) + sens w r_pre / (r0^2 (tau_trace
