@@ -38,7 +38,9 @@ import numpy as np
 from brian2 import ms, profiling_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
-from standalone_program import BuiltProgram  # benchmarks/, this script's folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: standalone_program, also when loaded by path
+
+from standalone_program import BuiltProgram
 
 from neurocircuit.brian import RateCircuit, RateParameters, brian_device, build_protocol
 from neurocircuit.brian.backend import initial_weights

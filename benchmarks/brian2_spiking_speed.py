@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: standalone_program, also when loaded by path
 from brian2 import second
-from standalone_program import BuiltProgram  # benchmarks/, this script's folder
+from standalone_program import BuiltProgram
 
 from neurocircuit.brian import RateCircuit, RateParameters, SpikingParameters, brian_device, build_protocol
 from neurocircuit.brian.backend import initial_weights

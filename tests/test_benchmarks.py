@@ -50,9 +50,11 @@ def test_step_time_prints_every_arm_against_autograd() -> None:
     rows = table(out, ["arm", "median", "ms", "/autograd", "/bp", "rule"])
     assert list(rows) == ["autograd", "bp", "wm"]
     assert float(rows["autograd"][1]) == 1.0 and float(rows["bp"][2]) == 1.0  # each arm divided by its reference
+    reference = positive(rows["autograd"][0])
     for cells in rows.values():
         ms, ratio = positive(cells[0]), positive(cells[1])
-        assert ratio == pytest.approx(ms / float(rows["autograd"][0]), abs=2e-3)
+        # times are printed to 0.1 ms and ratios to 0.001: the quotient of printed times carries both roundings
+        assert ratio == pytest.approx(ms / reference, abs=ratio * (0.05 / ms + 0.05 / reference) + 5e-4)
 
 
 def test_mirror_cost_prints_each_arm_over_bp() -> None:
