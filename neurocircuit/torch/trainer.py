@@ -348,8 +348,10 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.compile:
             forward = torch.compile(forward)  # type: ignore[assignment]
-        self.probe = (self.batches.first(self.test_set, self.train.alignment_samples)
-                      if self.train.alignment_samples else None)
+        # first() draws a DataLoader seed from the global RNG (brsf's): a resumed run's restored state has that draw
+        with torch.random.fork_rng(devices=[], enabled=bool(self.records)):
+            self.probe = (self.batches.first(self.test_set, self.train.alignment_samples)
+                          if self.train.alignment_samples else None)
         if not self.records:
             self.record()
         bar = progress_bar(self._progress_enabled(), total=self.epochs * self.steps_per_epoch, leave=False,
