@@ -24,6 +24,7 @@ import xarray as xr
 
 from .circuit import Circuit
 from .errors import ConfigError, NeurocircuitError
+from .outdir import folder_lock, forget_owner
 from .results import first_missing_folder, prepare_output, remove_empty_folders, write_netcdf
 from .runs import run_simulation
 from .simulation import Simulation, parse_simulation, read_simulation, set_key
@@ -178,17 +179,20 @@ def run(simulation: str | Path | Mapping[str, Any] | Simulation, *, model: str |
     _check_out(out, resume, overwrite)
     created = first_missing_folder(out)
     prepare_output(out, "out")
-    if overwrite:
-        (out / "results.nc").unlink(missing_ok=True)
-        shutil.rmtree(out / "runs", ignore_errors=True)
-    try:
-        ds = run_simulation(sim, out=out, resume=resume, progress=progress, jobs=jobs)
-    except NeurocircuitError:
-        # refused once running (data missing or not fitting the model): the folders this call made and left empty go
-        if created is not None:
-            remove_empty_folders(created)
-        raise
-    write_netcdf(ds, out / "results.nc")
+    with folder_lock(out, "out"):  # the folder is this call's until its results are written
+        if overwrite:
+            (out / "results.nc").unlink(missing_ok=True)
+            shutil.rmtree(out / "runs", ignore_errors=True)
+            forget_owner(out)
+        try:
+            ds = run_simulation(sim, out=out, resume=resume, progress=progress, jobs=jobs)
+        except NeurocircuitError:
+            # refused once running (data missing or not fitting the model): the folders this call made and left
+            # empty go
+            if created is not None:
+                remove_empty_folders(created)
+            raise
+        write_netcdf(ds, out / "results.nc")
     if figures:
         from .plotting import save_figures
 

@@ -92,6 +92,8 @@ class Backend:
 
     name: ClassVar[str] = ""
     honours: ClassVar[Mapping[str, frozenset[str] | None]] = {}
+    #: The dotted keys a resumed run may change (they do not change the maths); any other change is refused.
+    resumable: frozenset[str] = frozenset()
 
     def rule_names(self) -> set[str]:
         """The rules this backend implements (each has an entry in the backend's rule table)."""

@@ -16,7 +16,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import NeurocircuitError
 
@@ -60,6 +60,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="continue an interrupted run from the checkpoints in OUT/runs/")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the results and checkpoints already in OUT (default: refuse to)")
+    run.add_argument("--merge", action="store_true",
+                     help="add this run's arms and seeds to the simulation in OUT (same settings), resuming those "
+                          "it has: OUT/results.nc keeps what was there. OUT belongs to the simulation that wrote it "
+                          "(OUT/owner.json): --resume with other arms or seeds is refused without --merge")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="run N (arm, seed) runs at a time, each in a worker process with one thread, into the "
                           "same OUT/runs/ folders; one merged results.nc (default: 1, one after another here)")
@@ -215,11 +219,11 @@ def _shortcut_settings(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
+    import contextlib
     import os
 
-    from .plotting import save_figures
-    from .results import first_missing_folder, prepare_output, remove_empty_folders, write_netcdf
-    from .runs import run_simulation
+    from .outdir import folder_lock
+    from .results import first_missing_folder, prepare_output
     from .simulation import load_simulation
 
     if args.jobs < 1:
@@ -236,27 +240,40 @@ def _cmd_run(args: argparse.Namespace) -> None:
                           arms if (args.arm or args.only is not None) else None)
     if args.out.exists() and not args.out.is_dir():
         raise NeurocircuitError(f"--out {str(args.out)!r} exists and is not a folder")
-    if args.resume and args.overwrite:
-        raise NeurocircuitError("--resume continues what is in --out and --overwrite replaces it: choose one")
+    if (args.resume or args.merge) and args.overwrite:
+        flag = "--resume" if args.resume else "--merge"
+        raise NeurocircuitError(f"{flag} continues what is in --out and --overwrite replaces it: choose one")
     existing = [p for p in (args.out / "results.nc", args.out / "runs") if p.exists()]
-    if existing and not (args.resume or args.overwrite):
+    if existing and not (args.resume or args.overwrite or args.merge):
         raise NeurocircuitError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to replace "
                                 "it, or choose another --out")
     rank0 = int(os.environ.get("RANK", "0")) == 0
     created = first_missing_folder(args.out)
     if rank0:
         prepare_output(args.out)
+    # the folder is this process's from here to the last file written (rank 0's under torchrun)
+    with folder_lock(args.out) if rank0 else contextlib.nullcontext():
+        _run_locked(args, sim, created, rank0)
+
+
+def _run_locked(args: argparse.Namespace, sim: Any, created: Path | None, rank0: bool) -> None:
+    from .outdir import forget_owner
+    from .plotting import save_figures
+    from .results import remove_empty_folders, write_netcdf
+    from .runs import run_simulation
+
+    if rank0:
         if args.overwrite:
             import shutil
 
             (args.out / "results.nc").unlink(missing_ok=True)
             shutil.rmtree(args.out / "runs", ignore_errors=True)
-    if rank0:
+            forget_owner(args.out)
         _log.info("running %r on %s: model %s, arms %s, seeds %s%s", sim.name, sim.backend, sim.model_name,
                   ", ".join(sim.labels), list(sim.seeds), f", {args.jobs} runs at a time" if args.jobs > 1 else "")
     try:
         ds = run_simulation(sim, out=args.out, resume=args.resume, progress=False if args.quiet else None,
-                            jobs=args.jobs)
+                            jobs=args.jobs, merge=args.merge)
     except NeurocircuitError:
         # refused once running (data missing or not fitting the model): the folders this run made and left empty go
         if rank0 and created is not None:

@@ -25,8 +25,10 @@ __all__ = ["atomic_path", "write_netcdf", "write_atomic", "read_results", "attac
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed to ``path``, else removed."""
+def atomic_path(path: str | Path, what: str = "file") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed to ``path``, else removed. A write that
+    fails for the system (a full disk, a lost mount) is a one-line :class:`DataError` naming ``path`` (the ``what``
+    it is), and ``path`` keeps what it held."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -39,8 +41,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, DataError):
+            kept = f"the previous {what} is kept" if path.exists() else "nothing was written there"
+            raise DataError(f"writing {what} {path} failed: {exc.strerror or exc}; {kept}") from exc
         raise
 
 

@@ -21,9 +21,10 @@ import xarray as xr
 from ._version import __version__
 from .backends import get_backend, run_dir
 from .errors import ConfigError
+from .outdir import identity, owned_folder
 from .pool import START_METHOD, run_in_workers
 from .progress import RecordLog, RunProgress, bars_drawn, configure_logging, logging_level, on_record_chain
-from .results import attach_config
+from .results import attach_config, read_results
 
 __all__ = ["run_simulation", "run_parallel"]
 
@@ -161,7 +162,8 @@ def run_summary(ds: xr.Dataset) -> str:
 
 def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = False,
                    progress: bool | None = None, stop_after_steps: int | None = None,
-                   on_record: Callable[[str, dict[str, Any]], None] | None = None, jobs: int = 1) -> xr.Dataset:
+                   on_record: Callable[[str, dict[str, Any]], None] | None = None, jobs: int = 1,
+                   merge: bool = False) -> xr.Dataset:
     """Run every arm of ``sim`` for every seed on its backend and return the results.
 
     Dims: ``arm`` (labels; coordinate ``rule``), ``seed``, plus the backend's own (``step``, ``layer``, phase
@@ -172,9 +174,41 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
     more threads, float64 angles may differ in the last bits: BLAS sums in another order).
     ``progress``: bars (None: on a terminal), one over the runs and one in the run going on; log lines either way
     (:mod:`neurocircuit.progress`). ``on_record(label, record)`` is called with each record as it is made.
+
+    ``out`` belongs to one simulation (:mod:`neurocircuit.outdir`): it is locked while this runs (another process
+    on it is refused at once), and a simulation, settings, arms or seeds other than those it holds are refused in one
+    line. ``merge`` (implies ``resume``) adds this run's arms and seeds to those ``out`` holds and returns the
+    results of both: those in ``out/results.nc`` that this run did not make are kept.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if out is None and merge:
+        raise ConfigError("merge adds runs to the results in an output folder: give one")
+    # under torchrun every process takes part in each run: rank 0 alone owns the folder
+    if out is None or os.environ.get("RANK", "0") != "0":
+        return _run_all(sim, out, resume or merge, progress, stop_after_steps, on_record, jobs)
+    backend = get_backend(sim.backend)
+    wanted = identity(sim.name, sim.to_dict(), sim.labels, sim.seeds)
+    with owned_folder(Path(out), wanted, merge=merge, resumable=backend.resumable):
+        results = _run_all(sim, out, resume or merge, progress, stop_after_steps, on_record, jobs)
+        return _merged(results, Path(out) / "results.nc") if merge else results
+
+
+def _merged(results: xr.Dataset, path: Path) -> xr.Dataset:
+    """``results`` over those in ``path`` (the arms and seeds only the file has are kept; this run's replace its)."""
+    if not path.is_file():
+        return results
+    earlier = read_results(path)
+    labels = [c for c in (*LABEL_COORDS, "rule") if c in earlier.coords or c in results.coords]
+    merged = results.reset_coords([c for c in labels if c in results.coords]).combine_first(
+        earlier.reset_coords([c for c in labels if c in earlier.coords]))
+    merged.attrs = dict(results.attrs)
+    return merged.set_coords([c for c in labels if c in merged.data_vars])
+
+
+def _run_all(sim: Any, out: str | Path | None, resume: bool, progress: bool | None, stop_after_steps: int | None,
+             on_record: Callable[[str, dict[str, Any]], None] | None, jobs: int) -> xr.Dataset:
+    """:func:`run_simulation`'s runs, merged."""
     backend = get_backend(sim.backend)
     runs = [(arm, seed) for arm in sim.arms for seed in sim.seeds]
     if jobs > 1 and out is None:

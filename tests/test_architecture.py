@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("torch rule layers", ("neurocircuit.torch.nn", "neurocircuit.torch.nn.*")),
     ("registries", ("neurocircuit.registry", "neurocircuit.backends", "neurocircuit.data", "neurocircuit.images")),
     ("schema", ("neurocircuit.simulation",)),
-    ("running", ("neurocircuit.runs",)),
+    ("running", ("neurocircuit.runs", "neurocircuit.outdir")),
     ("torch backend", ("neurocircuit.torch", "neurocircuit.torch.*")),
     ("brian2 backend", ("neurocircuit.brian", "neurocircuit.brian.*")),
     ("public aliases", ("neurocircuit.nn", "neurocircuit.nn.*")),

@@ -87,9 +87,15 @@ def test_cli_jobs_merges_once_writes_figures_and_names_a_failing_run(serial, tmp
     assert float(ds["test_accuracy"].sel(arm="kp", seed=1)[-1]) == float(ref["test_accuracy"][-1])
     assert (tmp_path / "learning_curves.png").stat().st_size > 10_000
     capsys.readouterr()
-    # an error in a worker: one line naming the arm and seed, exit 2
-    assert main(["run", "default", "--out", str(tmp_path), "--quiet", *sets, "--set", "optimizer.lr=0.1",
-                 "--resume", "--jobs", "2"]) == 2
+    changed = ["run", "default", "--out", str(tmp_path), "--quiet", *sets, "--set", "optimizer.lr=0.1", "--resume",
+               "--jobs", "2"]
+    # other settings are refused by the folder, before any run
+    assert main(changed) == 2 and "other settings: optimizer.lr differ" in capsys.readouterr().err
+    # an error in a worker (here its checkpoint's own check, in a folder that no longer says what wrote it): one line
+    # naming the arm and seed, exit 2
+    (tmp_path / "owner.json").unlink()
+    (tmp_path / "results.nc").unlink()
+    assert main(changed) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: arm '" in err and "' seed " in err and "different settings" in err
     assert main(["run", "default", "--out", str(tmp_path / "x"), "--jobs", "0"]) == 2

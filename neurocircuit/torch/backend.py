@@ -43,6 +43,13 @@ class TorchBackend(Backend):
 
     name = "torch"
 
+    @property
+    def resumable(self) -> frozenset[str]:  # type: ignore[override]
+        """:data:`~neurocircuit.torch.checkpoint.RESUMABLE` (read when asked: it imports torch)."""
+        from .checkpoint import RESUMABLE
+
+        return frozenset(RESUMABLE)
+
     def honoured(self, raw: Any) -> dict[str, frozenset[str] | None]:
         """:attr:`honours`, with ``[data]``: the options of the named data set's loader."""
         from ..data import loader_options

@@ -3,6 +3,7 @@ when the run they belong to had other maths settings, another seed or another nu
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..results import atomic_path
 from .distributed import DistContext
 
@@ -60,9 +61,33 @@ def restore_rng(states: list[dict[str, torch.Tensor]], rank: int, device: torch.
         torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
 
 
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in ``value`` (nested dicts, lists and tuples): about a checkpoint's size."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+#: Room asked for beside the tensors (the records, the pickle's own bytes).
+CHECKPOINT_MARGIN = 1 << 20
+
+
 def write_checkpoint(state: Mapping[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
-    with atomic_path(path) as tmp:
+    """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint). Refused in one line, before
+    writing, where the disk has less room than the checkpoint needs; a write that fails anyway (the disk filled
+    meanwhile) is one line too, and the previous checkpoint is kept either way."""
+    need = _tensor_bytes(state) + CHECKPOINT_MARGIN
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        kept = "; the previous checkpoint is kept" if path.exists() else ""
+        raise DataError(f"writing checkpoint {path} refused: it needs about {need / 2**20:.1f} MiB and the disk has "
+                        f"{free / 2**20:.1f} MiB free{kept}")
+    with atomic_path(path, "checkpoint") as tmp:
         torch.save(dict(state), tmp)
 
 
