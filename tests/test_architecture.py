@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "neurocircuit"
 #: interface depends on no backend, each backend on the interface.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("neurocircuit._version", "neurocircuit.errors", "neurocircuit._reads", "neurocircuit._toml",
-              "neurocircuit.pool", "neurocircuit.progress")),
+              "neurocircuit.pool", "neurocircuit.progress", "neurocircuit.limits")),
     ("descriptions", ("neurocircuit.rules", "neurocircuit.circuit", "neurocircuit.phases", "neurocircuit.transforms",
                       "neurocircuit.datasets", "neurocircuit.results", "neurocircuit.selection")),
     ("torch rule layers", ("neurocircuit.torch.nn", "neurocircuit.torch.nn.*")),
