@@ -360,7 +360,7 @@ def _run_dask(todo: Iterable[dict[str, Any]], dask: str | Any, finish: Callable[
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise ConfigError(f"--dask {dask!r}: cannot reach the dask scheduler ({' '.join(str(exc).split())})") from None
     try:
-        futures = client.map(_run_point, todo, pure=False)
+        futures = client.map(_run_point, list(todo), pure=False)  # dask maps lists, not iterators
         for future in as_completed(futures):
             finish(future.result())
     finally:
