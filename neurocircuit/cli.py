@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True, type=Path, help="output folder (points/, sweep.nc)")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores; 1: serial)")
     sweep.add_argument("--dask", metavar="ADDRESS", help="run on this dask.distributed scheduler instead")
+    sweep.add_argument("--yes", action="store_true",
+                       help="run a sweep of more points than neurocircuit.limits.MAX_SWEEP_POINTS (10,000)")
     _add_verbosity(sweep)
     plot = sub.add_parser("plot", help="plot a variable of a results or sweep file over one or two dimensions",
                           description="Every dimension of the variable that is on no axis is selected (--sel), "
@@ -291,13 +293,15 @@ def _run_locked(args: argparse.Namespace, sim: Any, created: Path | None, rank0:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .limits import MAX_SWEEP_POINTS
     from .sweep import load_sweep, run_sweep
 
     if args.workers is not None and args.workers < 1:
         raise NeurocircuitError(f"--workers must be >= 1, got {args.workers}")
     sweep = load_sweep(args.target, args.settings, mode="zip" if args.zip else None)
-    n = len(sweep.points())
-    ds = run_sweep(sweep, args.out, workers=args.workers, dask=args.dask, progress=False if args.quiet else None)
+    n = sweep.count()  # from the axes' lengths: a large sweep is refused before any point is made
+    ds = run_sweep(sweep, args.out, workers=args.workers, dask=args.dask, progress=False if args.quiet else None,
+                   max_points=None if args.yes else MAX_SWEEP_POINTS)
     failed = ds.attrs.get("failed_points", 0)
     print(f"{n - failed} points finished, {failed} failed" + (f" (see {args.out / 'points'}/*.error.json)"
                                                              if failed else ""))

@@ -30,13 +30,11 @@ say) stays text.
 
 from __future__ import annotations
 
-import copy
-import hashlib
+import itertools
 import json
 import logging
-import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +42,13 @@ from typing import Any
 import tomllib
 
 from ._toml import check_keys, expect, read_toml
+from .axis_values import Span, drawn, int_range, spaced
 from .errors import ConfigError, NeurocircuitError
+from .limits import MAX_SWEEP_POINTS
 from .pool import MAX_WORKERS, SINGLE_THREAD_ENV, run_in_workers
 from .registry import simulation_file
 from .simulation import _is_int
+from .sweep_points import _base_table, _point_table, _prepare, point_id, validate
 
 __all__ = ["Axis", "Sweep", "parse_axis", "axis_from_toml", "load_sweep", "run_sweep", "merge_points",
            "point_id", "quantity_value", "MODES"]
@@ -57,15 +58,17 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Axis:
-    """One swept key and its values (TOML scalars)."""
+    """One swept key and its values (TOML scalars; a rule's values are a :class:`~neurocircuit.axis_values.Span`,
+    made as they are read)."""
 
     key: str
-    values: tuple[Any, ...]
+    values: tuple[Any, ...] | Span
 
     def __post_init__(self) -> None:
         if not self.values:
             raise ConfigError(f"sweep axis {self.key!r} has no values")
-        if len(set(map(repr, self.values))) != len(self.values):
+        if self.values.repeats() if isinstance(self.values, Span) else \
+                len(set(map(repr, self.values))) != len(self.values):
             raise ConfigError(f"sweep axis {self.key!r} repeats a value: {list(self.values)}")
 
 
@@ -91,14 +94,25 @@ class Sweep:
             raise ConfigError("zipped sweep axes need the same number of values: "
                               + ", ".join(f"{a.key} ({len(a.values)})" for a in self.axes))
 
+    def count(self) -> int:
+        """The number of points, from the axes' lengths (no point is made)."""
+        if self.mode == "zip":
+            return len(self.axes[0].values)
+        count = 1
+        for axis in self.axes:
+            count *= len(axis.values)
+        return count
+
+    def iter_points(self) -> Iterator[dict[str, Any]]:
+        """Every point as {key: value}, in a fixed order (grid: the last axis varies fastest), one at a time."""
+        keys = [a.key for a in self.axes]
+        combined = zip(*(a.values for a in self.axes)) if self.mode == "zip" else \
+            itertools.product(*(a.values for a in self.axes))
+        return (dict(zip(keys, values)) for values in combined)
+
     def points(self) -> list[dict[str, Any]]:
         """Every point as {key: value}, in a fixed order."""
-        if self.mode == "zip":
-            return [{a.key: a.values[i] for a in self.axes} for i in range(len(self.axes[0].values))]
-        points: list[dict[str, Any]] = [{}]
-        for axis in self.axes:
-            points = [{**p, axis.key: v} for p in points for v in axis.values]
-        return points
+        return list(self.iter_points())
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "axes": {a.key: list(a.values) for a in self.axes}}
@@ -118,31 +132,6 @@ def _number(text: str, where: str) -> float:
     return value
 
 
-def _spaced(kind: str, start: float, stop: float, n: int, where: str) -> list[float]:
-    if n < 1:
-        raise ConfigError(f"{where}: needs at least 1 value, got {n}")
-    if kind == "log":
-        if start <= 0 or stop <= 0:
-            raise ConfigError(f"{where}: log spacing needs positive ends, got {start} and {stop}")
-        start, stop = math.log10(start), math.log10(stop)
-    values = [start + (stop - start) * i / (n - 1) if n > 1 else start for i in range(n)]
-    values = [10**v for v in values] if kind == "log" else values
-    return [float(f"{v:.12g}") for v in values]
-
-
-def _random(low: float, high: float, n: int, seed: int, log: bool, where: str) -> list[float]:
-    import numpy as np
-
-    if n < 1 or not low < high:
-        raise ConfigError(f"{where}: random values need low < high and n >= 1")
-    rng = np.random.default_rng(seed)
-    if log:
-        if low <= 0:
-            raise ConfigError(f"{where}: log-uniform values need low > 0")
-        return [float(f"{v:.12g}") for v in 10 ** rng.uniform(math.log10(low), math.log10(high), n)]
-    return [float(f"{v:.12g}") for v in rng.uniform(low, high, n)]
-
-
 def parse_axis(key: str, text: str) -> Axis | None:
     """An axis from the command-line syntax (see the module docstring); None for a single fixed value."""
     where = f"--set {key}={text}"
@@ -158,7 +147,7 @@ def parse_axis(key: str, text: str) -> Axis | None:
         n = _number(parts[2], where)
         if not isinstance(n, int):
             raise ConfigError(f"{where}: N must be an integer")
-        return Axis(key, tuple(_spaced(head, _number(parts[0], where), _number(parts[1], where), n, where)))
+        return Axis(key, spaced(head, _number(parts[0], where), _number(parts[1], where), n, where))
     if head in ("random", "lograndom") and rest:
         parts = rest.split(":")
         if len(parts) not in (3, 4):
@@ -167,16 +156,13 @@ def parse_axis(key: str, text: str) -> Axis | None:
         seed = _number(parts[3], where) if len(parts) == 4 else 0
         if not isinstance(n, int) or not isinstance(seed, int):
             raise ConfigError(f"{where}: N and SEED must be integers")
-        return Axis(key, tuple(_random(_number(parts[0], where), _number(parts[1], where), n, seed,
-                                       head == "lograndom", where)))
+        return Axis(key, drawn(_number(parts[0], where), _number(parts[1], where), n, seed, head == "lograndom",
+                               where))
     if "," in text:
         return Axis(key, tuple(_scalar(item) for item in text.split(",") if item.strip()))
     if ":" in text and all(_is_int(p) for p in text.split(":")) and len(text.split(":")) in (2, 3):
         nums = [int(p) for p in text.split(":")]
-        values = tuple(range(*nums))
-        if not values:
-            raise ConfigError(f"{where}: the range {text!r} is empty")
-        return Axis(key, values)
+        return Axis(key, int_range(*nums, *([1] if len(nums) == 2 else []), where=where))
     return None
 
 
@@ -194,13 +180,14 @@ def axis_from_toml(key: str, value: Any, where: str = "axes") -> Axis:
     if kind == "range":
         if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
             raise ConfigError(f"{w}.range: expected [start, stop(, step)] integers, got {args}")
-        return Axis(key, tuple(range(*args)))
+        return Axis(key, int_range(*([0] if len(args) == 1 else []), *args, *([1] if len(args) < 3 else []),
+                                   where=f"{w}.range"))
     if len(args) != 3 or not isinstance(args[2], int):
         raise ConfigError(f"{w}.{kind}: expected [start, stop, n], got {args}")
     if kind == "random":
         log = bool(value.get("log", False)) if "log" in value else False
-        return Axis(key, tuple(_random(float(args[0]), float(args[1]), args[2], int(value.get("seed", 0)), log, w)))
-    return Axis(key, tuple(_spaced(kind, float(args[0]), float(args[1]), args[2], w)))
+        return Axis(key, drawn(float(args[0]), float(args[1]), args[2], int(value.get("seed", 0)), log, w))
+    return Axis(key, spaced(kind, float(args[0]), float(args[1]), args[2], w))
 
 
 def load_sweep(target: str | Path, settings: Iterable[str] = (), *, mode: str | None = None) -> Sweep:
@@ -243,52 +230,6 @@ def load_sweep(target: str | Path, settings: Iterable[str] = (), *, mode: str | 
     return Sweep(simulation, tuple(axes), mode or "grid", tuple(fixed), name)
 
 
-def point_id(point: Mapping[str, Any]) -> str:
-    """A stable file name for a point: a hash of its settings."""
-    text = json.dumps({k: point[k] for k in sorted(point)}, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def _prepare(raw: Mapping[str, Any], where: str) -> Callable[[], Any]:
-    """Parse a point's simulation table (errors name the point) and return what runs it."""
-    from .progress import nested
-    from .runs import run_simulation
-    from .simulation import parse_simulation
-
-    sim = parse_simulation(raw, source=where)
-
-    def run() -> Any:
-        with nested():  # the sweep logs a line per point, not the lines of the point's runs
-            return run_simulation(sim, progress=False)
-
-    return run
-
-
-def _point_tables(sweep: Sweep) -> dict[str, tuple[dict[str, Any], str]]:
-    """Every point's simulation table and label, by point id, each parsed once so that a bad key or value fails
-    before anything runs."""
-    from .simulation import apply_settings, read_simulation, set_key
-
-    base = apply_settings(read_simulation(sweep.simulation), sweep.fixed)
-    tables = {}
-    for point in sweep.points():
-        raw = copy.deepcopy(base)
-        for key, value in point.items():
-            set_key(raw, key, value)
-        where = f"sweep point {json.dumps(point, default=str)}"
-        try:
-            _prepare(raw, where)
-        except NeurocircuitError as exc:
-            raise type(exc)(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
-        tables[point_id(point)] = (raw, where)
-    return tables
-
-
-def validate(sweep: Sweep) -> None:
-    """Build every point's simulation now, so a bad key or value fails before anything runs."""
-    _point_tables(sweep)
-
-
 def _run_point(task: dict[str, Any]) -> dict[str, Any]:
     """Run one point (in a worker): returns {"id", "dataset"} or {"id", "error"}. Never raises."""
     for key, value in SINGLE_THREAD_ENV.items():
@@ -297,9 +238,11 @@ def _run_point(task: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(1)
-        return {"id": task["id"], "dataset": _prepare(task["raw"], task["where"])().load()}
+        raw, where = _point_table(task["base"], task["point"])
+        return {"id": task["id"], "dataset": _prepare(raw, where)().load()}
     except Exception as exc:  # a failing point is recorded, the sweep goes on
-        return {"id": task["id"], "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+        return {"id": task["id"], "point": task["point"],
+                "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
 
 
 def _set_aside_corrupt(folder: Path, pid: str) -> bool:
@@ -320,11 +263,14 @@ def _set_aside_corrupt(folder: Path, pid: str) -> bool:
 
 
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask: str | Any | None = None,
-              progress: bool | None = None, on_point: Callable[[str, str], None] | None = None) -> Any:
+              progress: bool | None = None, on_point: Callable[[str, str], None] | None = None,
+              max_points: int | None = MAX_SWEEP_POINTS) -> Any:
     """Run the points not yet finished and return the merged Dataset (also written to ``out/sweep.nc``).
 
     ``workers``: local processes (default: all cores; 1 runs in this process). ``dask``: a scheduler address or a
-    ``distributed.Client`` to run on instead. ``on_point(id, status)`` is called as each point ends.
+    ``distributed.Client`` to run on instead. ``on_point(id, status)`` is called as each point ends. A sweep of
+    more than ``max_points`` points is refused before anything is parsed or written (None: no ceiling; the command
+    line's ``--yes``).
     """
     from .progress import RunProgress
     from .results import write_atomic, write_netcdf
@@ -332,28 +278,32 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
-    tables = _point_tables(sweep)
+    count = sweep.count()
+    if max_points is not None and count > max_points:
+        raise ConfigError(f"the sweep has {count:,} points, more than {max_points:,} (neurocircuit.limits."
+                          "MAX_SWEEP_POINTS): pass --yes (run_sweep(..., max_points=None)) to run them all")
+    validate(sweep)
     if isinstance(dask, str):
         _check_reachable(dask)  # before anything is written
-    _log.info("sweep %r over %s: %d points (%s of %s) on %s", sweep.name, sweep.simulation, len(sweep.points()),
+    _log.info("sweep %r over %s: %d points (%s of %s) on %s", sweep.name, sweep.simulation, count,
               sweep.mode, ", ".join(f"{a.key} x{len(a.values)}" for a in sweep.axes),
               f"dask {dask}" if dask is not None else f"{workers or 'all'} local workers")
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sweep.json", lambda p: p.write_text(json.dumps(sweep.to_dict(), indent=2, default=str)))
-    points = sweep.points()
-    todo = [{"id": pid, "raw": raw, "where": where} for pid, (raw, where) in tables.items()
-            if not _set_aside_corrupt(folder, pid)]
-    tracker = RunProgress(sweep.name, len(points), progress=progress, unit="point", initial=len(points) - len(todo))
-
-    settings = {point_id(point): point for point in points}
+    done = {pid for point in sweep.iter_points() if _set_aside_corrupt(folder, pid := point_id(point))}
+    base = _base_table(sweep)
+    # tasks made as they are handed out: a large sweep never holds every point's table
+    todo = ({"id": pid, "base": base, "point": point} for point in sweep.iter_points()
+            if (pid := point_id(point)) not in done)
+    tracker = RunProgress(sweep.name, count, progress=progress, unit="point", initial=len(done))
 
     def finish(result: dict[str, Any]) -> None:
         pid = result["id"]
         error_file = folder / f"{pid}.error.json"
         if "error" in result:
             # the point's settings too: the id alone does not tell a reader of the folder which point failed
-            record = {"error": result["error"], "point": settings[pid]}
+            record = {"error": result["error"], "point": result["point"]}
             write_atomic(error_file, lambda p: p.write_text(json.dumps(record, default=str)))
             status = "failed"
         else:
@@ -369,11 +319,11 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
             _run_dask(todo, dask, finish)
         else:
             # No more processes than pending points, nor than MAX_WORKERS.
-            count = min(workers or os.cpu_count() or 1, len(todo), MAX_WORKERS)
-            if count <= 1:
+            processes = min(workers or os.cpu_count() or 1, count - len(done), MAX_WORKERS)
+            if processes <= 1:
                 _run_serial(todo, finish)
             else:
-                _run_local(todo, count, finish)
+                _run_local(todo, processes, finish)
     finally:
         tracker.close()
     ds = merge_points(sweep, folder)
@@ -381,7 +331,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     return ds
 
 
-def _run_serial(todo: list[dict[str, Any]], finish: Callable[[dict[str, Any]], None]) -> None:
+def _run_serial(todo: Iterable[dict[str, Any]], finish: Callable[[dict[str, Any]], None]) -> None:
     import torch
 
     threads = torch.get_num_threads()
@@ -392,11 +342,11 @@ def _run_serial(todo: list[dict[str, Any]], finish: Callable[[dict[str, Any]], N
         torch.set_num_threads(threads)
 
 
-def _run_local(todo: list[dict[str, Any]], workers: int, finish: Callable[[dict[str, Any]], None]) -> None:
+def _run_local(todo: Iterable[dict[str, Any]], workers: int, finish: Callable[[dict[str, Any]], None]) -> None:
     run_in_workers(_run_point, todo, workers, lambda task, future: finish(future.result()))
 
 
-def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dict[str, Any]], None]) -> None:
+def _run_dask(todo: Iterable[dict[str, Any]], dask: str | Any, finish: Callable[[dict[str, Any]], None]) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover - an install without the extra
@@ -410,7 +360,7 @@ def _run_dask(todo: list[dict[str, Any]], dask: str | Any, finish: Callable[[dic
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise ConfigError(f"--dask {dask!r}: cannot reach the dask scheduler ({' '.join(str(exc).split())})") from None
     try:
-        futures = client.map(_run_point, todo, pure=False)
+        futures = client.map(_run_point, list(todo), pure=False)  # dask maps lists, not iterators
         for future in as_completed(futures):
             finish(future.result())
     finally:
@@ -492,7 +442,7 @@ def merge_points(sweep: Sweep, folder: str | Path) -> Any:
     merged.attrs = {}
     # Every point of the definition has its place, failed ones as NaN.
     if sweep.mode == "zip":
-        merged = merged.reindex(point=range(len(sweep.points())))
+        merged = merged.reindex(point=range(sweep.count()))
         merged = merged.assign_coords({a.key: ("point", list(a.values)) for a in sweep.axes if a.key != "seed"})
     else:
         merged = merged.reindex({a.key: list(a.values) for a in sweep.axes})
@@ -505,7 +455,7 @@ def merge_points(sweep: Sweep, folder: str | Path) -> Any:
               for e in errors]
     merged.attrs["sweep"] = json.dumps(sweep.to_dict(), default=str)
     merged.attrs["errors"] = json.dumps(errors, default=str)
-    merged.attrs["points"] = len(sweep.points())
+    merged.attrs["points"] = sweep.count()
     merged.attrs["failed_points"] = len(errors)
     return merged
 

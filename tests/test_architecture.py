@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "neurocircuit"
 #: interface depends on no backend, each backend on the interface.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("neurocircuit._version", "neurocircuit.errors", "neurocircuit._reads", "neurocircuit._toml",
-              "neurocircuit.pool", "neurocircuit.progress")),
+              "neurocircuit.pool", "neurocircuit.progress", "neurocircuit.limits",
+              "neurocircuit.axis_values")),
     ("descriptions", ("neurocircuit.rules", "neurocircuit.circuit", "neurocircuit.phases", "neurocircuit.transforms",
                       "neurocircuit.datasets", "neurocircuit.results", "neurocircuit.selection")),
     ("torch rule layers", ("neurocircuit.torch.nn", "neurocircuit.torch.nn.*")),
@@ -28,7 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("torch backend", ("neurocircuit.torch", "neurocircuit.torch.*")),
     ("brian2 backend", ("neurocircuit.brian", "neurocircuit.brian.*")),
     ("public aliases", ("neurocircuit.nn", "neurocircuit.nn.*")),
-    ("tools", ("neurocircuit.sweep", "neurocircuit.plotting", "neurocircuit.run_figures", "neurocircuit.figure_style",
+    ("tools", ("neurocircuit.sweep", "neurocircuit.sweep_points", "neurocircuit.plotting", "neurocircuit.run_figures",
+               "neurocircuit.figure_style",
                "neurocircuit.book", "neurocircuit.book.*", "neurocircuit.tables", "neurocircuit.tables.*",
                "neurocircuit.api")),
     ("entry points", ("neurocircuit.cli", "neurocircuit.__main__", "neurocircuit")),

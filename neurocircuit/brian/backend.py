@@ -41,8 +41,10 @@ from .._reads import note_read, origins_of, set_origins
 from ..backends import Backend, register_backend, set_keys
 from ..circuit import Circuit
 from ..errors import ConfigError
+from ..limits import check_data_fits
 from ..phases import EngagedPhase
 from ..registry import load_circuit
+from .budget import check_run_limits, check_synapse_memory
 from .parameters import RateParameters, SpikingParameters, parameters_from_dict
 
 __all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
@@ -201,9 +203,12 @@ class BrianBackend(Backend):
                                           f"spiking variant (it implements: {', '.join(SPIKING_RULES)})")
             if any(isinstance(p, EngagedPhase) for p in phases) and "data" not in sim.raw:
                 raise ConfigError(f"{sim.source}: arm {arm.label!r} has an engaged phase but there is no [data] table")
+        check_synapse_memory(sim)
 
     def load_data(self, sim: Any) -> Any:
+        variant, params, _ = brian_parameters(sim)
         if not any(isinstance(p, EngagedPhase) for a in sim.arms for p in sim.schedule_for(a).phases):
+            check_run_limits(sim, variant, params, (0, 0, 0))
             return None
         from torch.utils.data import TensorDataset
 
@@ -217,6 +222,8 @@ class BrianBackend(Backend):
             # would be learned untransformed
             raise ConfigError(f"data {info.name!r}: the Brian2 backend learns in-memory classification tasks whose "
                               "samples are the stored tensors")
+        check_data_fits(load_circuit(sim.model), info)  # before the protocol is unrolled (the arms share shapes)
+        check_run_limits(sim, variant, params, (len(train), len(test), 0 if val is None else len(val)))
 
         def arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
             return ds.tensors[0].numpy().reshape(len(ds), -1).astype(float), ds.tensors[1].numpy()

@@ -20,6 +20,7 @@ from brian2 import Hz, Quantity, ms, mV
 from .._reads import Tracked, TrackedDict, set_origins
 from .._toml import check_keys, expect, shown
 from ..errors import ConfigError
+from ..limits import MAX_SIMULATED_STEPS, check_count
 
 __all__ = ["RateParameters", "SpikingParameters", "parse_quantity", "read_quantity", "parameters_from_dict", "TARGETS",
            "DEVICES", "NEURON_MODELS"]
@@ -218,6 +219,7 @@ class RateParameters(Tracked):
         expect(self.record_weights, bool, "brian2.record_weights")
         expect(self.twin, bool, "brian2.twin")
         self._check_plasticity_dt()
+        self._check_step_counts()
         for name, allowed in (("loss", LOSSES), ("target", TARGETS), ("device", DEVICES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"brian2.{name}: unknown value {getattr(self, name)!r} (use {', '.join(allowed)})")
@@ -241,6 +243,17 @@ class RateParameters(Tracked):
         for name in ("presentation", "settle"):
             if float(getattr(self, name)) > 0 and not whole(getattr(self, name), step):
                 raise ConfigError(f"brian2.plasticity_dt ({step}) must divide brian2.{name} ({getattr(self, name)})")
+
+    def _check_step_counts(self) -> None:
+        """Time steps per presentation window between 1 and the ceiling, and no recording finer than the step (a
+        whole protocol's counts are checked once its length is known: :mod:`neurocircuit.brian.budget`)."""
+        # seconds as numbers: Brian2's own display of extreme quantities overflows ("0. Ys") and warns
+        presentation, dt, record_dt = (f"{float(q):.3g} s" for q in (self.presentation, self.dt, self.record_dt))
+        check_count(float(self.presentation / self.dt), f"brian2.presentation / brian2.dt ({presentation} / {dt}, "
+                    "time steps per window)", MAX_SIMULATED_STEPS, "a shorter presentation or a longer dt")
+        if self.record_dt < self.dt:
+            raise ConfigError(f"brian2.record_dt ({record_dt}) must be >= brian2.dt ({dt}): a monitor records at most "
+                              "once per time step")
 
     @property
     def plasticity_step(self) -> Quantity:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..phases import EngagedPhase, MirrorPhase, PrenatalPhase
 
-__all__ = ["Protocol", "build_protocol", "mirror_phase_name"]
+__all__ = ["Protocol", "build_protocol", "protocol_steps", "mirror_phase_name"]
 
 
 @dataclass
@@ -147,3 +147,22 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
     parts.append(_blank(1, n_in, n_out, "end"))
     merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     return Protocol(**merged, test_blocks=blocks["test"], val_blocks=blocks["val"])
+
+
+def protocol_steps(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase], *, sizes: tuple[int, int, int],
+                   epochs: int = 1, interleave: bool = True) -> int:
+    """The number of windows :func:`build_protocol` unrolls ``phases`` into, without building it: ``sizes`` are
+    the numbers of training, test and validation samples (0 for no validation set)."""
+    n_train, n_test, n_val = sizes
+    steps = 1  # the closing window
+    for phase in phases:
+        if isinstance(phase, MirrorPhase):
+            steps += phase.steps
+        elif isinstance(phase, PrenatalPhase):
+            steps += phase.samples
+        elif isinstance(phase, EngagedPhase):
+            count = phase.epochs if phase.epochs is not None else epochs
+            steps += count * (n_train + n_test + n_val)
+            if interleave and phase.mirror_every:  # mirror windows after every mirror_every-th training window
+                steps += (count * n_train // phase.mirror_every) * phase.mirror_steps
+    return steps

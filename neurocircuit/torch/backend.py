@@ -14,6 +14,7 @@ import xarray as xr
 
 from ..backends import Backend, register_backend
 from ..errors import ConfigError, ShapeError, UnknownNameError
+from ..limits import MAX_TRAINING_STEPS, check_count, check_data_fits, check_memory, torch_memory
 from ..registry import load_circuit
 from ..simulation import ARM_KEYS, TOP_KEYS, Simulation, TrainSettings
 from .settings import TorchSettings, torch_settings
@@ -110,16 +111,24 @@ class TorchBackend(Backend):
         except ConfigError as exc:
             raise ConfigError(f"{sim.source}: {exc}") from None
         torchvision_model = is_torchvision_model(sim.model)
+        circuit = None
         for arm in sim.arms:
             try:
                 if torchvision_model:
                     with torch.device("meta"):  # checks the rules and override patterns without allocating
                         build_network(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options, seed=0)
                 else:
-                    load_circuit(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
+                    circuit = load_circuit(sim.model, rule=arm.rule, overrides=arm.overrides, options=arm.options)
             except (ConfigError, UnknownNameError, ShapeError) as exc:
                 raise type(exc)(f"{sim.source}: arm {arm.label!r}: {exc}") from None
+            _check_phase_steps(sim, arm)
         name, settings = optimizer_settings(sim.optimizer, sim.train.batch_size)
+        if circuit is not None:  # before anything allocates: the allocator's own failure names no layer
+            states = 2 if name.lower().startswith("adam") else 1
+            try:
+                check_memory(torch_memory(circuit, sim.train.batch_size, states), f"model {sim.model_name!r}")
+            except ConfigError as exc:
+                raise ConfigError(f"{sim.source}: {exc}") from None
         try:
             probe = make_optimizer([torch.zeros(1, requires_grad=True)], name, **settings)
         except ConfigError as exc:
@@ -139,6 +148,14 @@ class TorchBackend(Backend):
             if not hasattr(test, "tensors"):
                 raise ConfigError(f"train.ood_transforms: data {info.name!r} is not an in-memory image set")
             ood.append((spec, transform_images(test, spec)))
+        batches = -(-len(train) // sim.train.batch_size)
+        for arm in sim.arms:
+            for phase in sim.schedule_for(arm).phases:
+                epochs = getattr(phase, "epochs", None) if phase.kind == "engaged" else 0
+                epochs = sim.train.epochs if phase.kind == "engaged" and epochs is None else epochs
+                if epochs:
+                    check_count(epochs * batches, f"arm {arm.label!r}: phase {phase.name!r}: {epochs} epochs × "
+                                f"{batches} batches", MAX_TRAINING_STEPS, "fewer epochs or a larger batch_size")
         return train, test, info, tuple(ood), val
 
     def run_arm(self, sim: Simulation, arm: Any, seed: int, data: Any, *, out: Path | None = None,
@@ -152,7 +169,7 @@ class TorchBackend(Backend):
         train_set, test_set, info, ood, *rest = data  # (a 4-tuple from older callers: no validation set)
         val_set = rest[0] if rest else None
         if not is_torchvision_model(sim.model):
-            _check_data_fits(load_circuit(sim.model), info)
+            check_data_fits(load_circuit(sim.model), info)
         elif len(info.input_shape) != 3:
             raise ShapeError(f"model {sim.model_name!r} takes images (C, H, W); data {info.name!r} has inputs of shape "
                              f"{info.input_shape}")
@@ -199,13 +216,17 @@ class TorchBackend(Backend):
         return {"dataset": str(sim.data.get("name")), "time_step_convention": TIME_STEP_CONVENTION}
 
 
-def _check_data_fits(circuit: Any, info: Any) -> None:
-    size = 1
-    for s in info.input_shape:
-        size *= s
-    if size != circuit.input.size:
-        raise ShapeError(f"dataset {info.name!r} has inputs of shape {info.input_shape}, but model "
-                         f"{circuit.name!r} expects {circuit.input.shape}")
-    if info.n_outputs != circuit.output.size:
-        raise ShapeError(f"dataset {info.name!r} has {info.n_outputs} outputs, but model {circuit.name!r} "
-                         f"has {circuit.output.size} output units")
+def _check_phase_steps(sim: Simulation, arm: Any) -> None:
+    """Refuse a phase of ``arm`` whose steps are beyond :data:`~neurocircuit.limits.MAX_TRAINING_STEPS` (an engaged
+    phase: its epochs, each at least one step; the data set's size is checked once loaded)."""
+    for phase in sim.schedule_for(arm).phases:
+        if phase.kind == "engaged":
+            epochs = sim.train.epochs if getattr(phase, "epochs", None) is None else phase.epochs
+            count, what = epochs, "epochs"
+        else:
+            count, what = phase.steps, "steps"
+        if count:
+            try:
+                check_count(count, f"arm {arm.label!r}: phase {phase.name!r}: {count} {what}", MAX_TRAINING_STEPS)
+            except ConfigError as exc:
+                raise ConfigError(f"{sim.source}: {exc}") from None

@@ -1,0 +1,178 @@
+"""Limits checked before work (neurocircuit.limits): memory, time steps and recorded samples, training steps, sweep
+sizes and data shapes. Every refusal: exit code 2, one line on stderr, no traceback, nothing written."""
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurocircuit import limits
+from neurocircuit.cli import main
+from neurocircuit.errors import ConfigError
+
+SIM = "default"
+BRIAN = "brian2_weight_mirror"
+
+BOMB = """name = "bomb"
+[[populations]]
+name = "x"
+shape = [64]
+[[populations]]
+name = "h1"
+shape = [1000000]
+[[populations]]
+name = "h2"
+shape = [1000000]
+[[populations]]
+name = "y"
+shape = [10]
+[[projections]]
+source = "x"
+target = "h1"
+[[projections]]
+source = "h1"
+target = "h2"
+[[projections]]
+source = "h2"
+target = "y"
+"""
+
+
+def S(*settings: str) -> list[str]:
+    return [a for s in settings for a in ("--set", s)]
+
+
+def _refused(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> float:
+    """Run the command line; assert the one-line refusal and that nothing was written. Returns the seconds taken."""
+    (tmp_path / "bomb.toml").write_text(BOMB)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    before = set(tmp_path.rglob("*"))
+    start = time.perf_counter()
+    assert main(args) == 2
+    elapsed = time.perf_counter() - start
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("neurocircuit: error:"), err
+    assert "Traceback" not in err and message in err, err
+    assert set(tmp_path.rglob("*")) == before, sorted(map(str, set(tmp_path.rglob("*")) - before))
+    return elapsed
+
+
+RUN = {
+    # memory: estimated from the description, never allocated
+    "torch memory bomb": ([SIM, *S('model="{tmp}/bomb.toml"')],
+                          "projection h1→h2 needs 16.0 TB (1,000,000×1,000,000 float32 weights"),
+    "brian2 memory bomb": ([BRIAN, *S('model="{tmp}/bomb.toml"')],
+                           "projection h1→h2 needs 80.0 TB (1,000,000×1,000,000 W and B synapses)"),
+    # Brian2 time steps: per window at load time, a whole protocol before the first run
+    "brian2 dt 1e-300 ms": ([BRIAN, *S('brian2.dt="1e-300 ms"')],
+                            "brian2.presentation / brian2.dt (0.04 s / 1e-303 s, time steps per window) is 4e+301"),
+    "brian2 presentation 1e300 s": ([BRIAN, *S('brian2.presentation="1e300 second"')],
+                                    "time steps per window) is 2e+303, above the ceiling of 1e+09"),
+    "brian2 presentation below dt": (["brian2_learning", *S('brian2.presentation="0.1 ms"', 'brian2.settle="0 ms"')],
+                                     "time steps per window) is 0.2: nothing would run"),
+    "brian2 record_dt 1e-9 ms": ([BRIAN, *S('brian2.record_dt="1e-9 ms"')],
+                                 "brian2.record_dt (1e-12 s) must be >= brian2.dt (0.0005 s)"),
+    "brian2 steps beyond the ceiling": ([BRIAN, *S("phases.0.steps=100000000")],
+                                        "100,000,001 windows × 80 time steps (brian2.presentation / brian2.dt) is "
+                                        "8e+09"),
+    "brian2 samples beyond the ceiling": ([BRIAN, *S("phases.0.steps=1000000", 'brian2.record_dt="0.5 ms"')],
+                                          "an activity monitor's 80,000,081 samples (brian2.record_dt 0.0005 s) × 20 "
+                                          "units is 1.6e+09"),
+    # torch: steps of a phase, and epochs x batches once the data's size is known
+    "torch mirror steps": ([SIM, *S('phases=[{kind="mirror", steps=10000000000}, {kind="engaged"}]')],
+                           "phase 'mirror': 10000000000 steps is 1e+10, above the ceiling"),
+    "torch epochs x batches": ([SIM, *S("train.epochs=1000000000")], "1000000000 epochs × "),
+    # shapes: the circuit's inputs against the data's, before the protocol is unrolled
+    "brian2 data do not fit": (["brian2_learning", *S("model=mlp_784_500_10")],
+                               "dataset 'digits' has inputs of shape (1, 8, 8), but model 'mlp_784_500_10' expects "
+                               "(784,)"),
+    # sweeps: counted from the axes, refused above the ceiling
+    "sweep step 0": (["sweep", SIM, *S("seed=0:5:0")], "--set seed=0:5:0: the step of a range must not be 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(RUN))
+def test_limits_refused_before_work_in_one_line(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args, message = RUN[case]
+    _refused([*(args if args[0] == "sweep" else ["run", *args]), "--out", "{tmp}/out"], message, tmp_path, capsys)
+
+
+def test_a_million_point_sweep_is_answered_at_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for axes in (["seed=0:1000000"], ["optimizer.lr=lin:0.01:1:1000000000000", "seed=0:3"]):
+        elapsed = _refused(["sweep", SIM, *S(*axes), "--out", "{tmp}/s"], "points, more than 10,000", tmp_path,
+                           capsys)
+        assert elapsed < 5, f"{axes}: answered in {elapsed:.1f} s"
+
+
+def test_yes_runs_a_sweep_above_the_ceiling(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_SWEEP_POINTS", 1)
+    args = ["sweep", SIM, *S("train.epochs=0", 'arms=["bp"]', "seeds=[0]", "optimizer.lr=0.1,0.2"), "--workers", "1",
+            "--out", "{tmp}/s"]
+    _refused(args, "the sweep has 2 points, more than 1", tmp_path, capsys)
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in [*args, "--yes"]]) == 0
+    assert "2 points finished, 0 failed" in capsys.readouterr().out
+
+
+def test_a_sweep_parses_each_axis_value_up_front_and_no_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neurocircuit import sweep_points
+    from neurocircuit.sweep import load_sweep, validate
+
+    # a bad value anywhere on an axis is refused before anything runs
+    with pytest.raises(ConfigError, match=r"sweep point .*optimizer.lr.*-1"):
+        validate(load_sweep(SIM, ["optimizer.lr=0.1,0.2,-1", "seed=0:3"]))
+    parsed = []
+    monkeypatch.setattr(sweep_points, "_prepare", lambda raw, where: parsed.append(where))
+    validate(load_sweep(SIM, ["optimizer.lr=0.1,0.2,0.3", "seed=0:4"]))  # 12 points: 1 + 2 + 3 values checked
+    assert len(parsed) == 6
+    parsed.clear()
+    validate(load_sweep(SIM, ["seed=0:1000000"]))
+    assert len(parsed) == sweep_points.CHECKED_UP_FRONT
+
+
+def test_memory_ceiling_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture) -> None:
+    from neurocircuit.simulation import load_simulation
+
+    (tmp_path / "bomb.toml").write_text(BOMB)
+    monkeypatch.setenv(limits.MEMORY_ENV, "20 TB")  # a machine that has it: validated, nothing allocated
+    assert load_simulation(SIM, [f'model="{tmp_path}/bomb.toml"']).model_name.endswith("bomb.toml")
+    monkeypatch.setenv(limits.MEMORY_ENV, "1 KiB")  # and a smaller one refuses the default model
+    _refused(["run", SIM, *S("train.epochs=0"), "--out", "{tmp}/out"], "$NEUROCIRCUIT_MEMORY_LIMIT allows 1.0 KiB",
+             tmp_path, capsys)
+    monkeypatch.setenv(limits.MEMORY_ENV, "lots")
+    _refused(["run", SIM, "--out", "{tmp}/out"], "$NEUROCIRCUIT_MEMORY_LIMIT = 'lots': expected a number of bytes",
+             tmp_path, capsys)
+
+
+def _fake_fashion_mnist(folder: Path, n_train: int = 60, n_test: int = 20) -> None:
+    """Random 28x28 images in Fashion-MNIST's IDX files (the data set itself is not needed)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(
+            bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in images.shape) + images.tobytes())
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(
+            bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + (np.arange(n) % 10).astype(np.uint8).tobytes())
+
+
+def test_brian2_fashion_mnist_into_the_digits_circuit_names_both_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    _fake_fashion_mnist(tmp_path / "data" / "fashion-mnist")
+    monkeypatch.setenv("NEUROCIRCUIT_DATA", str(tmp_path / "data"))
+    _refused(["run", "brian2_learning", *S("data.name=fashion_mnist"), "--out", "{tmp}/out"],
+             "dataset 'fashion_mnist' has inputs of shape (1, 28, 28), but model 'mlp_digits' expects (64,)",
+             tmp_path, capsys)
+
+
+def test_counts_and_sizes() -> None:
+    assert limits.check_count(3.0, "x", 10) == 3
+    for count, needle in ((0, "is 0: nothing would run"), (11, "is 11, above the ceiling of 1e+01"),
+                          (float("inf"), "is inf, above")):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            limits.check_count(count, "x", 10)
+    assert limits.format_bytes(24 * 2**30) == "24 GiB" and limits.format_bytes(8e12) == "8.0 TB"
+    assert limits.machine_memory() > 2**20
