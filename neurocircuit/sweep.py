@@ -43,7 +43,7 @@ from typing import Any
 
 import tomllib
 
-from ._toml import check_keys, expect, read_toml
+from ._toml import check_keys, expect, expect_seed, loads_bounded, read_toml
 from .errors import ConfigError, NeurocircuitError
 from .pool import MAX_WORKERS, SINGLE_THREAD_ENV, run_in_workers
 from .registry import simulation_file
@@ -106,7 +106,7 @@ class Sweep:
 
 def _scalar(text: str) -> Any:
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return loads_bounded(f"v = {text}", f"--set value {text[:40]!r}")["v"]
     except tomllib.TOMLDecodeError:
         return text.strip()
 
@@ -135,6 +135,7 @@ def _random(low: float, high: float, n: int, seed: int, log: bool, where: str) -
 
     if n < 1 or not low < high:
         raise ConfigError(f"{where}: random values need low < high and n >= 1")
+    expect_seed(seed, f"{where}: SEED")
     rng = np.random.default_rng(seed)
     if log:
         if low <= 0:
@@ -173,6 +174,8 @@ def parse_axis(key: str, text: str) -> Axis | None:
         return Axis(key, tuple(_scalar(item) for item in text.split(",") if item.strip()))
     if ":" in text and all(_is_int(p) for p in text.split(":")) and len(text.split(":")) in (2, 3):
         nums = [int(p) for p in text.split(":")]
+        if nums[2:] == [0]:
+            raise ConfigError(f"{where}: a range's step must not be 0")
         values = tuple(range(*nums))
         if not values:
             raise ConfigError(f"{where}: the range {text!r} is empty")
@@ -194,6 +197,8 @@ def axis_from_toml(key: str, value: Any, where: str = "axes") -> Axis:
     if kind == "range":
         if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
             raise ConfigError(f"{w}.range: expected [start, stop(, step)] integers, got {args}")
+        if args[2:] == [0]:
+            raise ConfigError(f"{w}.range: a range's step must not be 0")
         return Axis(key, tuple(range(*args)))
     if len(args) != 3 or not isinstance(args[2], int):
         raise ConfigError(f"{w}.{kind}: expected [start, stop, n], got {args}")
