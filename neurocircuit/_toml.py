@@ -45,6 +45,10 @@ def loads_bounded(text: str, where: str) -> dict[str, Any]:
         table = tomllib.loads(text)
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise ConfigError(f"{where}: tables or lists nested more than {MAX_DEPTH} levels deep") from None
+    except tomllib.TOMLDecodeError:
+        raise
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise ConfigError(f"{where}: {' '.join(str(exc).split(';')[0].split())}") from None
     check_bounded(table, where)
     return table
 
