@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ._toml import expect_seed
 from .errors import ConfigError
 
 __all__ = ["Span", "int_range", "spaced", "drawn"]
@@ -99,6 +100,7 @@ def drawn(low: float, high: float, n: int, seed: int, log: bool, where: str) -> 
         raise ConfigError(f"{where}: random values need low < high and n >= 1")
     if log and low <= 0:
         raise ConfigError(f"{where}: log-uniform values need low > 0")
+    expect_seed(seed, f"{where}: SEED")
     cache: list[Any] = []
 
     def values() -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import NeurocircuitError
+from .progress import HeldWarnings
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules only when a command needs them
     import xarray as xr
@@ -271,6 +272,8 @@ def _run_locked(args: argparse.Namespace, sim: Any, created: Path | None, rank0:
             (args.out / "results.nc").unlink(missing_ok=True)
             shutil.rmtree(args.out / "runs", ignore_errors=True)
             forget_owner(args.out)
+    args.held.release()  # the input is accepted: what it warned of is shown, and the run's warnings as they come
+    if rank0:
         _log.info("running %r on %s: model %s, arms %s, seeds %s%s", sim.name, sim.backend, sim.model_name,
                   ", ".join(sim.labels), list(sim.seeds), f", {args.jobs} runs at a time" if args.jobs > 1 else "")
     try:
@@ -300,6 +303,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         raise NeurocircuitError(f"--workers must be >= 1, got {args.workers}")
     sweep = load_sweep(args.target, args.settings, mode="zip" if args.zip else None)
     n = sweep.count()  # from the axes' lengths: a large sweep is refused before any point is made
+    args.held.release()
     ds = run_sweep(sweep, args.out, workers=args.workers, dask=args.dask, progress=False if args.quiet else None,
                    max_points=None if args.yes else MAX_SWEEP_POINTS)
     failed = ds.attrs.get("failed_points", 0)
@@ -469,7 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.command_line = "neurocircuit " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     restore_logging = _configure_logging(args)
+    # a refusal of run/sweep input stays one line: library warnings while it is read are folded into it
+    args.held = held = HeldWarnings()
     try:
+        if args.command in ("run", "train", "sweep"):
+            held.__enter__()
         if args.command == "list":
             _cmd_list()
         elif args.command == "sweep":
@@ -485,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _cmd_run(args)
     except (NeurocircuitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"neurocircuit: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"neurocircuit: error: {_one_line(exc)}{held.folded()}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:
         print(f"neurocircuit: stopped: {_one_line(exc)}", file=sys.stderr)
@@ -494,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"neurocircuit: interrupted{': ' + _one_line(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
     finally:
+        held.release()  # what no error line took (an unexpected error's traceback follows) is shown
         restore_logging()
     return 0
 

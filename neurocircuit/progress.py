@@ -18,11 +18,13 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["RECORD_INTERVAL", "REPORT_INTERVAL", "LogHandler", "RecordLog", "RunProgress", "TimeReport", "bars_drawn",
-           "configure_logging", "format_record", "logging_level", "nested", "on_record_chain", "progress_bar"]
+__all__ = ["RECORD_INTERVAL", "REPORT_INTERVAL", "LogHandler", "RecordLog", "RunProgress", "TimeReport", "HeldWarnings",
+           "bars_drawn", "configure_logging", "format_record", "logging_level", "nested", "on_record_chain",
+           "progress_bar"]
 
 #: Seconds between two record lines of a run going on, in a log file (a terminal shows a bar instead): long enough
 #: that a run of many short runs (the default simulation) logs only a line per run.
@@ -270,3 +272,74 @@ class _Chain:
     def __call__(self, label: str, record: dict[str, Any]) -> None:
         for callback in self.callbacks:
             callback(label, record)
+
+
+class HeldWarnings:
+    """Warnings (Python's, and the records of Brian2's loggers) held back while a command's input is validated, so
+    that a refusal stays one line: :meth:`folded` gives them as a clause of that line. :meth:`release` (or leaving
+    the ``with`` block without an error) shows them as they would have been shown: warnings of accepted input, and
+    every warning of a real run after it, are never swallowed.
+
+    Python's warnings are held at ``warnings._showwarnmsg``, which every shown warning passes after the filters, so
+    a library that installs its own ``showwarning`` meanwhile (Brian2 routes them to its logger) is held too. The
+    records of the ``brian2`` loggers are held by that logger's handlers, if Brian2 was loaded before.
+    """
+
+    def __init__(self) -> None:
+        self.warnings: list[warnings.WarningMessage] = []
+        self.records: list[logging.LogRecord] = []
+        self._active = False
+
+    def __enter__(self) -> HeldWarnings:
+        self._show = warnings._showwarnmsg  # type: ignore[attr-defined]
+        warnings._showwarnmsg = self.warnings.append  # type: ignore[attr-defined]
+        self._brian = logging.getLogger("brian2")
+        self._handlers = list(self._brian.handlers)
+        self._holder = _Holder(self.records)
+        for handler in self._handlers:
+            self._brian.removeHandler(handler)
+        self._brian.addHandler(self._holder)
+        self._active = True
+        return self
+
+    def _stop(self) -> None:
+        if self._active:
+            warnings._showwarnmsg = self._show  # type: ignore[attr-defined]
+            self._brian.removeHandler(self._holder)
+            for handler in self._handlers:
+                self._brian.addHandler(handler)
+            self._active = False
+
+    def release(self) -> None:
+        """The input was accepted (or the error is not a refusal): stop holding, and show what was held."""
+        self._stop()
+        held, self.warnings, records, self.records = self.warnings, [], self.records, []
+        for message in held:
+            warnings._showwarnmsg(message)  # type: ignore[attr-defined]
+        for record in records:
+            logging.getLogger(record.name).handle(record)
+
+    def folded(self) -> str:
+        """What was held, as one clause (``""`` if nothing): at most three distinct warnings, each in one line."""
+        self._stop()
+        seen = dict.fromkeys([f"{w.category.__name__}: {w.message}" for w in self.warnings]
+                             + [f"{r.levelname.lower()} from {r.name}: {r.getMessage()}" for r in self.records])
+        self.warnings, self.records = [], []
+        texts = [" ".join(text.split()) for text in seen]
+        more = f" (and {len(texts) - 3} more)" if len(texts) > 3 else ""
+        return f" (warned while reading it: {'; '.join(texts[:3])}{more})" if texts else ""
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is None:
+            self.release()
+        else:
+            self._stop()  # the caller folds what was held into its error line, or releases it
+
+
+class _Holder(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self.kept = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.kept.append(record)

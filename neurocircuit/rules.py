@@ -16,10 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._toml import shown
+from ._toml import expect_number, shown
 from .errors import ConfigError, UnknownNameError
 
-__all__ = ["RuleDescription", "describe", "describe_rule", "list_rules", "check_rule"]
+__all__ = ["RuleDescription", "describe", "describe_rule", "list_rules", "check_rule", "check_option",
+           "OPTION_LOWS"]
+
+#: The range of every rule option, by name: (lowest value, whether it is excluded). A gain or scale is a size
+#: (B would be zero or flipped); a decay is a weight decay per unit of learning rate.
+OPTION_LOWS = {"gain": (0.0, True), "scale": (0.0, True), "decay": (0.0, False)}
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,15 @@ def check_rule(name: Any, options: Mapping[str, Any], where: str) -> RuleDescrip
                               f"(options: {', '.join(sorted(rule.options)) or 'none'})")
         if not (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
             raise ConfigError(f"{where}: option {key!r} of rule {name!r} must be a number, got {shown(value)}")
+        check_option(name, key, value, where)
     return rule
+
+
+def check_option(rule: str, key: str, value: Any, where: str) -> None:
+    """Refuse a rule option outside its range (:data:`OPTION_LOWS`): NaN, infinite, or below its lowest value."""
+    if value is not None and key in OPTION_LOWS:
+        low, strict = OPTION_LOWS[key]
+        expect_number(value, f"{where}: option {key!r} of rule {rule!r}", low=low, strict=strict)
 
 
 _B_DRAWN_LIKE_W = "its own random matrix, drawn like W's initialisation times `gain`"

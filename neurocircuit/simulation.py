@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _toml
 from ._reads import Tracked, TrackedDict, origins_of, set_origins
 from ._toml import check_keys, expect, expect_number, read_toml, shown, tomllib
 from .backends import get_backend
@@ -354,6 +355,7 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     honours every key the file sets, and builds what it needs (circuit, data, optimizer) before anything runs."""
     where = source
     expect(raw, dict, where)
+    _toml.check_bounded(raw, where)  # before anything walks or copies it
     _refuse_old_formats(raw, where)
     for key in ("model", "arms"):
         if key not in raw:
@@ -391,7 +393,7 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
     seeds = raw.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
     for s in expect(seeds, list, f"{where}: seeds"):
-        expect(s, int, f"{where}: seeds")
+        _toml.expect_seed(s, f"{where}: seeds")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of distinct ints, got {seeds}")
     data = dict(expect(raw.get("data", {"name": "digits"}), dict, f"{where}: data"))
@@ -439,8 +441,9 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
         raw["seeds"] = [value]
         return
     parts = key.split(".")
-    if not all(parts):
-        raise ConfigError(f"--set: bad key {key!r}")
+    if not all(parts) or len(parts) > _toml.MAX_DEPTH:
+        raise ConfigError(f"--set: bad key {key[:60]!r}{'...' if len(key) > 60 else ''}" + (
+            f" (more than {_toml.MAX_DEPTH} levels deep)" if len(parts) > _toml.MAX_DEPTH else ""))
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         here = ".".join(parts[: i + 1])
@@ -471,7 +474,7 @@ def parse_setting(item: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key=value, got {item!r}")
     try:
-        value = tomllib.loads(f"v = {text}")["v"]
+        value = _toml.loads_bounded(f"v = {text}", f"--set {key.strip()[:60]}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
     return key.strip(), value

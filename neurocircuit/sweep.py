@@ -41,7 +41,7 @@ from typing import Any
 
 import tomllib
 
-from ._toml import check_keys, expect, read_toml
+from ._toml import check_keys, expect, loads_bounded, read_toml
 from .axis_values import Span, drawn, int_range, spaced
 from .errors import ConfigError, NeurocircuitError
 from .limits import MAX_SWEEP_POINTS
@@ -120,7 +120,7 @@ class Sweep:
 
 def _scalar(text: str) -> Any:
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return loads_bounded(f"v = {text}", f"--set value {text[:40]!r}")["v"]
     except tomllib.TOMLDecodeError:
         return text.strip()
 

@@ -41,6 +41,7 @@ import brian2
 import numpy as np
 from brian2 import Clock, Network, NeuronGroup, StateMonitor, Synapses, TimedArray, linked_var, ms, second
 
+from .._toml import close_name
 from ..circuit import Circuit
 from ..errors import ConfigError, NoAlignmentWarning
 from ..rules import describe_rule
@@ -314,6 +315,11 @@ class RateCircuit(BrianCircuit):
         for proj in circuit.projections:
             if proj.kind != "dense":
                 raise ConfigError(f"the Brian2 backend runs dense projections; {proj.name!r} is {proj.kind}")
+        names = [p.name for p in circuit.populations]
+        for name in params.tau_population:  # a misspelt name would leave that population at brian2.tau
+            if name not in names:
+                raise ConfigError(f"brian2.tau_population.{name}: circuit {circuit.name!r} has no population "
+                                  f"{name!r}{close_name(name, names)}")
         if params.delay > 0 * ms:
             raise ConfigError(f"brian2.delay = {params.delay}: the rate circuit's summed inputs have no delays; "
                               "use the spiking variant for delays")

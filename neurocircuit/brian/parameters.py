@@ -35,6 +35,8 @@ _UNIT_NAMES = {name: value for name, value in vars(brian2.units).items()
                if isinstance(value, (Quantity, brian2.Unit))}
 # "<number> [*] <unit> [(*|/) <unit>[^n | **n]] ...", e.g. "5 ms", "5*ms", "0.02 / ms", "1e-3 * second", "3 mV/ms".
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*")
+#: The largest power a unit may be raised to: physical units need 1 to 3; a huge one overflows (``ms**-100000``).
+MAX_UNIT_POWER = 4
 _FACTOR = re.compile(r"\s*([*/]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(?:\*\*|\^)\s*([+-]?\d+))?\s*")
 
 
@@ -51,6 +53,8 @@ def read_quantity(text: str) -> Quantity | None:
             return None
         op, name, power = factor.groups()
         if name not in _UNIT_NAMES or (op == "" and not first):  # units after the first need * or /
+            return None
+        if power and abs(int(power)) > MAX_UNIT_POWER:
             return None
         unit = _UNIT_NAMES[name] ** int(power) if power else _UNIT_NAMES[name]
         value = value / unit if op == "/" else value * unit
@@ -204,10 +208,11 @@ class RateParameters(Tracked):
         if self.settle >= self.presentation:
             raise ConfigError(f"brian2.settle ({self.settle}) must be shorter than brian2.presentation "
                               f"({self.presentation})")
-        for name in ("tau", "tau_feedback", "noise_tau"):
-            if getattr(self, name) < self.dt:
-                raise ConfigError(f"brian2.{name} ({getattr(self, name)}) must be >= brian2.dt ({self.dt}) for a "
-                                  "stable Euler step")
+        for name in ("tau", "tau_feedback", "noise_tau", *(f"tau_population.{k}" for k in self.tau_population)):
+            value = dict.get(self.tau_population, name.split(".")[1]) if "." in name else getattr(self, name)
+            if value < self.dt:
+                raise ConfigError(f"brian2.{name} ({value}) must be >= brian2.dt ({self.dt}) for a stable Euler "
+                                  "step")
         expect(self.noise_sigma, (int, float), "brian2.noise_sigma")
         if not math.isfinite(self.noise_sigma) or self.noise_sigma <= 0:
             raise ConfigError(f"brian2.noise_sigma must be > 0, got {self.noise_sigma!r}")

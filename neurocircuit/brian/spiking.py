@@ -102,6 +102,9 @@ class SpikingCircuit(BrianCircuit):
     def __init__(self, circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
                  params: RateParameters, spiking: SpikingParameters, protocol: Protocol) -> None:
         spiking.check_against(params.dt)
+        if params.tau_population:
+            raise ConfigError("brian2.tau_population is not honoured by the spiking variant (its units read each "
+                              "other's spikes through brian2.spiking.tau_synapse and tau_trace)")
         self.circuit, self.params, self.spiking, self.protocol = circuit, params, spiking, protocol
         self.rules = {p.name: circuit.feedback_for(p.name).rule for p in circuit.projections}
         for name, rule in self.rules.items():

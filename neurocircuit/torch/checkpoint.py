@@ -104,6 +104,11 @@ def read_checkpoint(path: Path, *, device: torch.device, config: Mapping[str, An
         version = state.get("version") if isinstance(state, dict) else None
         raise ConfigError(f"{path}: checkpoint version {version!r} is not {CHECKPOINT_VERSION} "
                           "(not written by this neurocircuit version: start a new --out)")
+    missing = [k for k, kind in (("config", Mapping), ("seed", int), ("world_size", int))
+               if not isinstance(state.get(k), kind)]
+    if missing:
+        raise ConfigError(f"--resume: {path} has no valid {missing[0]!r} entry: not a complete neurocircuit "
+                          "checkpoint; move it away to start that run afresh")
     changed = config_differences(state["config"], config)
     if changed or state["seed"] != seed:
         raise ConfigError(f"--resume: {path} was written with different settings: "

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .._toml import shown
+from .._toml import expect_finite, expect_number
 from ..errors import ConfigError
 from ..simulation import TrainSettings
 
@@ -44,14 +44,12 @@ def optimizer_settings(spec: Mapping[str, Any], global_batch: int) -> tuple[str,
     if "lr_per_256" in settings:
         if "lr" in settings:
             raise ConfigError("optimizer: give lr or lr_per_256, not both")
-        per = settings.pop("lr_per_256")
-        if not isinstance(per, (int, float)) or isinstance(per, bool) or not math.isfinite(per) or per <= 0:
-            raise ConfigError(f"optimizer.lr_per_256 must be a finite number > 0, got {shown(per)}")
+        per = expect_number(settings.pop("lr_per_256"), "optimizer.lr_per_256")
         settings["lr"] = per * global_batch / 256
-    lr = settings.get("lr")
-    if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr)
-                           or lr <= 0):
-        raise ConfigError(f"optimizer.lr must be a finite number > 0, got {shown(lr)}")
+    elif settings.get("lr") is not None:
+        expect_number(settings["lr"], "optimizer.lr")
+    for key, value in settings.items():  # torch.optim checks ranges with comparisons, which NaN passes
+        expect_finite(value, f"optimizer.{key}")
     return str(spec.get("name", "sgd")), settings
 
 

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..._toml import shown
 from ...errors import ConfigError, UnknownNameError
-from ...rules import RuleDescription, describe, describe_rule
+from ...rules import RuleDescription, check_option, describe, describe_rule
 
 __all__ = [
     "FeedbackRule",
@@ -171,7 +171,10 @@ def get_rule(name: str | FeedbackRule, **options: Any) -> FeedbackRule:
     for key in options:
         if key not in fields:
             raise ConfigError(f"rule {name!r} has no option {key!r} (options: {', '.join(sorted(fields)) or 'none'})")
-    return cls(**options)
+    rule = cls(**options)  # its own checks first (kp's decay says what it is)
+    for key, value in options.items():
+        check_option(name, key, value, "get_rule")
+    return rule
 
 
 @register_rule
