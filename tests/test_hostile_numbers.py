@@ -70,8 +70,8 @@ RUN = {
                        "is not finite (warned while reading it: RuntimeWarning: overflow encountered"),
 }
 SWEEP = {
-    "range step 0": (["sweep", SIM, *S("seed=0:5:0")], "--set seed=0:5:0: a range's step must not be 0"),
-    "file range step 0": (["sweep", "{tmp}/step0.toml"], "axes.seed.range: a range's step must not be 0"),
+    "range step 0": (["sweep", SIM, *S("seed=0:5:0")], "--set seed=0:5:0: the step of a range must not be 0"),
+    "file range step 0": (["sweep", "{tmp}/step0.toml"], "axes.seed.range: the step of a range must not be 0"),
     "negative random seed": (["sweep", SIM, *S("optimizer.lr=random:0.1:0.2:3:-1")], "SEED: a seed must be"),
     "sweep key 2000 deep": (["sweep", SIM, *S(f"train.{DEEP_KEY}=1,2")], "(more than 32 levels deep)"),
 }
