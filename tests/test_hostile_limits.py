@@ -83,6 +83,9 @@ RUN = {
     # torch: steps of a phase, and epochs x batches once the data's size is known
     "torch mirror steps": ([SIM, *S('phases=[{kind="mirror", steps=10000000000}, {kind="engaged"}]')],
                            "phase 'mirror': 10000000000 steps is 1e+10, above the ceiling"),
+    "torch interleaved mirror steps": ([SIM, *S('arms=["wm"]', "train.epochs=1", 'phases=[{kind="engaged", '
+                                            'mirror_every=1, mirror_steps=1000000000000}]')],
+                                       "mirror_every 1 × mirror_steps 1,000,000,000,000 interleaved mirror steps is "),
     "torch epochs x batches": ([SIM, *S("train.epochs=1000000000")], "1000000000 epochs × "),
     # shapes: the circuit's inputs against the data's, before the protocol is unrolled
     "brian2 data do not fit": (["brian2_learning", *S("model=mlp_784_500_10")],
@@ -176,3 +179,32 @@ def test_counts_and_sizes() -> None:
             limits.check_count(count, "x", 10)
     assert limits.format_bytes(24 * 2**30) == "24 GiB" and limits.format_bytes(8e12) == "8.0 TB"
     assert limits.machine_memory() > 2**20
+
+
+@pytest.mark.parametrize("phases", ['[{kind="engaged", mirror_every=1, mirror_steps=1000000}]',
+                                    '[{kind="mirror", steps=1000000}, {kind="engaged"}]'])
+def test_sigterm_stops_a_long_mirror_loop(phases: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from neurocircuit.runs import run_simulation
+    from neurocircuit.simulation import load_simulation
+    from neurocircuit.torch import phase_runners, trainer
+    from neurocircuit.torch.nn.mirror import mirror_step
+
+    calls = []
+
+    def counted(*args, **kwargs):  # SIGTERM from inside the loop: the handler is surely installed by then
+        calls.append(1)
+        if len(calls) == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert len(calls) < 1000, "the mirror steps went on after SIGTERM"
+        return mirror_step(*args, **kwargs)
+
+    monkeypatch.setattr(phase_runners, "mirror_step", counted)
+    monkeypatch.setattr(trainer, "mirror_step", counted, raising=False)  # where the loop was before it checked
+    sim = load_simulation(SIM, ["seeds=[0]", "train.epochs=1", "train.steps_per_epoch=2", "train.alignment_samples=16",
+                                'arms=["wm"]', f"phases={phases}"])
+    with pytest.raises(KeyboardInterrupt, match="stopped in"):
+        run_simulation(sim, out=tmp_path / "out", progress=False)
+    assert len(calls) == 10  # the step under way when the signal came is finished, no further one

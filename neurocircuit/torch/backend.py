@@ -156,6 +156,12 @@ class TorchBackend(Backend):
                 if epochs:
                     check_count(epochs * batches, f"arm {arm.label!r}: phase {phase.name!r}: {epochs} epochs × "
                                 f"{batches} batches", MAX_TRAINING_STEPS, "fewer epochs or a larger batch_size")
+                every = getattr(phase, "mirror_every", 0) if epochs else 0
+                if every and phase.mirror_steps:  # the interleaved mirror steps are steps too (they can hang a run)
+                    check_count(epochs * batches // every * phase.mirror_steps, f"arm {arm.label!r}: phase "
+                                f"{phase.name!r}: {epochs * batches:,} training steps // mirror_every {every} × "
+                                f"mirror_steps {phase.mirror_steps:,} interleaved mirror steps", MAX_TRAINING_STEPS,
+                                "fewer mirror_steps or a larger mirror_every")
         return train, test, info, tuple(ood), val
 
     def run_arm(self, sim: Simulation, arm: Any, seed: int, data: Any, *, out: Path | None = None,

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -16,8 +17,10 @@ from ..phases import MirrorPhase, MirrorSettings, PrenatalPhase, Schedule
 from ..progress import progress_bar
 from .nn.metrics import alignment, weight_alignment
 from .nn.mirror import mirror_gain, mirror_layers, mirror_step
+from .stopping import StopFlag, TrainingInterrupted
 
-__all__ = ["run_mirror_phase", "run_prenatal_phase", "phase_dataset", "check_mirror_gain", "MIRROR_GAIN_RANGE"]
+__all__ = ["run_mirror_phase", "run_mirror_steps", "run_prenatal_phase", "phase_dataset", "check_mirror_gain",
+           "MIRROR_GAIN_RANGE"]
 
 # B's scale relative to W outside which a mirror warns: LeNet-5 loses 5-7 pp at 0.5 (README, sweep_wm_robustness).
 MIRROR_GAIN_RANGE = (0.8, 1.25)
@@ -40,15 +43,37 @@ def phase_dataset(name: str, records: list[tuple[int, dict[str, float], xr.Datas
     return ds.reset_coords([c for c in ("layer_rule",) if c in ds.coords])
 
 
-def run_mirror_phase(model: nn.Module, phase: MirrorPhase, *, generator: torch.Generator | None = None
-                     ) -> xr.Dataset:
+def _stopping(stop: StopFlag | None) -> bool:
+    """A stop was requested; never on one rank of a distributed run, whose ranks would then disagree on when to
+    stop (the engaged loop's own check, where they vote, stops them together)."""
+    return stop is not None and stop.requested and not (dist.is_available() and dist.is_initialized())
+
+
+def run_mirror_steps(model: nn.Module, settings: MirrorSettings, steps: int, *, generator: torch.Generator | None,
+                     rate_scale: float, layers: list, stop: StopFlag | None = None) -> bool:
+    """``steps`` mirror steps on ``layers`` of ``model`` (the interleaved ones of an engaged phase); True when
+    ``stop`` was requested (SIGINT/SIGTERM) before they were all done. The caller then stops without saving the
+    half-mirrored state (resume stays exact: the last checkpoint is kept as it is)."""
+    for _ in range(steps):
+        if _stopping(stop):
+            return True
+        mirror_step(model, settings, generator=generator, rate_scale=rate_scale, layers=layers)
+    return False
+
+
+def run_mirror_phase(model: nn.Module, phase: MirrorPhase, *, generator: torch.Generator | None = None,
+                     stop: StopFlag | None = None) -> xr.Dataset:
     """Run a mirror phase on ``model``'s ``wm`` layers, recording the B-W angle every ``record_every`` steps.
 
-    Returns variables ``<name>_weight_angle`` and ``<name>_norm_ratio`` over ``(<name>_step, layer)``.
+    Returns variables ``<name>_weight_angle`` and ``<name>_norm_ratio`` over ``(<name>_step, layer)``. A ``stop``
+    requested (SIGINT/SIGTERM) raises :class:`~neurocircuit.torch.stopping.TrainingInterrupted` between steps,
+    the phase unfinished (it is run whole again on resume).
     """
     records = [(0, {}, weight_alignment(model))]
     mirrored = mirror_layers(model)
     for step in range(1, phase.steps + 1):
+        if _stopping(stop):
+            raise TrainingInterrupted(f"stopped in phase {phase.name!r} at mirror step {step - 1}", signalled=True)
         mirror_step(model, phase.settings, generator=generator, layers=mirrored)
         if step % phase.record_every == 0 or step == phase.steps:
             records.append((step, {}, weight_alignment(model)))

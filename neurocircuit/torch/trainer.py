@@ -53,9 +53,9 @@ from .distributed import cuda_default, init_distributed, replica_spread, resolve
 from .evaluation import evaluate
 from .nn.feedback_optim import FeedbackOptimizer
 from .nn.metrics import alignment, effective_dimensionality, feedback_layers
-from .nn.mirror import mirror_layers, mirror_step
+from .nn.mirror import mirror_layers
 from .optim import EarlyWeightDecay, lr_scheduler, make_optimizer, optimizer_settings
-from .phase_runners import check_mirror_gain, run_mirror_phase, run_prenatal_phase
+from .phase_runners import check_mirror_gain, run_mirror_phase, run_mirror_steps, run_prenatal_phase
 from .records import ood_dataset, records_dataset
 from .sampling import BatchServer, IndexedDataset, ResumableSampler
 from .settings import TorchSettings
@@ -305,7 +305,7 @@ class Trainer:
                     if isinstance(phase, EngagedPhase):
                         self._engaged(phase, flag, stop_after_steps)
                     else:
-                        self._run_noise_phase(phase)
+                        self._run_noise_phase(phase, flag)
                     self.phase_index = index + 1
                     self.finished = self.phase_index == len(self.schedule.phases)
                     self.save_checkpoint()
@@ -316,10 +316,10 @@ class Trainer:
         finally:
             self.feedback_optimizer.remove()
 
-    def _run_noise_phase(self, phase: MirrorPhase | PrenatalPhase) -> None:
+    def _run_noise_phase(self, phase: MirrorPhase | PrenatalPhase, flag: StopFlag | None = None) -> None:
         """A mirror or prenatal phase, identical on every rank (same seeds); run whole, then kept on disk."""
         if isinstance(phase, MirrorPhase):
-            ds = run_mirror_phase(self.model, phase, generator=self.mirror_generator)
+            ds = run_mirror_phase(self.model, phase, generator=self.mirror_generator, stop=flag)
         elif isinstance(phase, PrenatalPhase):
             name, settings = self.optimizer_spec
             if phase.learning_rate is not None:
@@ -412,11 +412,11 @@ class Trainer:
             self.step += 1
             self.batch += 1
             if mirror_every and self.step % mirror_every == 0:
-                # The feedback plasticity follows the learning rate of the step just taken.
-                scale = lr_used / self.base_lr if phase.mirror_follows_lr else 1.0
-                for _ in range(phase.mirror_steps):
-                    mirror_step(self.model, self.mirror, generator=self.mirror_generator, rate_scale=scale,
-                                layers=self.mirrored)
+                scale = lr_used / self.base_lr if phase.mirror_follows_lr else 1.0  # the lr of the step just taken
+                if run_mirror_steps(self.model, self.mirror, phase.mirror_steps, generator=self.mirror_generator,
+                                    rate_scale=scale, layers=self.mirrored, stop=flag):
+                    raise TrainingInterrupted(f"stopped in mirror steps at step {self.step}; {self._last_good()}",
+                                              signalled=True)
             loss = loss.detach()
             n = len(y)
             loss_sum += loss.double() * n
