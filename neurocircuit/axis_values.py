@@ -13,9 +13,11 @@ from .errors import ConfigError
 
 __all__ = ["Span", "int_range", "spaced", "drawn"]
 
-#: Random values are drawn (all at once) only when first read; below this many, when the axis is made, too, to
-#: refuse repeats at once.
+#: Random values are drawn only when read; below this many, all of them when the axis is made, too, to refuse
+#: repeats at once.
 _DRAW_EAGERLY = 10_000
+#: Random values are drawn (and kept) this many at a time, so an axis of 10^14 values costs no more than a small one.
+_CHUNK = 4096
 
 
 def _rounded(value: float) -> float:
@@ -95,25 +97,32 @@ def spaced(kind: str, start: float, stop: float, n: int, where: str) -> Span:
 
 
 def drawn(low: float, high: float, n: int, seed: int, log: bool, where: str) -> Span:
-    """``n`` uniform (``log``: log-uniform) random values in [low, high) from ``seed``, drawn when first read."""
+    """``n`` uniform (``log``: log-uniform) random values in [low, high) from ``seed``, drawn when read
+    (:data:`_CHUNK` at a time, the last chunk read kept): those of ``numpy.random.default_rng(seed).uniform(low,
+    high, n)`` (``log``: 10 to the power of its values between the ends' logarithms), however large ``n``."""
     if n < 1 or not low < high:
         raise ConfigError(f"{where}: random values need low < high and n >= 1")
     if log and low <= 0:
         raise ConfigError(f"{where}: log-uniform values need low > 0")
     expect_seed(seed, f"{where}: SEED")
-    cache: list[Any] = []
+    ends = (math.log10(low), math.log10(high)) if log else (low, high)
+    cache: dict[int, Any] = {}  # the one chunk last read: memory stays bounded whatever n is
 
-    def values() -> Any:
-        if not cache:
+    def chunk(c: int) -> Any:
+        if c not in cache:
             import numpy as np
 
-            rng = np.random.default_rng(seed)
-            ends = (math.log10(low), math.log10(high)) if log else (low, high)
-            cache.append(rng.uniform(*ends, n))
-        return cache[0]
+            # Value i is the generator's i-th double (one 64-bit output each), so jumping to c * _CHUNK and drawing
+            # there gives exactly what default_rng(seed).uniform(*ends, n) gives (tests/test_hostile_limits.py).
+            bits = np.random.PCG64(seed)
+            bits.advance(c * _CHUNK)
+            cache.clear()
+            cache[c] = np.random.Generator(bits).uniform(*ends, min(_CHUNK, n - c * _CHUNK))
+        return cache[c]
 
     def item(i: int) -> float:
-        return _rounded(10 ** values()[i] if log else values()[i])
+        value = chunk(i // _CHUNK)[i % _CHUNK]
+        return _rounded(10 ** value if log else value)
 
     def repeats() -> bool:
         return n <= _DRAW_EAGERLY and len({item(i) for i in range(n)}) < n

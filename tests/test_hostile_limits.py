@@ -208,3 +208,21 @@ def test_sigterm_stops_a_long_mirror_loop(phases: str, tmp_path: Path, monkeypat
     with pytest.raises(KeyboardInterrupt, match="stopped in"):
         run_simulation(sim, out=tmp_path / "out", progress=False)
     assert len(calls) == 10  # the step under way when the signal came is finished, no further one
+
+
+def test_random_axes_draw_on_demand_the_values_numpy_draws_at_once(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    from neurocircuit.axis_values import _CHUNK, drawn
+
+    # the values of small axes are those of one uniform draw (stored sweeps rely on them), across chunk boundaries
+    for low, high, n, seed, log in ((0, 1, 3, 7, False), (-2, 5, 2 * _CHUNK + 5, 0, False), (1e-4, 1, _CHUNK + 1, 42,
+                                                                                               True)):
+        ends = (np.log10(low), np.log10(high)) if log else (low, high)
+        expected = np.random.default_rng(seed).uniform(*ends, n)
+        expected = [float(f"{10 ** v if log else v:.12g}") for v in expected]
+        assert list(drawn(low, high, n, seed, log, "x")) == expected
+    # 10^14 values: its last one at once, nothing materialised; with --yes the first point is validated, one line
+    assert 0 <= drawn(0, 1, 10**14, 0, False, "x")[10**14 - 1] < 1
+    elapsed = _refused(["sweep", SIM, *S("optimizer.lr=random:-2:-1:100000000000000"), "--yes", "--out", "{tmp}/s"],
+                       "optimizer.lr must be a finite number > 0", tmp_path, capsys)
+    assert elapsed < 5
