@@ -8,23 +8,27 @@ that gives the number and the ceiling, as a :class:`~neurocircuit.errors.ConfigE
 - :data:`MAX_RECORDED_SAMPLES` values in one Brian2 monitor (10⁸: 0.8 GB of float64),
 - :data:`MAX_TRAINING_STEPS` optimizer (or mirror, prenatal) steps of one torch run (10⁹),
 - :data:`MAX_SWEEP_POINTS` points of a sweep run without ``--yes`` (``run_sweep(..., max_points=None)``),
-- the memory of the machine (psutil, else ``os.sysconf``), or ``$NEUROCIRCUIT_MEMORY_LIMIT`` where set (bytes, or
-  a number with a unit: ``"512 GiB"``, ``"2 TB"``): a run whose estimated need is above it is refused, naming its
-  largest layer or projection.
+- the memory available on the machine now (psutil's ``available``, else /proc/meminfo's ``MemAvailable``), or
+  ``$NEUROCIRCUIT_MEMORY_LIMIT`` where set (bytes, or a number with a unit: ``"512 GiB"``, ``"2 TB"``): a run whose
+  estimated need, times :data:`MEMORY_SAFETY_FACTOR` (for what the estimate leaves out: the allocator's slack,
+  autograd's and Brian2's workspaces, the interpreter and libraries) and times the runs at a time (``--jobs N``,
+  :func:`runs_at_once`), is above it is refused, naming its largest layer or projection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import ConfigError, ShapeError
 
 __all__ = ["MAX_SIMULATED_STEPS", "MAX_RECORDED_SAMPLES", "MAX_TRAINING_STEPS", "MAX_SWEEP_POINTS", "MEMORY_ENV",
-           "check_count", "machine_memory", "memory_limit", "format_bytes", "check_memory", "check_data_fits"]
+           "MEMORY_SAFETY_FACTOR", "check_count", "machine_memory", "available_memory", "memory_limit",
+           "runs_at_once", "format_bytes", "check_memory", "check_data_fits"]
 
 #: Time steps of one Brian2 run (its whole protocol, at ``brian2.dt``).
 MAX_SIMULATED_STEPS = 10**9
@@ -36,6 +40,11 @@ MAX_TRAINING_STEPS = 10**9
 MAX_SWEEP_POINTS = 10_000
 #: Environment variable that sets the memory a run may plan for, in place of the machine's.
 MEMORY_ENV = "NEUROCIRCUIT_MEMORY_LIMIT"
+#: What a run's estimated memory is multiplied by before it is compared with the memory there is: the estimate counts
+#: weights, optimizer state and activations only (a 64-30000-30000-10 bp network estimated at 14.4 GB was
+#: OOM-killed with 17 GiB available).
+MEMORY_SAFETY_FACTOR = 1.5
+_AT_ONCE = [1]  # runs that share the machine's memory (runs_at_once)
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
@@ -78,12 +87,42 @@ def machine_memory() -> int:
     return 0
 
 
+def available_memory() -> int:
+    """Memory available to a new run now, in bytes (psutil's ``available``, else /proc/meminfo's ``MemAvailable``);
+    0 where neither answers."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@contextlib.contextmanager
+def runs_at_once(count: int) -> Iterator[None]:
+    """Within it, :func:`check_memory` plans for ``count`` runs sharing the memory (``--jobs N``)."""
+    _AT_ONCE.append(max(1, int(count)))
+    try:
+        yield
+    finally:
+        _AT_ONCE.pop()
+
+
 def memory_limit() -> tuple[int, str]:
-    """(bytes, how to say it): ``$NEUROCIRCUIT_MEMORY_LIMIT`` where set, else the machine's memory (0: unknown)."""
+    """(bytes, how to say it): ``$NEUROCIRCUIT_MEMORY_LIMIT`` where set, else the memory available now (0:
+    unknown)."""
     text = os.environ.get(MEMORY_ENV, "").strip()
     if not text:
-        total = machine_memory()
-        return total, f"this machine has {format_bytes(total)}"
+        free = available_memory()
+        return free, f"this machine has {format_bytes(free)} available"
     match = re.fullmatch(r"([0-9.]+(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)", text)
     if match is None or match.group(2).lower() not in _UNITS:
         raise ConfigError(f"${MEMORY_ENV} = {text!r}: expected a number of bytes, or a number and a unit like "
@@ -106,19 +145,24 @@ def format_bytes(n: float) -> str:
 
 
 def check_memory(parts: Sequence[tuple[str, float, str]], what: str) -> None:
-    """Refuse a run whose estimated memory is above :func:`memory_limit`.
+    """Refuse a run whose estimated memory, times :data:`MEMORY_SAFETY_FACTOR` and the runs at a time
+    (:func:`runs_at_once`), is above :func:`memory_limit`.
 
     ``parts`` are (name, bytes, how the estimate was made) per layer or projection (and anything else the run
-    keeps); ``what`` names the run. The message names the largest part and both totals.
+    keeps); ``what`` names the run. The message names the largest part, the totals and the factors.
     """
     total = sum(size for _, size, _ in parts)
+    at_once = _AT_ONCE[-1]
+    planned = total * MEMORY_SAFETY_FACTOR * at_once
     limit, said = memory_limit()
-    if not parts or limit <= 0 or total <= limit:
+    if not parts or limit <= 0 or planned <= limit:
         return
     name, size, how = max(parts, key=lambda part: part[1])
     whole = f"; {what} needs {format_bytes(total)} in all" if len(parts) > 1 else ""
-    raise ConfigError(f"{name} needs {format_bytes(size)} ({how}){whole}; {said} (set ${MEMORY_ENV} to plan for "
-                      "more)")
+    runs = f" and {at_once} runs at a time (--jobs)" if at_once > 1 else ""
+    raise ConfigError(f"{name} needs {format_bytes(size)} ({how}){whole}, {format_bytes(planned)} with the safety "
+                      f"factor {MEMORY_SAFETY_FACTOR:g} (for what the estimate leaves out){runs}; {said} (set "
+                      f"${MEMORY_ENV} to plan for more)")
 
 
 def check_data_fits(circuit: Any, info: Any) -> None:

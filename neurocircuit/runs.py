@@ -21,6 +21,7 @@ import xarray as xr
 from ._version import __version__
 from .backends import get_backend, run_dir
 from .errors import ConfigError
+from .limits import runs_at_once
 from .outdir import identity, owned_folder
 from .pool import START_METHOD, run_in_workers
 from .progress import RecordLog, RunProgress, bars_drawn, configure_logging, logging_level, on_record_chain
@@ -184,6 +185,10 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
         raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
     if out is None and merge:
         raise ConfigError("merge adds runs to the results in an output folder: give one")
+    at_once = min(jobs, len(sim.arms) * len(sim.seeds))
+    if at_once > 1:  # validated for one run at a time when loaded: the memory check again, for all of them
+        with runs_at_once(at_once):
+            get_backend(sim.backend).validate(sim)
     # under torchrun every process takes part in each run: rank 0 alone owns the folder
     if out is None or os.environ.get("RANK", "0") != "0":
         return _run_all(sim, out, resume or merge, progress, stop_after_steps, on_record, jobs)

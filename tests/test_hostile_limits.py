@@ -140,7 +140,7 @@ def test_memory_ceiling_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyP
     from neurocircuit.simulation import load_simulation
 
     (tmp_path / "bomb.toml").write_text(BOMB)
-    monkeypatch.setenv(limits.MEMORY_ENV, "20 TB")  # a machine that has it: validated, nothing allocated
+    monkeypatch.setenv(limits.MEMORY_ENV, "30 TB")  # a machine that has it (× 1.5): validated, nothing allocated
     assert load_simulation(SIM, [f'model="{tmp_path}/bomb.toml"']).model_name.endswith("bomb.toml")
     monkeypatch.setenv(limits.MEMORY_ENV, "1 KiB")  # and a smaller one refuses the default model
     _refused(["run", SIM, *S("train.epochs=0"), "--out", "{tmp}/out"], "$NEUROCIRCUIT_MEMORY_LIMIT allows 1.0 KiB",
@@ -226,3 +226,31 @@ def test_random_axes_draw_on_demand_the_values_numpy_draws_at_once(tmp_path: Pat
     elapsed = _refused(["sweep", SIM, *S("optimizer.lr=random:-2:-1:100000000000000"), "--yes", "--out", "{tmp}/s"],
                        "optimizer.lr must be a finite number > 0", tmp_path, capsys)
     assert elapsed < 5
+
+
+def test_memory_is_checked_against_what_is_available_with_a_margin_and_per_run_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import types
+
+    import psutil
+
+    from neurocircuit.runs import run_simulation
+    from neurocircuit.simulation import load_simulation
+
+    # 24 GiB in the machine, 17 GiB free: the 64-30000-30000-10 network (14.4 GB estimated) was OOM-killed there
+    monkeypatch.delenv(limits.MEMORY_ENV, raising=False)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(total=24 * 2**30,
+                                                                                available=17 * 2**30))
+    (tmp_path / "wide.toml").write_text(BOMB.replace("1000000", "30000"))
+    with pytest.raises(ConfigError, match=r"needs 13 GiB in all, 20 GiB with the safety factor 1\.5 \(.*this "
+                                          r"machine has 17 GiB available"):
+        load_simulation(SIM, [f'model="{tmp_path}/wide.toml"', 'arms=["bp"]', "train.epochs=1"])
+    # one run of a circuit that fits, but not two at a time: refused before anything is written
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(total=24 * 2**30,
+                                                                                available=5 * 2**29))
+    (tmp_path / "mid.toml").write_text(BOMB.replace("1000000", "8000"))
+    sim = load_simulation(SIM, [f'model="{tmp_path}/mid.toml"', 'arms=["bp", "fa"]', "seeds=[0]"])
+    with pytest.raises(ConfigError, match=r"2\.9 GiB with the safety factor 1\.5 \(.*\) and 2 runs at a time "
+                                          r"\(--jobs\); this machine has 2\.5 GiB available"):
+        run_simulation(sim, out=tmp_path / "out", jobs=2, progress=False)
+    assert not (tmp_path / "out").exists()
