@@ -74,6 +74,9 @@ RUN = {
                                      "time steps per window) is 0.2: nothing would run"),
     "brian2 record_dt 1e-9 ms": ([BRIAN, *S('brian2.record_dt="1e-9 ms"')],
                                  "brian2.record_dt (1e-12 s) must be >= brian2.dt (0.0005 s)"),
+    "brian2 record_dt 1e300 s": ([BRIAN, *S('brian2.record_dt="1e300 second"')],
+                                 "brian2.record_dt (1e+300 s) is longer than the simulated duration (40 s: "
+                                 "1,001 windows"),
     "brian2 steps beyond the ceiling": ([BRIAN, *S("phases.0.steps=100000000")],
                                         "100,000,001 windows × 80 time steps (brian2.presentation / brian2.dt) is "
                                         "8e+09"),

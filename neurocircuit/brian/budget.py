@@ -52,6 +52,9 @@ def check_run_limits(sim: Any, variant: str, params: RateParameters, sizes: tupl
         steps = check_count(windows * per_window, f"{where}: {windows:,} windows × {per_window:,} time steps "
                             "(brian2.presentation / brian2.dt)", MAX_SIMULATED_STEPS,
                             "fewer epochs, samples or steps, a shorter brian2.presentation or a longer brian2.dt")
+        if record_dt > windows * presentation:  # its monitors would hold the first instant only
+            raise ConfigError(f"{where}: brian2.record_dt ({record_dt:.3g} s) is longer than the simulated duration "
+                              f"({windows * presentation:.3g} s: {windows:,} windows × brian2.presentation)")
         units = max(min(p.size, params.record_neurons) for p in circuit.populations)
         times = int(windows * presentation / record_dt) + 1
         check_count(times * units, f"{where}: an activity monitor's {times:,} samples (brian2.record_dt "
