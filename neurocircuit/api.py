@@ -22,6 +22,7 @@ from typing import Any
 
 import xarray as xr
 
+from ._toml import check_bounded
 from .circuit import Circuit
 from .errors import ConfigError, NeurocircuitError
 from .outdir import folder_lock, forget_owner
@@ -65,6 +66,7 @@ def _table(simulation: str | Path | Mapping[str, Any] | Simulation) -> tuple[dic
         listed = raw.get("arms") if isinstance(raw.get("arms"), list) else []
         return raw, simulation.source, simulation.labels if len(simulation.arms) < len(listed) else None
     if isinstance(simulation, Mapping):
+        check_bounded(dict(simulation), "simulation table")  # before deepcopy, which recurses as deep as it nests
         raw = {k: (v if isinstance(v, Circuit) else copy.deepcopy(v)) for k, v in simulation.items()}
         return raw, "simulation table", None
     if isinstance(simulation, (str, Path)):

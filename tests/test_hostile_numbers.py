@@ -103,7 +103,16 @@ def test_sweep_refuses_bad_numbers_in_one_line(case, tmp_path, capsys):
     _check([*args, "--out", "{tmp}/s"], message, tmp_path, capsys)
 
 
+def _nested(depth: int) -> dict:
+    table: dict = {}
+    for _ in range(depth):
+        table = {"x": table}
+    return table
+
+
 API = {
+    "run a table 5000 deep": (lambda: nc.run({"model": "mlp_digits", "arms": ["bp"], "x": _nested(5000)}),
+                              ConfigError, "simulation table: tables or lists nested more than 32 levels deep"),
     "build_network nan gain": (lambda: nc.build_network("mlp_digits", rule="fa", options={"gain": NAN}),
                                ConfigError, "option 'gain' of rule 'fa' must be a finite number > 0, got nan"),
     "load_circuit inf gain": (lambda: nc.load_circuit("mlp_digits", rule="wm", options={"gain": math.inf}),
