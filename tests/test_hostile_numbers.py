@@ -52,7 +52,8 @@ RUN = {
     "tau_population below dt": ([BRIAN, *S('brian2.tau_population={hidden = "0.1 ms"}')],
                                 "brian2.tau_population.hidden (100. us) must be >= brian2.dt (0.5 ms)"),
     "unknown population": ([BRIAN, *S('brian2.tau_population={hiden = "2 ms"}')],
-                           "brian2.tau_population.hiden (did you mean 'hidden'?)"),
+                           "brian2.tau_population.hiden: circuit 'mlp_digits' has no population 'hiden' (did you "
+                           "mean 'hidden'?)"),
     # tracebacks before: parsers bounded in depth and integer width
     "unit to a huge power": ([BRIAN, *S('brian2.tau="1 ms**-100000"')], "cannot read '1 ms**-100000'"),
     "set key 2000 deep": ([SIM, *S(f"optimizer.{DEEP_KEY}=1")], "(more than 32 levels deep)"),

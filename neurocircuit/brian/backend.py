@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 from .._reads import note_read, origins_of, set_origins
+from .._toml import close_name
 from ..backends import Backend, register_backend, set_keys
 from ..circuit import Circuit
 from ..errors import ConfigError
@@ -147,7 +148,29 @@ class BrianBackend(Backend):
         if follows:  # a torch-backend key users carry over with mirror_every: say why it has no meaning here
             raise ConfigError(f"{source}: {', '.join(follows)} is not honoured by the brian2 backend: the circuit's "
                               "eta_w is constant (no learning-rate schedule for the mirror to follow)")
+        self._refuse_unknown_populations(raw, source, schema)
         super().refuse_unhonoured(raw, source, schema)
+
+    def _refuse_unknown_populations(self, raw: Any, source: str, schema: Any) -> None:
+        """A ``brian2.tau_population`` name the circuit does not have, said as such (as network.py would), where it
+        is the only unhonoured setting (beside others, the one line names them all)."""
+        section = raw.get("brian2", {}) if isinstance(raw.get("brian2", {}), dict) else {}
+        taus = section.get("tau_population", {})
+        if section.get("variant", "rate") == "spiking" or not isinstance(taus, dict):
+            return
+        try:
+            circuit = load_circuit(raw.get("model"))
+        except Exception:  # noqa: BLE001 - an unloadable model is named by prepare(), not here
+            return
+        names = [p.name for p in circuit.populations]
+        unknown = [name for name in taus if name not in names]
+        if not unknown:
+            return
+        known = {k: v for k, v in taus.items() if k not in unknown}
+        super().refuse_unhonoured({**raw, "brian2": {**section, "tau_population": known}}, source, schema)
+        name = unknown[0]
+        raise ConfigError(f"{source}: brian2.tau_population.{name}: circuit {circuit.name!r} has "
+                          f"no population {name!r}{close_name(name, names)}")
 
     def _refusal_context(self, raw: Any) -> str:
         section = raw.get("brian2", {}) if isinstance(raw.get("brian2", {}), dict) else {}
