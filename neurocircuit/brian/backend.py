@@ -167,7 +167,10 @@ class BrianBackend(Backend):
         if not unknown:
             return
         known = {k: v for k, v in taus.items() if k not in unknown}
-        super().refuse_unhonoured({**raw, "brian2": {**section, "tau_population": known}}, source, schema)
+        try:
+            super().refuse_unhonoured({**raw, "brian2": {**section, "tau_population": known}}, source, schema)
+        except ConfigError:
+            return  # other keys are refused too: the caller's check names them and these together
         name = unknown[0]
         raise ConfigError(f"{source}: brian2.tau_population.{name}: circuit {circuit.name!r} has "
                           f"no population {name!r}{close_name(name, names)}")
