@@ -133,7 +133,8 @@ def _legacy_owner(out: Path) -> dict[str, Any] | None:
                               f"({type(exc).__name__}): move it away, or --overwrite") from None
         return held
     runs = out / "runs"
-    folders = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    # an empty run folder (a run refused before it wrote anything) holds nothing
+    folders = sorted(p.name for p in runs.iterdir() if p.is_dir() and any(p.iterdir())) if runs.is_dir() else []
     return {"runs": folders} if folders else None
 
 
@@ -201,20 +202,23 @@ def owned_folder(out: Path, wanted: dict[str, Any], *, merge: bool = False, resu
                 record["arm_tables"] = {**held.get("arm_tables", {}), **wanted["arm_tables"]}
         record["pid"] = os.getpid()
         runs = _listing(out / "runs")
-        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+        text = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+        if text != previous:  # the same owner again (same process): the file is left as it is
+            write_atomic(path, lambda tmp: tmp.write_bytes(text))
         try:
             yield
         except NeurocircuitError:
             if _listing(out / "runs") == runs:  # refused before it wrote a run: the folder is as it was
                 if previous is None:
                     path.unlink(missing_ok=True)
-                else:
+                elif path.read_bytes() != previous:
                     write_atomic(path, lambda tmp: tmp.write_bytes(previous))
             raise
 
 
 def _listing(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.rglob("*")) if folder.is_dir() else []
+    """The files under ``folder``: the empty run folders a refused run made hold nothing of it."""
+    return sorted(str(p) for p in folder.rglob("*") if not p.is_dir()) if folder.is_dir() else []
 
 
 def forget_owner(out: Path) -> None:

@@ -170,6 +170,26 @@ def test_a_checkpoint_that_fills_the_disk_is_one_line_and_keeps_the_previous_one
     assert torch.load(path, weights_only=True)["step"] == 2
 
 
+def test_a_run_refused_at_its_first_checkpoint_leaves_the_folder_to_any_simulation(tmp_path, capsys, monkeypatch):
+    from neurocircuit.cli import main
+    from neurocircuit.torch import checkpoint
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    assert main(["run", "default", "--arm", "bp", *TINY, "--out", str(out)]) == 2
+    assert "the disk has 0.0 MiB free" in _one_line(capsys)
+    assert not (out / "owner.json").exists()  # only an empty run folder was made: nothing of that run is there
+    monkeypatch.undo()
+    args = ["run", "default", "--arm", "fa", *TINY, "--out", str(out)]
+    assert main(args) == 0, capsys.readouterr().err  # another simulation may have the folder
+    capsys.readouterr()
+    # a refusal of the owner itself (same process, same record) leaves its owner file untouched, inode and all
+    before = (out / "owner.json").stat()
+    assert main(args) == 2 and "pass --resume" in _one_line(capsys)
+    after = (out / "owner.json").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
 def test_a_run_on_a_small_tmpfs_ends_in_one_line(tmp_path, capsys):
     from neurocircuit.cli import main
 
