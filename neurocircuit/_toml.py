@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,6 +49,10 @@ def loads_bounded(text: str, where: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError:
         raise
     except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        if "integer string conversion" in str(exc):  # said as any integer wider than 64 bits is
+            digits = re.search(r"has (\d+) digits", str(exc))
+            raise ConfigError(f"{where}: the integer of {digits.group(1) if digits else 'more than 4300'} digits "
+                              "does not fit in 64 bits") from None
         raise ConfigError(f"{where}: {' '.join(str(exc).split(';')[0].split())}") from None
     check_bounded(table, where)
     return table

@@ -130,7 +130,8 @@ def _legacy_owner(out: Path) -> dict[str, Any] | None:
                                 [str(a) for a in ds["arm"].values], [int(s) for s in ds["seed"].values])
         except Exception as exc:  # not netCDF, or not a results file of a run
             raise ConfigError(f"{results} is not a readable results file of a neurocircuit run "
-                              f"({type(exc).__name__}): move it away, or --overwrite") from None
+                              f"({type(exc).__name__}): move it away, or --overwrite (nc.run: "
+                              "overwrite=True)") from None
         return held
     runs = out / "runs"
     # an empty run folder (a run refused before it wrote anything) holds nothing
@@ -151,12 +152,12 @@ def _refusal(out: Path, held: dict[str, Any], wanted: dict[str, Any], *, merge: 
         other = [name for name in held["runs"] if name not in mine]
         if other and not merge:
             return (f"{where} holds runs {_shown(other)} that this run does not have (arms {_shown(wanted['arms'])}, "
-                    f"seeds {_shown(wanted['seeds'])}): pass --merge to add this run's to them, or choose another "
-                    "--out")
+                    f"seeds {_shown(wanted['seeds'])}): pass --merge (run_simulation: merge=True) to add this run's "
+                    "to them, or choose another output folder")
         return None
     if held.get("simulation") != wanted["simulation"]:
         return (f"{where} holds simulation {held.get('simulation')!r}; this run is {wanted['simulation']!r}: choose "
-                "another --out (or --overwrite to replace it)")
+                "another output folder (or --overwrite, nc.run: overwrite=True, to replace it)")
     a, b = _flat(held.get("settings", {})), _flat(wanted["settings"])
     changed = sorted(k for k in set(a) | set(b) if k not in resumable and a.get(k) != b.get(k))
     tables = held.get("arm_tables", {})
@@ -164,12 +165,13 @@ def _refusal(out: Path, held: dict[str, Any], wanted: dict[str, Any], *, merge: 
                 if tables.get(label) is not None and tables[label] != wanted["arm_tables"][label]]
     if changed:
         return (f"{where} holds simulation {wanted['simulation']!r} run with other settings: {', '.join(changed)} "
-                "differ (set them back, or choose another --out)")
+                "differ (set them back, or choose another output folder)")
     if merge or (sorted(held["arms"]) == sorted(wanted["arms"]) and sorted(held["seeds"]) == sorted(wanted["seeds"])):
         return None
     return (f"{where} holds simulation {held['simulation']!r} with arms {_shown(held['arms'])} and seeds "
             f"{_shown(held['seeds'])}; this run has arms {_shown(wanted['arms'])} and seeds {_shown(wanted['seeds'])}: "
-            "pass --merge to add this run's to it (its results.nc keeps what is there), or choose another --out")
+            "pass --merge (run_simulation: merge=True) to add this run's to it (its results.nc keeps what is there), "
+            "or choose another output folder")
 
 
 def _union(first: list[Any], second: list[Any]) -> list[Any]:
@@ -190,7 +192,7 @@ def owned_folder(out: Path, wanted: dict[str, Any], *, merge: bool = False, resu
         held = _read_owner(path) if previous is not None else _legacy_owner(out)
         if previous is not None and (held is None or held.get("format") != _FORMAT):
             raise ConfigError(f"{path} is not an owner file of this neurocircuit version: move it away, or "
-                              "--overwrite")
+                              "--overwrite (nc.run: overwrite=True)")
         record = dict(wanted)
         if held is not None:
             refusal = _refusal(out, held, wanted, merge=merge, resumable=resumable, what=what)

@@ -33,7 +33,8 @@ def _files(tmp) -> None:
 DEEP_KEY = ".".join(["a"] * 2000)
 RUN = {
     # NaN and other numbers out of range, one family after another
-    "nan momentum": ([SIM, *S("optimizer.momentum=nan")], "optimizer.momentum must be finite, got nan"),
+    "nan momentum": ([SIM, *S("optimizer.momentum=nan")],
+                     "simulation 'default': optimizer.momentum must be finite, got nan"),
     "nan adam beta": ([SIM, *S('optimizer={name = "adam", lr = 0.01, betas = [0.9, nan]}')],
                       "optimizer.betas must be finite"),
     "nan rule gain": ([SIM, *S('arms=[{rule = "fa", options = {gain = nan}}]')],
@@ -60,7 +61,9 @@ RUN = {
     "set value 3000 deep": ([SIM, *S("optimizer.x=" + "[" * 3000 + "]" * 3000)],
                             "--set optimizer.x: tables or lists nested more than 32 levels deep"),
     "toml 5000 deep": (["{tmp}/deep.toml"], "deep.toml: tables or lists nested more than 32 levels deep"),
-    "integer of 5000 digits": (["{tmp}/wide.toml"], "wide.toml: Exceeds the limit (4300 digits)"),
+    "integer of 5000 digits": (["{tmp}/wide.toml"], "wide.toml: the integer of 5000 digits does not fit in 64 bits"),
+    "set seed of 5000 digits": ([SIM, *S("seed=" + "9" * 5000)], "--set seed: the integer of 5000 digits does not fit"),
+    "unit to the fifth power": ([BRIAN, *S('brian2.dt="1 ms^5"')], "powers of units beyond ±4 are refused"),
     "seed beyond 64 bits": ([SIM, *S("seed=18446744073709551616")], "the integer 18446744073709551616 does not fit"),
     "seed beyond 32 bits": ([SIM, *S("seeds=[4294967296]")], "a seed must be an integer from 0 to 2**32 - 1"),
     "negative seed": ([SIM, *S("seed=-1")], "a seed must be an integer from 0 to 2**32 - 1, got -1"),

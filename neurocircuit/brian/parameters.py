@@ -70,8 +70,11 @@ def parse_quantity(value: Any, *, dimension: Quantity, where: str) -> Quantity:
     elif isinstance(value, str):
         quantity = read_quantity(value.strip())
         if quantity is None:
+            powers = [int(p) for p in re.findall(r"(?:\*\*|\^)\s*([+-]?\d+)", value)]
+            beyond = (f"; powers of units beyond ±{MAX_UNIT_POWER} are refused" if any(abs(p) > MAX_UNIT_POWER
+                                                                                    for p in powers) else "")
             raise ConfigError(f"{where}: cannot read {value!r} as a quantity (write a number and units, e.g. '5 ms', "
-                              "'20 Hz', '0.02 / ms')")
+                              f"'20 Hz', '0.02 / ms'){beyond}")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not brian2.get_dimensions(dimension).is_dimensionless:
             raise ConfigError(f"{where}: missing units: got {value!r}, expected a quantity like "

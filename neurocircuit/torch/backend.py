@@ -122,7 +122,10 @@ class TorchBackend(Backend):
             except (ConfigError, UnknownNameError, ShapeError) as exc:
                 raise type(exc)(f"{sim.source}: arm {arm.label!r}: {exc}") from None
             _check_phase_steps(sim, arm)
-        name, settings = optimizer_settings(sim.optimizer, sim.train.batch_size)
+        try:
+            name, settings = optimizer_settings(sim.optimizer, sim.train.batch_size)
+        except ConfigError as exc:  # named like every other refusal of the simulation
+            raise ConfigError(f"{sim.source}: {exc}") from None
         if circuit is not None:  # before anything allocates: the allocator's own failure names no layer
             states = 2 if name.lower().startswith("adam") else 1
             try:
