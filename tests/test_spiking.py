@@ -184,6 +184,55 @@ def test_lif_plasticity_has_the_sign_and_expectation_of_the_rate_rule():
         assert large_signs_agree(got, ref) == 1.0
 
 
+LIF_SCALE = 0.01 * (200 - 100) / 1000  # eta_w T_learn of plasticity()'s default windows
+
+
+def test_lif_plasticity_has_no_weight_decay_part():
+    dw2, ref2, *_ = plasticity("lif", "fa")
+    assert abs(decay_part(dw2, ref2, small_weights()["W2"][0], LIF_SCALE)) < 0.05  # measured +0.019
+
+
+def test_lif_plasticity_needs_its_periodic_shot_noise_correction():
+    dw2, ref2, *_ = plasticity("lif", "fa", shot=0.0)
+    # Without the kappa-scaled term W2 decays (measured -0.097 per eta_w T_learn; over brian2_learning_spiking's
+    # epoch that shrank W2 to 0.73 of its rate twin's norm).
+    assert decay_part(dw2, ref2, small_weights()["W2"][0], LIF_SCALE) < -0.06
+
+
+def periodic_covariance(rate: float, tau_x: float, tau_s: float, delay: float, steps: int = 4000) -> float:
+    """Cov(x, I) of a periodic train of ``rate`` (Hz) through a trace filter and a delayed synaptic filter, both of unit
+    area, averaged over the spike phase by brute force (sums over 60 filter lengths of spikes)."""
+    period = 1 / rate
+    k = np.arange(-int(60 * max(tau_x, tau_s) / period) - 1, 1)  # spikes at or before each time
+    phase = (np.arange(steps) + 0.5) / steps * period
+    lag = phase[:, None] - k[None, :] * period  # time since each spike (>= 0)
+    x = (np.exp(-lag / tau_x) / tau_x).sum(1)
+    since = lag - delay
+    current = np.where(since >= 0, np.exp(-np.clip(since, 0, None) / tau_s) / tau_s, 0.0).sum(1)
+    return float((x * current).mean() - rate ** 2)
+
+
+@pytest.mark.parametrize("tau_x, tau_s, delay", [(10, 10, 0), (10, 5, 0), (10, 10, 3), (20, 5, 7)])
+def test_lif_shot_noise_factor_is_the_periodic_trains_covariance(tau_x, tau_s, delay):
+    """kappa (the equations' closed form) times the Poisson covariance r exp(-D / tau_x) / (tau_x + tau_s) is the
+    brute-force covariance of a periodic train's two filtered copies; kappa -> 1 for sparse spikes."""
+    from neurocircuit.brian.spiking import _PERIODIC_KAPPA
+
+    tau_x, tau_s, delay = tau_x * 1e-3, tau_s * 1e-3, delay * 1e-3
+    rates = np.array([2.0, 20.0, 90.0, 200.0, 390.0])
+    group = NeuronGroup(len(rates), "x : Hz\nahat = x / r0 - 1 : 1\n" + _PERIODIC_KAPPA,
+                        namespace={"r0": 200 * Hz, "tau_trace": tau_x * second, "tau_syn": tau_s * second,
+                                   "syn_delay": delay * second})
+    group.x = rates * Hz
+    Network(group).run(0 * ms)  # (a group no network ever held makes Brian2 warn)
+    kappa = np.asarray(group.kappa[:])
+    for rate, got in zip(rates, kappa):
+        poisson = rate * np.exp(-delay / tau_x) / (tau_x + tau_s)
+        assert got * poisson == pytest.approx(periodic_covariance(rate, tau_x, tau_s, delay), rel=2e-3, abs=1e-3)
+    # isolated spikes are Poisson-like (1 - r (tau_x + tau_s) exp(D / tau_x) at 2 Hz); fast trains far below
+    assert abs(kappa[0] - 1) < 0.1 and kappa[-1] < 0.2
+
+
 POISSON_WINDOW = 400  # ms: 300 ms of learning per sample, for enough spikes
 
 

@@ -81,6 +81,17 @@ PHI_SECOND = {"identity": "0", "relu": "0", "leaky_relu": "0", "tanh": "-2 * tan
 
 _NOISE = "dn/dt = -n / noise_tau + noise_sigma * sqrt(2 / noise_tau) * xi : 1\n"
 _DECODED = "ahat = x / r0 - 1 : 1\n"
+# A LIF unit's train is close to periodic (period T = 1 / r); the covariance of its trace with a synaptic current it
+# drives is then the Poisson one times kappa(r) = exp(D / tau_trace) (sum_k g(k T) - r (tau_trace + tau_syn)), g the
+# filters' cross-correlation in units of 1 / (tau_trace + tau_syn), summed in closed form (docs/brian2.md): kappa is
+# L(1 / (2 tau r)) (Langevin) for equal filters and no delay, 1 as r -> 0 (isolated spikes), ~1 / (6 tau r) when fast.
+_PERIODIC_KAPPA = (
+    "isi = 1 / (r0 * (1 + ahat) + 0.001 * Hz) : second\n"
+    "k_first = ceil(syn_delay / isi) : 1\n"
+    "kappa = exp(syn_delay / tau_trace) * ("
+    "exp(-(k_first * isi - syn_delay) / tau_syn) / (1 - exp(-isi / tau_syn))"
+    " + exp(-(syn_delay - (k_first - 1) * isi) / tau_trace) / (1 - exp(-isi / tau_trace))"
+    " - (tau_trace + tau_syn) / isi) : 1\n")
 
 
 class SpikingCircuit(BrianCircuit):
@@ -135,7 +146,7 @@ class SpikingCircuit(BrianCircuit):
         }
         if self.plastic_w:
             self.namespace.update(
-                eta_w=p.eta_w, lambda_w=p.lambda_w, settle=p.settle,
+                eta_w=p.eta_w, lambda_w=p.lambda_w, settle=p.settle, syn_delay=p.delay,
                 shot=float(np.exp(-float(p.delay / spiking.tau_trace)))
                 / float(spiking.rate_max / 2 * (spiking.tau_trace + spiking.tau_synapse)),
                 target=TimedArray(protocol.target, dt=p.presentation, name="protocol_target"),
@@ -176,10 +187,12 @@ class SpikingCircuit(BrianCircuit):
         circuit = self.circuit
         chain = [circuit.input] + [circuit.population(proj.target) for proj in circuit.projections]
         layers = {}
+        # what a presynaptic forward unit gives its W synapses: its decoded activity (and, LIF, its train's kappa)
+        decoded = _DECODED + (_PERIODIC_KAPPA if self.plastic_w and self.spiking.neuron != "poisson" else "")
         for index, pop in enumerate(chain):
             top = index == len(chain) - 1
             if index == 0:
-                forward = self._group(pop.size, _NOISE + _DECODED + "a = (1 - mirror(t)) * stimulus(t, i) + "
+                forward = self._group(pop.size, _NOISE + decoded + "a = (1 - mirror(t)) * stimulus(t, i) + "
                                       "mirror(t) * clip(n, -1, 1) : 1\n", pop.name)
                 # Nothing reads the input population's errors: its error units are a place for B's synapses to end,
                 # reading their forward partner's activity (kp, wm use it), and never spike.
@@ -191,7 +204,7 @@ class SpikingCircuit(BrianCircuit):
                 layers[pop.name] = _Layer(pop.name, pop.size, pop.activation, forward, error)
                 continue
             forward_eqs = ("dI/dt = -I / tau_syn : 1\nI_base : 1\nu_syn = I - I_base : 1\nu = u_syn + bias : 1\n"
-                           "bias : 1 (constant)\n" + _NOISE + _DECODED +
+                           "bias : 1 (constant)\n" + _NOISE + decoded +
                            f"a = (1 - mirror(t)) * clip({PHI[pop.activation]}, -1, 1) + mirror(t) * clip(n, -1, 1)"
                            " : 1\n" + ("d_err : 1 (linked)\nsens_err : 1 (linked)\n" if self.plastic_w else ""))
             forward = self._group(pop.size, forward_eqs, pop.name)
@@ -226,8 +239,9 @@ class SpikingCircuit(BrianCircuit):
         # A presynaptic spike raises both the presynaptic trace and (after the delay) the postsynaptic drive, so the
         # trace's noise and the postsynaptic error covary: E[d ahat] = (rate rule) + sens w r_pre / (r0^2 (tau_trace
         # + tau_syn)) exp(-delay / tau_trace), a weight decay of Poisson shot noise. The rule subtracts that term
-        # (r_pre / r0 read as 1 + ahat); LIF units fire regularly and their filtered spike trains covary far less.
-        correction = " - sens_err_post * w * (1 + ahat_pre) * shot" if self.spiking.neuron == "poisson" else ""
+        # (r_pre / r0 read as 1 + ahat). LIF units fire nearly periodically: the same term times kappa(r_pre).
+        correction = " - sens_err_post * w * (1 + ahat_pre) * shot" + (
+            "" if self.spiking.neuron == "poisson" else " * kappa_pre")
         w_eq = ("dw/dt = learn_w(t) * settled * (eta_w * (d_err_post * ahat_pre" + correction + ") - lambda_w * w)"
                 f" : 1 (clock-driven)\nsettled = {_SETTLED} : 1\n" if self.plastic_w else "w : 1\n")
         forward = Synapses(pre.forward, post.forward, w_eq + "I_base_post = w : 1 (summed)",
