@@ -237,6 +237,17 @@ def test_measured_table_with_another_hash_is_stale_and_settings_are_honoured(tmp
     assert "**stale**" in stale.split("## Measured")[1]
 
 
+def test_a_superseded_table_is_stale_with_its_successor_and_reason_and_a_malformed_mark_is_refused(tmp_path):
+    old = {**_summary(table="old"), "superseded_by": {"table": "default", "because": "the rule changed."}}
+    text = render_book(_book(tmp_path, [_summary(), old]))
+    measured = text.split("## Measured")[1]
+    assert "**measured** · **stale**: superseded by [default](#default): the rule changed." in measured
+    assert measured.count("**stale**") == 1  # its successor is current
+    bad = {**_summary(table="bad"), "superseded_by": "default"}
+    with pytest.raises(BookError, match="'superseded_by' must be"):
+        render_book(_book(tmp_path / "bad", [bad]))
+
+
 def test_transcribed_table_renders_marked_transcribed_and_stale_with_its_cells_as_given(tmp_path):
     text = render_book(_book(tmp_path, [_summary()], [("noise", TRANSCRIBED)]))
     section = text.split("## Transcribed")[1]

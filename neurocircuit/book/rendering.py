@@ -56,6 +56,9 @@ def stale_reason(data: Mapping[str, Any]) -> str | None:
     """Why a measured table no longer describes what its simulation resolves to today (None: it does)."""
     from ..simulation import load_simulation
 
+    if data.get("superseded_by"):  # the code (not the simulation) changed what it measures
+        later = data["superseded_by"]
+        return f"superseded by [{later['table']}](#{later['table']}): {later['because']}"
     prov = data["provenance"]
     settings = list(prov.get("settings", []))
     try:

@@ -378,6 +378,10 @@ def _check_measured(data: Any, path: Path) -> None:
          "'metrics' must be a non-empty list of strings")
     units = data.get("units", {})
     need(isinstance(units, dict), "'units' must be an object")
+    superseded = data.get("superseded_by")  # {"table": id, "because": why}: a later table replaces this one
+    need(superseded is None or (isinstance(superseded, dict) and set(superseded) == {"table", "because"}
+                                and all(isinstance(v, str) and v for v in superseded.values())),
+         "'superseded_by' must be {\"table\": ID, \"because\": WHY}")
     runs = data["runs"]
     need(isinstance(runs, list) and runs, "'runs' must be a non-empty list")
     for i, run in enumerate(runs):
