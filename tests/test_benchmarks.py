@@ -90,7 +90,8 @@ def test_brian2_spiking_speed_prints_each_circuit_and_its_ratio_to_the_rate_circ
     rate = positive(rows["rate/numpy"][0])
     for kind in ("poisson", "lif"):
         speed, ratio = positive(rows[f"{kind}/numpy"][0]), positive(rows[f"{kind}/numpy"][2])
-        assert ratio == pytest.approx(speed / rate, abs=0.002)  # one round: its ratio of the printed rates
+        # one round: its ratio of the rates, which are printed rounded to 0.001 (slow numpy rates make that ~1 %)
+        assert (speed - 5e-4) / (rate + 5e-4) - 5e-4 <= ratio <= (speed + 5e-4) / (rate - 5e-4) + 5e-4
         assert rows[f"{kind}/numpy"][3] == f"({ratio:.3f}-{ratio:.3f})"
 
 
