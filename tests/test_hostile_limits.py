@@ -2,11 +2,11 @@
 sizes and data shapes. Every refusal: exit code 2, one line on stderr, no traceback, nothing written."""
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from oneline import refused_in_one_line
 
 from neurocircuit import limits
 from neurocircuit.cli import main
@@ -45,18 +45,9 @@ def S(*settings: str) -> list[str]:
 
 
 def _refused(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> float:
-    """Run the command line; assert the one-line refusal and that nothing was written. Returns the seconds taken."""
+    """The one-line refusal of ``args`` (see tests/oneline.py), with the bomb circuit at hand; the seconds taken."""
     (tmp_path / "bomb.toml").write_text(BOMB)
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    before = set(tmp_path.rglob("*"))
-    start = time.perf_counter()
-    assert main(args) == 2
-    elapsed = time.perf_counter() - start
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("neurocircuit: error:"), err
-    assert "Traceback" not in err and message in err, err
-    assert set(tmp_path.rglob("*")) == before, sorted(map(str, set(tmp_path.rglob("*")) - before))
-    return elapsed
+    return refused_in_one_line(args, message, tmp_path, capsys)
 
 
 RUN = {

@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 import torch
+from oneline import refused_in_one_line
 
 import neurocircuit as nc
-from neurocircuit.cli import main
 from neurocircuit.errors import ConfigError, ShapeError
 
 SIM = "default"
@@ -83,14 +83,7 @@ SWEEP = {
 
 def _check(args: list[str], message: str, tmp_path, capsys) -> None:
     _files(tmp_path)
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    before = set(tmp_path.rglob("*"))
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("neurocircuit: error:"), err
-    assert "Traceback" not in err and message in err, err
-    after = set(tmp_path.rglob("*"))
-    assert after == before, sorted(map(str, after - before))  # nothing written, no folder made
+    refused_in_one_line(args, message, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("case", list(RUN))
