@@ -27,7 +27,7 @@ from typing import Any
 from .errors import ConfigError, ShapeError
 
 __all__ = ["MAX_SIMULATED_STEPS", "MAX_RECORDED_SAMPLES", "MAX_TRAINING_STEPS", "MAX_SWEEP_POINTS", "MEMORY_ENV",
-           "MEMORY_SAFETY_FACTOR", "check_count", "machine_memory", "available_memory", "memory_limit",
+           "MEMORY_SAFETY_FACTOR", "check_count", "available_memory", "memory_limit",
            "runs_at_once", "format_bytes", "check_memory", "check_data_fits"]
 
 #: Time steps of one Brian2 run (its whole protocol, at ``brian2.dt``).
@@ -62,29 +62,6 @@ def check_count(count: float, what: str, ceiling: int, hint: str = "") -> int:
     if count < 1:
         raise ConfigError(f"{what} is {count:.3g}: nothing would run" + (f" ({hint})" if hint else ""))
     return int(count)
-
-
-def machine_memory() -> int:
-    """Physical memory of this machine in bytes (psutil where installed, else ``os.sysconf``, else
-    /proc/meminfo); 0 where none of them answers."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except ImportError:
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def available_memory() -> int:

@@ -172,7 +172,7 @@ def test_counts_and_sizes() -> None:
         with pytest.raises(ConfigError, match=re.escape(needle)):
             limits.check_count(count, "x", 10)
     assert limits.format_bytes(24 * 2**30) == "24 GiB" and limits.format_bytes(8e12) == "8.0 TB"
-    assert limits.machine_memory() > 2**20
+    assert limits.available_memory() > 2**20
 
 
 @pytest.mark.parametrize("phases", ['[{kind="engaged", mirror_every=1, mirror_steps=1000000}]',
