@@ -220,6 +220,9 @@ def _shrunk(raw: dict, data: dict[str, str]) -> dict:
             raw["brian2"]["device"] = "runtime"
         if data_table.get("name") == "digits":
             data_table.update(train_samples=12, test_samples=6)
+        if {"presentation", "settle"} <= set(raw["brian2"]):  # short windows (the spiking files' are 100 ms)
+            raw["brian2"].update(presentation="5 ms", settle="2.5 ms",
+                                 **({"record_dt": "2.5 ms"} if "record_dt" in raw["brian2"] else {}))
     else:
         train = raw.setdefault("train", {})
         # four steps: the shipped interleaved mirrors (every 2 or 4 steps) run once
