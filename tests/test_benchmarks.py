@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import fake_fashion_mnist
 
 ROOT = Path(__file__).parents[1]
 
@@ -95,21 +96,9 @@ def test_brian2_spiking_speed_prints_each_circuit_and_its_ratio_to_the_rate_circ
         assert rows[f"{kind}/numpy"][3] == f"({ratio:.3f}-{ratio:.3f})"
 
 
-def _fake_fashion_mnist(folder: Path, n_train: int = 320, n_test: int = 64) -> None:
-    """Random images in Fashion-MNIST's IDX files: the proxy's data path without the data set."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(
-            bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in images.shape) + images.tobytes())
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(
-            bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + (np.arange(n) % 10).astype(np.uint8).tobytes())
-
-
 @pytest.mark.slow
 def test_data_path_prints_proxy_synthetic_and_compute(tmp_path: Path) -> None:
-    _fake_fashion_mnist(tmp_path / "fashion-mnist")
+    fake_fashion_mnist(tmp_path / "fashion-mnist", n_train=320, n_test=64)
     import os
 
     out = run("data_path.py", "--device", "cpu", "--samples", "256", "--set", "torch.compile=false",

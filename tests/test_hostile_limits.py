@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import fake_fashion_mnist
 from oneline import refused_in_one_line
 
 from neurocircuit import limits
@@ -144,21 +145,9 @@ def test_memory_ceiling_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyP
              tmp_path, capsys)
 
 
-def _fake_fashion_mnist(folder: Path, n_train: int = 60, n_test: int = 20) -> None:
-    """Random 28x28 images in Fashion-MNIST's IDX files (the data set itself is not needed)."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(
-            bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in images.shape) + images.tobytes())
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(
-            bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + (np.arange(n) % 10).astype(np.uint8).tobytes())
-
-
 def test_brian2_fashion_mnist_into_the_digits_circuit_names_both_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture) -> None:
-    _fake_fashion_mnist(tmp_path / "data" / "fashion-mnist")
+    fake_fashion_mnist(tmp_path / "data" / "fashion-mnist", n_train=60, n_test=20)
     monkeypatch.setenv("NEUROCIRCUIT_DATA", str(tmp_path / "data"))
     _refused(["run", "brian2_learning", *S("data.name=fashion_mnist"), "--out", "{tmp}/out"],
              "dataset 'fashion_mnist' has inputs of shape (1, 28, 28), but model 'mlp_digits' expects (64,)",
