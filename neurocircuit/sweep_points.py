@@ -65,16 +65,6 @@ def _parse_point(raw: dict[str, Any], where: str) -> None:
         raise type(exc)(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
 
 
-def _point_tables(sweep: Any) -> dict[str, tuple[dict[str, Any], str]]:
-    """Every point's simulation table and label, by point id, each parsed (a sweep checks fewer: :func:`validate`)."""
-    base = _base_table(sweep)
-    tables = {}
-    for point in sweep.iter_points():
-        tables[point_id(point)] = _point_table(base, point)
-        _parse_point(*tables[point_id(point)])
-    return tables
-
-
 def _probes(sweep: Any) -> Iterator[dict[str, Any]]:
     """The first point, then (grid) each other value of each axis with the other axes at their first values, or
     (zip) the next points."""

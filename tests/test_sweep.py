@@ -191,9 +191,10 @@ def test_a_command_line_setting_replaces_the_files_axis_on_its_key(tmp_path: Pat
     assert [a.key for a in sweep.axes] == ["mirror.learning_rate", "mirror.noise_std"]
     assert sweep.axes[1].values == (0.5, 2.0) and len(sweep.points()) == 4
     assert "optimizer.lr=0.02" in sweep.fixed
-    from neurocircuit.sweep_points import _point_tables
+    from neurocircuit.sweep_points import _base_table, _point_table
 
-    assert {raw["optimizer"]["lr"] for raw, _ in _point_tables(sweep).values()} == {0.02}
+    base = _base_table(sweep)
+    assert {_point_table(base, point)[0]["optimizer"]["lr"] for point in sweep.iter_points()} == {0.02}
     # in a sweep file, a key that is both an axis and a fixed setting is refused
     clash = tmp_path / "clash.toml"
     clash.write_text('kind = "sweep"\nsimulation = "default"\nset = ["optimizer.lr=0.1"]\n'
