@@ -55,13 +55,14 @@ def simulation_hash(sim_dict: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def _last_valid(values: Any) -> float | None:
-    """The last finite value of a 1-D array (arms may end at different times), None when there is none."""
+def _last_valid(values: Any) -> float:
+    """The last finite value of a 1-D array (arms may end at different times), NaN when there is none (a float
+    either way: np.vectorize takes its output type from the first run, and a None there made the array object)."""
     import numpy as np
 
     values = np.asarray(values, dtype=float)
     finite = np.flatnonzero(np.isfinite(values))
-    return None if finite.size == 0 else float(values[finite[-1]])
+    return math.nan if finite.size == 0 else float(values[finite[-1]])
 
 
 def _time_dim(var: xr.DataArray, name: str, allowed: Sequence[str]) -> str:
@@ -185,7 +186,7 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
 def _reduce_last(var: xr.DataArray, dim: str) -> xr.DataArray:
     import xarray as xr
 
-    return xr.apply_ufunc(_last_valid, var, input_core_dims=[[dim]], vectorize=True)
+    return xr.apply_ufunc(_last_valid, var, input_core_dims=[[dim]], vectorize=True, output_dtypes=[float])
 
 
 #: Phase labels that name no phase: a time only other arms have, the protocol's closing blank window.
