@@ -14,6 +14,7 @@ from ..results import write_atomic
 if TYPE_CHECKING:
     pass
 
+from .claims import render_claims
 from .summaries import (
     BOOK_FILE,
     BOOK_FOLDER,
@@ -229,10 +230,14 @@ def render_book(folder: str | Path) -> str:
         "## Contents",
         "",
     ]
+    claims = render_claims(Path(folder), {t.id: t for t in tables})
+    if claims:
+        lines.append("- [Pre-registered claims](#pre-registered-claims)")
     for group, name in ((measured, "Measured"), (transcribed, "Transcribed")):
         if group:
             lines.append(f"- {name}")
             lines += [f"  - [{t.title}](#{t.id})" for t in group]
+    lines += claims
     for group, name in ((measured, "Measured"), (transcribed, "Transcribed")):
         if not group:
             continue
