@@ -180,6 +180,8 @@ def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
                            "with them (default: the ones recorded in RESULTS)")
     summ.add_argument("--device", help="where it ran (default: the results' device attribute, else this machine)")
     summ.add_argument("--commit", help="the git commit the run was made at (default: this checkout's)")
+    summ.add_argument("--steps", default="", metavar="K,K,...",
+                      help="also store test_accuracy (and val_accuracy) at these steps, as test_accuracy_stepK")
     summ.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
 
 
@@ -376,8 +378,12 @@ def _cmd_summarize(args: argparse.Namespace) -> None:
         settings = json.loads(results.attrs["settings"]) if "settings" in results.attrs else []
     for item in settings:
         parse_setting(item)
+    try:
+        steps = [int(k) for k in args.steps.split(",") if k.strip()]
+    except ValueError:
+        raise NeurocircuitError(f"--steps {args.steps!r}: give integers separated by commas (e.g. 117,422)") from None
     summary = summarize(results, table=args.table, title=args.title, command=command, settings=settings,
-                        device=args.device, commit=args.commit)
+                        device=args.device, commit=args.commit, steps=steps)
     print(f"wrote {write_summary(summary, args.root / BOOK_FOLDER)}; run 'neurocircuit report' to regenerate the book")
     stale = stale_reason(summary)
     if stale is not None:

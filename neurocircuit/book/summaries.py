@@ -80,7 +80,7 @@ def _scale(var: xr.DataArray) -> tuple[float, str]:
 
 
 def summarize(results: xr.Dataset, *, table: str, title: str, command: str, settings: Sequence[str] = (),
-              device: str | None = None, commit: str | None = None) -> dict[str, Any]:
+              device: str | None = None, commit: str | None = None, steps: Sequence[int] = ()) -> dict[str, Any]:
     """The measured summary of a results file (the ``results/v1/measured/<table>.json`` format).
 
     Parameters
@@ -101,6 +101,9 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
     commit : str, optional
         The git commit the run was made at (hex, 7–40 digits, optionally ``+dirty``); default: the commit of the
         checkout this package is imported from.
+    steps : sequence of int
+        Also store ``test_accuracy`` and ``val_accuracy`` at these values of the ``step`` coordinate, as
+        ``<name>_step<k>`` (a learning-speed claim: accuracy after a quarter epoch).
 
     Returns
     -------
@@ -130,6 +133,16 @@ def summarize(results: xr.Dataset, *, table: str, title: str, command: str, sett
             factor, unit = _scale(var)
             dim = _time_dim(var, name, ("arm", "seed"))
             columns.append((f"{name}_final", unit, factor * _reduce_last(var, dim)))
+    for k in steps:
+        for name in ("test_accuracy", "val_accuracy"):
+            if name not in results:
+                continue
+            var = results[name]
+            known = results["step"].values.tolist() if "step" in results.coords else []
+            if "step" not in var.dims or k not in set(known):
+                raise BookError(f"{name} has no record at step {k} (steps: {', '.join(map(str, known)) or 'none'})")
+            factor, unit = _scale(var)
+            columns.append((f"{name}_step{k}", unit, factor * var.sel(step=k)))
     validation = "val_accuracy" in results
     if validation:
         columns += _best_on_validation(results)
