@@ -79,6 +79,14 @@ def test_summarize_takes_final_values_and_selects_on_validation_not_test():
     assert s["validation"] is True
 
 
+def test_summarize_gives_none_where_the_first_run_has_no_value_of_a_metric():
+    # bp's runs have no angle (as bp has no prenatal angle): the first value np.vectorize sees is NaN
+    results = _results()
+    results["weight_angle"][0] = NAN
+    s = summarize(results, table="t", title="T", command="neurocircuit run x", device="here")
+    assert _run(s, "bp", 0)["weight_angle_W1"] is None and _run(s, "fa", 0)["weight_angle_W1"] == 89.0
+
+
 def test_summarize_without_validation_and_brian2_snapshots():
     s = summarize(_results(val=False), table="t", title="T", command="c")
     assert s["metrics"] == ["test_accuracy_final", "weight_angle_W1", "weight_angle_W2"] and not s["validation"]
