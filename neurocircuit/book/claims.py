@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from .summaries import BookError, Table
 
 __all__ = ["Claim", "Comparison", "Outcome", "load_claims", "evaluate", "outcomes", "claim_verdict",
-           "protocol_commit", "result_follows_protocol", "render_claims", "tost_p", "TESTS"]
+           "protocol_commit", "result_follows_protocol", "render_claims", "compact_claims", "tost_p", "TESTS"]
 
 PROTOCOL_FOLDER = "protocol"
 TESTS = ("equivalence", "greater", "at_most", "report")
@@ -426,3 +426,19 @@ def _summary_table(claims: Sequence[Claim], results: Mapping[str, Sequence[Outco
         [f"[`{c.id}`](#claim-{c.id})", f"**{claim_verdict(results[c.id])}**",
          f"{sum(o.verdict == 'met' for o in results[c.id])} / "
          f"{sum(o.verdict not in ('reported',) for o in results[c.id])}"] for c in claims])
+
+
+def compact_claims(folder: Path, tables: Mapping[str, Table]) -> list[str]:
+    """The README's form: one row per claim, each comparison's mean, 95 % interval and verdict in one cell."""
+    rows = []
+    for claim in load_claims(folder):
+        results = outcomes(claim, tables)
+        cells = []
+        for comparison, outcome in zip(claim.comparisons, results):
+            unit = _difference_unit(comparison, tables.get(comparison.table))
+            value = (f" {_num(outcome.mean)}{unit} [{_num(outcome.ci95[0])}, {_num(outcome.ci95[1])}]"
+                     if outcome.n >= 2 else "")
+            cells.append(f"{comparison.name}:{value} {outcome.verdict}")
+        rows.append([f"[`{claim.id}`](docs/results.md#claim-{claim.id})", f"**{claim_verdict(results)}**",
+                     "; ".join(cells)])
+    return _rows(["claim", "verdict", "comparisons: mean [95 % CI], verdict"], rows)

@@ -14,7 +14,7 @@ from ..results import write_atomic
 if TYPE_CHECKING:
     pass
 
-from .claims import render_claims
+from .claims import compact_claims, render_claims
 from .summaries import (
     BOOK_FILE,
     BOOK_FOLDER,
@@ -255,6 +255,9 @@ def _readme_with_blocks(text: str, tables: Mapping[str, Table], readme: Path) ->
         raise BookError(f"{readme}: '<!-- book:{missing} -->' has no '<!-- /book:{missing} -->' after it")
 
     def block(match: re.Match[str]) -> str:
+        if match.group(1) == "claims":  # the pre-registered claims' verdicts, one row per comparison
+            body = compact_claims(readme.parent / BOOK_FOLDER, tables)
+            return "<!-- book:claims -->\n" + "\n".join(body) + "\n<!-- /book:claims -->"
         table = tables.get(match.group(1))
         if table is None:
             raise BookError(f"{readme}: block 'book:{match.group(1)}' names no table of the book "
