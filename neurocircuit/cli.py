@@ -1,7 +1,8 @@
 """The ``neurocircuit`` command: ``run`` any simulation on its backend (``train`` is the same command, for
 ``torchrun -m neurocircuit train``), ``sweep`` settings, ``plot`` results, ``list`` what is available,
-``summarize`` a results file into the results book, ``report`` (regenerate) the book and print a report
-``table`` (paired differences, sweep grids, per-layer angles, the noise-pretraining tables).
+``summarize`` a results file into the results book, ``report`` (regenerate) the book, run and store the pre-registered
+``claims`` (:mod:`neurocircuit.cli_book`) and print a report ``table`` (paired differences, sweep grids, per-layer
+angles, the noise-pretraining tables).
 
 Bad input (unknown names, malformed or mistyped files, settings a backend does not honour, shapes that do not
 chain, missing files) ends with one line on stderr and exit code 2.
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cli_book import BOOK_COMMANDS, add_book_arguments
 from .errors import NeurocircuitError
 from .progress import HeldWarnings
 
@@ -112,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--mean", action="append", default=[], metavar="DIM",
                       help="average over this dimension, drawing the sd as a band; repeatable")
     plot.add_argument("--out", required=True, type=Path, help="PNG file to write")
-    _add_book_arguments(sub)
+    add_book_arguments(sub)
     _add_table_arguments(sub)
     return parser
 
@@ -159,30 +161,6 @@ def _add_table_arguments(sub: argparse._SubParsersAction) -> None:
                     "angle and ||W|| per layer before and after the noise phase, effective dimension, OOD accuracy; "
                     "Cheon's claims as differences between arms paired by seed (mean ± sd over seeds).")
     noise.add_argument("files", nargs=1, metavar="FILE", help="the results.nc of a noise_pretraining run")
-
-
-def _add_book_arguments(sub: argparse._SubParsersAction) -> None:
-    report = sub.add_parser("report", help="regenerate the results book (docs/results.md) and the README's tables "
-                                           "from the summaries in results/v1/")
-    report.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 naming the first difference if a file differs")
-    report.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
-    summ = sub.add_parser("summarize", help="store a results file as a measured table of the results book "
-                                            "(results/v1/measured/TABLE.json)")
-    summ.add_argument("results", type=Path, help="the results.nc of a 'neurocircuit run'")
-    summ.add_argument("--table", required=True, help="the table's id (its file name)")
-    summ.add_argument("--title", required=True, help="the table's heading in the book")
-    summ.add_argument("--command", dest="run_command", metavar="COMMAND",
-                      help="the exact command that produced RESULTS (default: the one 'neurocircuit run' recorded in "
-                           "it)")
-    summ.add_argument("--set", dest="settings", action="append", default=None, metavar="KEY=VALUE",
-                      help="a setting that command applied (repeatable): the stale check resolves the simulation "
-                           "with them (default: the ones recorded in RESULTS)")
-    summ.add_argument("--device", help="where it ran (default: the results' device attribute, else this machine)")
-    summ.add_argument("--commit", help="the git commit the run was made at (default: this checkout's)")
-    summ.add_argument("--steps", default="", metavar="K,K,...",
-                      help="also store test_accuracy (and val_accuracy) at these steps, as test_accuracy_stepK")
-    summ.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
 
 
 def _cmd_list() -> None:
@@ -343,53 +321,6 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     print(f"wrote {save_figure(fig, args.out)}")
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .book import first_difference, render_outputs, write_outputs
-
-    if args.check:
-        for path, text in render_outputs(args.root).items():
-            difference = first_difference(path, text)
-            if difference is not None:
-                print(f"neurocircuit: {difference}", file=sys.stderr)
-                return 1
-        return 0
-    changed = write_outputs(args.root)
-    for path in changed:
-        print(f"wrote {path}")
-    if not changed:
-        print("the results book and the README's tables are up to date")
-    return 0
-
-
-def _cmd_summarize(args: argparse.Namespace) -> None:
-    from .book import BOOK_FOLDER, stale_reason, summarize, write_summary
-    from .results import read_results
-    from .simulation import parse_setting
-
-    if not args.results.is_file():
-        raise NeurocircuitError(f"results file not found: {args.results}")
-    results = read_results(args.results)
-    command = args.run_command or results.attrs.get("command")
-    if not command:
-        raise NeurocircuitError(f"{args.results} records no command (made before runs recorded theirs): give "
-                                "--command and the --set settings it used")
-    settings = args.settings
-    if settings is None:
-        settings = json.loads(results.attrs["settings"]) if "settings" in results.attrs else []
-    for item in settings:
-        parse_setting(item)
-    try:
-        steps = [int(k) for k in args.steps.split(",") if k.strip()]
-    except ValueError:
-        raise NeurocircuitError(f"--steps {args.steps!r}: give integers separated by commas (e.g. 117,422)") from None
-    summary = summarize(results, table=args.table, title=args.title, command=command, settings=settings,
-                        device=args.device, commit=args.commit, steps=steps)
-    print(f"wrote {write_summary(summary, args.root / BOOK_FOLDER)}; run 'neurocircuit report' to regenerate the book")
-    stale = stale_reason(summary)
-    if stale is not None:
-        print(f"note: the book will mark this table stale: {stale}")
-
-
 def _cmd_table(args: argparse.Namespace) -> None:
     from . import tables
 
@@ -490,10 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cmd_sweep(args)
         elif args.command == "plot":
             _cmd_plot(args)
-        elif args.command == "report":
-            return _cmd_report(args)
-        elif args.command == "summarize":
-            _cmd_summarize(args)
+        elif args.command in BOOK_COMMANDS:
+            return BOOK_COMMANDS[args.command](args)
         elif args.command == "table":
             _cmd_table(args)
         else:

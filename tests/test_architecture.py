@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "neurocircuit.figure_style",
                "neurocircuit.book", "neurocircuit.book.*", "neurocircuit.tables", "neurocircuit.tables.*",
                "neurocircuit.api")),
-    ("entry points", ("neurocircuit.cli", "neurocircuit.__main__", "neurocircuit")),
+    ("entry points", ("neurocircuit.cli", "neurocircuit.cli_book", "neurocircuit.__main__", "neurocircuit")),
 ]
 
 

@@ -209,3 +209,51 @@ def test_summarize_stores_accuracy_at_the_steps_asked_and_refuses_a_step_without
     assert main(["summarize", str(path), "--table", "s", "--title", "s", "--root", str(tmp_path),
                  "--steps", "25"]) == 2
     assert "has no record at step 25 (steps: 10, 20, 30, 40)" in capsys.readouterr().err
+
+
+def test_each_protocol_command_runs_what_its_fields_say():
+    """The command a protocol writes (and `neurocircuit claims` runs) resolves to its simulation, arms, seeds and
+    settings — a protocol cannot say one thing and run another."""
+    from neurocircuit.book import preregistered as script
+    from neurocircuit.simulation import load_simulation
+
+    for claim in load_claims(REPO / BOOK_FOLDER):
+        for run in claim.runs:
+            simulation, arms, settings = script.protocol_arguments(run)
+            assert (simulation, settings) == (run["simulation"], run["settings"]), (claim.id, run["table"])
+            sim = load_simulation(simulation, settings)
+            assert list(sim.seeds) == run["seeds"], (claim.id, run["table"])
+            assert (arms or list(sim.labels)) == run["arms"], (claim.id, run["table"])
+            assert script.run_arguments(run, Path("X"))[-2:] == ["--out", "X"]
+    cheon = next(c for c in load_claims(REPO / BOOK_FOLDER) if c.id == "cheon")
+    assert script.steps_read(cheon, "prereg_cheon") == [117]
+
+
+def test_claims_command_runs_each_protocol_run_resuming_and_stores_only_complete_ones(tmp_path, capsys):
+    out = tmp_path / "runs"
+    (out / "prereg_mlp").mkdir(parents=True)
+    (out / "prereg_mlp" / "owner.json").write_text("{}")  # begun: resumed
+    assert main(["claims", "mlp", "cheon", "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f"--out {out / 'prereg_mlp'} --resume") and "rules_fashion_mnist --arm bp" in lines[0]
+    assert lines[1].endswith(f"--out {out / 'prereg_cheon'}") and "--set train.epochs=1" in lines[1]
+    assert main(["claims", "mlp", "--out", str(out), "--summarize", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "mlp/prereg_mlp: not complete, not stored"
+    assert main(["claims", "nope", "--out", str(out)]) == 2
+    assert "no protocol 'nope' (protocols: brian2, cheon, lenet5, mlp, resnet18, wm_lr)" in capsys.readouterr().err
+
+
+def test_a_run_records_its_start_commit_once_and_refuses_a_dirty_checkout(tmp_path):
+    from neurocircuit.book.preregistered import record_start, start_commit
+
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "one")
+    first = _git(tmp_path, "rev-parse", "HEAD")
+    folder = tmp_path / "runs" / "t"
+    assert record_start(folder, tmp_path) == first == start_commit(folder)
+    (tmp_path / "a.txt").write_text("2")
+    assert record_start(folder, tmp_path) == first  # kept from the first start
+    with pytest.raises(BookError, match="uncommitted changes"):
+        record_start(tmp_path / "runs" / "u", tmp_path)
