@@ -98,9 +98,9 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     import shlex
     import subprocess
 
-    from .book.preregistered import commands, record_start
+    from .book.preregistered import attach_registration, commands, record_start, start_commits
 
-    for label, argv, folder in commands(args.root, args.out, args.claims, summarize=args.summarize):
+    for label, argv, folder, table in commands(args.root, args.out, args.claims, summarize=args.summarize):
         if not argv:
             print(f"{label}: not complete, not stored", flush=True)
             continue
@@ -108,11 +108,15 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         print(shlex.join(line), flush=True)
         if args.dry_run:
             continue
-        if folder is not None:
-            record_start(folder, args.root)
+        if folder is not None and table is None:
+            record_start(folder, args.root)  # every (re)start, refused from a dirty checkout
+        elif folder is not None:
+            start_commits(folder)  # a summary names the commits its run started at
         done = subprocess.run(line, cwd=args.root, check=False)
         if done.returncode != 0:
             return done.returncode
+        if table is not None and folder is not None:
+            print(f"checked {attach_registration(table, folder, args.root.resolve())} against its protocols")
     return 0
 
 

@@ -13,6 +13,7 @@ from scipy import stats
 from neurocircuit.book import BOOK_FOLDER, BookError, load_book, render_book, write_summary
 from neurocircuit.book.claims import (
     Comparison,
+    Term,
     claim_verdict,
     evaluate,
     load_claims,
@@ -35,8 +36,8 @@ def _table(values: dict[str, list[float]], metric: str = "test_accuracy_final", 
 
 def _pair(test: str, margin: float | None = None, threshold: float | None = None) -> Comparison:
     if test == "at_most":
-        return Comparison("c", "t", test, {"a": 1.0}, {"a": "test_accuracy_final"}, threshold=threshold)
-    return Comparison("c", "t", test, {"a": 1.0, "b": -1.0}, {"a": "test_accuracy_final", "b": "test_accuracy_final"},
+        return Comparison("c", "t", test, (Term("a", "test_accuracy_final", 1.0),), threshold=threshold)
+    return Comparison("c", "t", test, (Term("a", "test_accuracy_final", 1.0), Term("b", "test_accuracy_final", -1.0)),
                       margin=margin)
 
 
@@ -84,15 +85,15 @@ def test_at_most_reads_one_arm_against_its_threshold():
 def test_a_contrast_is_the_weighted_sum_per_seed_and_a_reference_may_read_another_metric():
     table = _table({"fa+noise": [80, 81, 82, 83, 84], "fa": [70, 70, 70, 70, 70],
                     "bp+noise": [85, 85, 85, 85, 85], "bp": [84, 84, 84, 84, 83]})
-    interaction = Comparison("i", "t", "report", {"fa+noise": 1, "fa": -1, "bp+noise": -1, "bp": 1},
-                             {k: "test_accuracy_final" for k in ("fa+noise", "fa", "bp+noise", "bp")})
+    interaction = Comparison("i", "t", "report", tuple(Term(a, "test_accuracy_final", w) for a, w in (
+        ("fa+noise", 1), ("fa", -1), ("bp+noise", -1), ("bp", 1))))
     got = evaluate(interaction, table, 0.05, SEEDS)
     assert got.values == (9.0, 10.0, 11.0, 12.0, 12.0) and got.verdict == "reported"
     twin = _table({"fa": [86, 87, 85, 86, 88]})
     for run, twin_value in zip(twin.data["runs"], [85.5, 87.5, 85.0, 86.0, 87.0]):
         run["twin_test_accuracy_final"] = twin_value
-    pair = Comparison("t", "t", "equivalence", {"fa": 1.0, "fa\0reference": -1.0},
-                      {"fa": "test_accuracy_final", "fa\0reference": "twin_test_accuracy_final"}, margin=1.0)
+    pair = Comparison("t", "t", "equivalence", (Term("fa", "test_accuracy_final", 1.0),
+                                                 Term("fa", "twin_test_accuracy_final", -1.0)), margin=1.0)
     assert evaluate(pair, twin, 0.05, SEEDS).values == pytest.approx((0.5, -0.5, 0.0, 0.0, 1.0))
 
 
@@ -154,7 +155,11 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def test_a_result_made_before_its_protocol_is_void_and_one_made_after_counts(tmp_path):
+def _registered_book(tmp_path):
+    """A git repository with a code commit, then a protocol (and the simulation it runs), and a stored summary of
+    its run: (book folder, run folder, commit before the protocol, the protocol's commit)."""
+    import shutil
+
     folder = tmp_path / BOOK_FOLDER
     (folder / "protocol").mkdir(parents=True)
     _git(tmp_path, "init", "-q")
@@ -163,36 +168,95 @@ def test_a_result_made_before_its_protocol_is_void_and_one_made_after_counts(tmp
     _git(tmp_path, "commit", "-qm", "code")
     before = _git(tmp_path, "rev-parse", "HEAD")
     (folder / "protocol" / "c.toml").write_text(PROTOCOL)
+    (tmp_path / "simulations").mkdir()
+    shutil.copy(REPO / "simulations" / "default.toml", tmp_path / "simulations" / "default.toml")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "commit", "-qm", "protocol")
     after = _git(tmp_path, "rev-parse", "HEAD")
+    from neurocircuit.book import simulation_hash
+    from neurocircuit.simulation import load_simulation
+
     runs = [{"arm": arm, "seed": seed, "test_accuracy_final": value}
             for arm, seed, value in (("bp", 0, 95.0), ("bp", 1, 96.0), ("fa", 0, 90.0), ("fa", 1, 90.5))]
     summary = {"table": "claim_t", "title": "t", "kind": "measured", "metrics": ["test_accuracy_final"],
                "units": {"test_accuracy_final": "%"}, "validation": False, "runs": runs,
-               "provenance": {"simulation": "default", "simulation_hash": "0" * 64, "settings": [],
-                              "neurocircuit_version": "0.1.0", "git_commit": before, "device": "CPU",
+               "provenance": {"simulation": "default",
+                              "simulation_hash": simulation_hash(load_simulation("default").to_dict()),
+                              "settings": [], "neurocircuit_version": "0.1.0", "git_commit": after, "device": "CPU",
                               "date": "2026-01-01 00:00 UTC", "command": "neurocircuit run"}}
     write_summary(summary, folder)
-    (claim,) = load_claims(folder)
+    return folder, tmp_path / "runs" / "claim_t", before, after
+
+
+def _verdicts(folder):
     tables = {t.id: t for t in load_book(folder)}
-    assert [o.verdict for o in outcomes(claim, tables)] == ["void"]
-    assert "**void**" in render_book(folder) and after[:12] in render_book(folder)
-    summary["provenance"]["git_commit"] = after
-    write_summary(summary, folder)
-    tables = {t.id: t for t in load_book(folder)}
-    assert [o.verdict for o in outcomes(claim, tables)] == ["met"]  # 5.0, 5.5 pp: the interval lies above 0
+    return [(o.verdict, o.why) for c in load_claims(folder) for o in outcomes(c, tables)]
+
+
+def test_a_run_started_after_its_protocol_counts_and_one_started_before_is_void(tmp_path):
+    from neurocircuit.book.preregistered import attach_registration, record_start
+
+    folder, run, before, after = _registered_book(tmp_path)
+    assert _verdicts(folder) == [("unverified", "stored without 'neurocircuit claims --summarize'")]
+    assert record_start(run, tmp_path) == after
+    attach_registration("claim_t", run, tmp_path)
+    entry = load_book(folder)[0].data["preregistration"]["c"]
+    assert (entry["protocol_commit"], entry["follows_protocol"], entry["simulation_as_registered"]) == (
+        after, True, True)
+    assert _verdicts(folder) == [("met", "")]  # 5.0, 5.5 pp: the interval lies above 0
+    assert "**met**" in render_book(folder)
+    run.parent.joinpath("claim_t.commit").write_text(before + "\n" + after + "\n")  # one segment before it
+    attach_registration("claim_t", run, tmp_path)
+    assert _verdicts(folder)[0][0] == "void" and "not after the protocol's commit" in _verdicts(folder)[0][1]
+
+
+def test_a_protocol_edited_after_its_check_or_a_table_of_another_run_is_void(tmp_path):
+    from neurocircuit.book.preregistered import attach_registration, record_start
+
+    folder, run, _, _ = _registered_book(tmp_path)
+    record_start(run, tmp_path)
+    attach_registration("claim_t", run, tmp_path)
+    protocol = folder / "protocol" / "c.toml"
+    protocol.write_text(PROTOCOL.replace('source = "a test"', 'source = "a test, edited"'))
+    assert _verdicts(folder) == [("void", "the protocol file changed after this result was checked against it")]
+    with pytest.raises(BookError, match="uncommitted changes: a protocol is checked as committed"):
+        attach_registration("claim_t", run, tmp_path)
+    protocol.write_text(PROTOCOL.replace("settings = []", 'settings = ["train.epochs=3"]'))
+    _git(tmp_path, "commit", "-qam", "the run gets a setting")
+    run.parent.joinpath("claim_t.commit").unlink()  # a run started after the change: its commits follow ...
+    record_start(run, tmp_path)
+    attach_registration("claim_t", run, tmp_path)
+    verdict, why = _verdicts(folder)[0]  # ... but the table ran other settings than the protocol's
+    assert verdict == "void" and "the protocol default with ['train.epochs=3']" in why
+
+
+def test_a_shallow_clone_cannot_register(tmp_path):
+    from neurocircuit.book.preregistered import attach_registration, record_start
+
+    _, run, _, _ = _registered_book(tmp_path / "origin")
+    record_start(run, tmp_path / "origin")
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{tmp_path / 'origin'}", str(tmp_path / "copy")],
+                   check=True, capture_output=True)
+    import shutil
+
+    shutil.copytree(tmp_path / "origin" / BOOK_FOLDER / "measured", tmp_path / "copy" / BOOK_FOLDER / "measured")
+    copy_run = tmp_path / "copy" / "runs" / "claim_t"
+    copy_run.parent.mkdir(parents=True)
+    (copy_run.parent / "claim_t.commit").write_text((run.parent / "claim_t.commit").read_text())
+    with pytest.raises(BookError, match="shallow clone"):
+        attach_registration("claim_t", copy_run, tmp_path / "copy")
 
 
 def test_the_shipped_protocols_load_and_read_metrics_their_tables_have():
     claims = load_claims(REPO / BOOK_FOLDER)
-    assert {c.id for c in claims} >= {"lenet5", "mlp", "wm_lr", "cheon", "brian2", "resnet18"}
+    assert {c.id for c in claims} >= {"lenet5", "mlp", "wm_lr", "cheon", "brian2_twin", "brian2_wm", "brian2_prenatal",
+                                      "resnet18"}
     tables = {t.id: t for t in load_book(REPO / BOOK_FOLDER)}
     for claim in claims:
         for comparison in claim.comparisons:
             table = tables.get(comparison.table)
             if table is not None:  # run: every metric the comparison reads is stored
-                assert set(comparison.metrics.values()) <= set(table.data["metrics"]), (claim.id, comparison.name)
+                assert set(comparison.metrics) <= set(table.data["metrics"]), (claim.id, comparison.name)
 
 
 def test_summarize_stores_accuracy_at_the_steps_asked_and_refuses_a_step_without_a_record(tmp_path, capsys):
@@ -224,6 +288,7 @@ def test_each_protocol_command_runs_what_its_fields_say():
             sim = load_simulation(simulation, settings)
             assert list(sim.seeds) == run["seeds"], (claim.id, run["table"])
             assert (arms or list(sim.labels)) == run["arms"], (claim.id, run["table"])
+            assert set(run["arms"]) <= set(sim.labels), (claim.id, run["table"])
             assert script.run_arguments(run, Path("X"))[-2:] == ["--out", "X"]
     cheon = next(c for c in load_claims(REPO / BOOK_FOLDER) if c.id == "cheon")
     assert script.steps_read(cheon, "prereg_cheon") == [117]
@@ -240,11 +305,12 @@ def test_claims_command_runs_each_protocol_run_resuming_and_stores_only_complete
     assert main(["claims", "mlp", "--out", str(out), "--summarize", "--dry-run"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "mlp/prereg_mlp: not complete, not stored"
     assert main(["claims", "nope", "--out", str(out)]) == 2
-    assert "no protocol 'nope' (protocols: brian2, cheon, lenet5, mlp, resnet18, wm_lr)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no protocol 'nope' (protocols: brian2_prenatal, brian2_twin, brian2_wm, cheon, lenet5, mlp," in err
 
 
-def test_a_run_records_its_start_commit_once_and_refuses_a_dirty_checkout(tmp_path):
-    from neurocircuit.book.preregistered import record_start, start_commit
+def test_every_start_is_recorded_and_a_dirty_checkout_is_refused_each_time(tmp_path):
+    from neurocircuit.book.preregistered import record_start, start_commits
 
     _git(tmp_path, "init", "-q")
     (tmp_path / "a.txt").write_text("1")
@@ -252,8 +318,11 @@ def test_a_run_records_its_start_commit_once_and_refuses_a_dirty_checkout(tmp_pa
     _git(tmp_path, "commit", "-qm", "one")
     first = _git(tmp_path, "rev-parse", "HEAD")
     folder = tmp_path / "runs" / "t"
-    assert record_start(folder, tmp_path) == first == start_commit(folder)
+    assert record_start(folder, tmp_path) == first
     (tmp_path / "a.txt").write_text("2")
-    assert record_start(folder, tmp_path) == first  # kept from the first start
     with pytest.raises(BookError, match="uncommitted changes"):
-        record_start(tmp_path / "runs" / "u", tmp_path)
+        record_start(folder, tmp_path)  # a resume from a dirty checkout too
+    _git(tmp_path, "commit", "-qam", "two")
+    second = _git(tmp_path, "rev-parse", "HEAD")
+    record_start(folder, tmp_path)
+    assert start_commits(folder) == [first, second]

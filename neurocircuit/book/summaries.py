@@ -34,6 +34,8 @@ BOOK_FILE = Path("docs") / "results.md"
 REFERENCE_ARM = "bp"
 
 _PROVENANCE_KEYS = ("simulation", "simulation_hash", "neurocircuit_version", "git_commit", "device", "date", "command")
+_REGISTRATION_KEYS = ("protocol", "protocol_sha256", "protocol_commit", "run_commits", "follows_protocol",
+                      "simulation_as_registered")
 _TRANSCRIBED_REQUIRED = ("title", "source", "command", "device", "columns", "rows")
 _TRANSCRIBED_OPTIONAL = ("simulation", "date", "note", "library_command")
 _TABLE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -396,6 +398,15 @@ def _check_measured(data: Any, path: Path) -> None:
     need(superseded is None or (isinstance(superseded, dict) and set(superseded) == {"table", "because"}
                                 and all(isinstance(v, str) and v for v in superseded.values())),
          "'superseded_by' must be {\"table\": ID, \"because\": WHY}")
+    registration = data.get("preregistration", {})  # claim id -> what 'neurocircuit claims' checked with git
+    need(isinstance(registration, dict), "'preregistration' must be an object")
+    for claim, entry in registration.items():
+        need(isinstance(entry, dict) and set(entry) == set(_REGISTRATION_KEYS), f"preregistration[{claim!r}] must "
+             f"hold exactly {', '.join(_REGISTRATION_KEYS)}")
+        need(all(isinstance(entry[k], str) for k in ("protocol", "protocol_sha256", "protocol_commit"))
+             and isinstance(entry["run_commits"], list) and all(isinstance(c, str) for c in entry["run_commits"])
+             and isinstance(entry["follows_protocol"], bool) and isinstance(entry["simulation_as_registered"], bool),
+             f"preregistration[{claim!r}]: strings, a list of commits and two booleans")
     runs = data["runs"]
     need(isinstance(runs, list) and runs, "'runs' must be a non-empty list")
     for i, run in enumerate(runs):
