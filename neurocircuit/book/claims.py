@@ -431,8 +431,8 @@ def render_claims(folder: Path, tables: Mapping[str, Table]) -> list[str]:
         rows = []
         for comparison, outcome in zip(claim.comparisons, results[claim.id]):
             unit = _difference_unit(comparison, tables.get(comparison.table))
-            both = outcome.n >= 2
-            ci = f"{_num(outcome.ci95[0])} … {_num(outcome.ci95[1])}" if both else "–"
+            both, signed = outcome.n >= 2, comparison.test != "at_most"  # (at_most: a value, not a difference)
+            ci = f"{_num(outcome.ci95[0], signed)} … {_num(outcome.ci95[1], signed)}" if both else "–"
             ci90 = (f"{_num(outcome.ci90[0])} … {_num(outcome.ci90[1])}"
                     if both and comparison.test == "equivalence" else "–")
             p = f"{outcome.p_tost:.3f}" if math.isfinite(outcome.p_tost) else "–"
@@ -480,8 +480,9 @@ def compact_claims(folder: Path, tables: Mapping[str, Table]) -> list[str]:
         cells = []
         for comparison, outcome in zip(claim.comparisons, results):
             unit = _difference_unit(comparison, tables.get(comparison.table))
-            value = (f" {_num(outcome.mean, comparison.test != 'at_most')}{unit} [{_num(outcome.ci95[0])}, "
-                     f"{_num(outcome.ci95[1])}]" if outcome.n >= 2 else "")
+            signed = comparison.test != "at_most"
+            value = (f" {_num(outcome.mean, signed)}{unit} [{_num(outcome.ci95[0], signed)}, "
+                     f"{_num(outcome.ci95[1], signed)}]" if outcome.n >= 2 else "")
             cells.append(f"{comparison.name}:{value} {outcome.verdict}")
         rows.append([f"[`{claim.id}`](docs/results.md#claim-{claim.id})", f"**{claim_verdict(results)}**",
                      "; ".join(cells)])
