@@ -298,13 +298,13 @@ def test_claims_command_runs_each_protocol_run_resuming_and_stores_only_complete
     out = tmp_path / "runs"
     (out / "prereg_mlp").mkdir(parents=True)
     (out / "prereg_mlp" / "owner.json").write_text("{}")  # begun: resumed
-    assert main(["claims", "mlp", "cheon", "--out", str(out), "--dry-run"]) == 0
+    assert main(["claims", "mlp", "cheon", "--out", str(out), "--dry-run", "--root", str(REPO)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith(f"--out {out / 'prereg_mlp'} --resume") and "rules_fashion_mnist --arm bp" in lines[0]
     assert lines[1].endswith(f"--out {out / 'prereg_cheon'}") and "--set train.epochs=1" in lines[1]
-    assert main(["claims", "mlp", "--out", str(out), "--summarize", "--dry-run"]) == 0
+    assert main(["claims", "mlp", "--out", str(out), "--summarize", "--dry-run", "--root", str(REPO)]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "mlp/prereg_mlp: not complete, not stored"
-    assert main(["claims", "nope", "--out", str(out)]) == 2
+    assert main(["claims", "nope", "--out", str(out), "--root", str(REPO)]) == 2
     err = capsys.readouterr().err
     assert "no protocol 'nope' (protocols: brian2_prenatal, brian2_twin, brian2_wm, cheon, lenet5, mlp," in err
 
