@@ -360,7 +360,9 @@ def outcomes(claim: Claim, tables: Mapping[str, Table], all_claims: Sequence[Cla
 
 
 def _difference_unit(comparison: Comparison, table: Table | None) -> str:
-    unit = str(table.data.get("units", {}).get(comparison.terms[0].metric, "")) if table is not None else ""
+    metric = comparison.terms[0].metric
+    unit = str(table.data.get("units", {}).get(metric, "")) if table is not None else (
+        "%" if "accuracy" in metric else "degree" if "angle" in metric else "")  # (not run yet: by its name)
     if unit == "%":
         return " %" if comparison.test == "at_most" else " pp"
     return {"degree": "°", "deg": "°"}.get(unit, f" {unit}" if unit else "")
