@@ -306,6 +306,8 @@ def test_claims_command_runs_each_protocol_run_resuming_and_stores_only_complete
     assert capsys.readouterr().out.splitlines()[0] == "mlp/prereg_mlp: not complete, not stored"
     assert main(["claims", "nope", "--out", str(out), "--root", str(REPO)]) == 2
     err = capsys.readouterr().err
+    assert main(["claims", "--out", str(out), "--root", str(tmp_path)]) == 2
+    assert "no protocols in" in capsys.readouterr().err
     assert "no protocol 'nope' (protocols: brian2_prenatal, brian2_twin, brian2_wm, cheon, lenet5, mlp," in err
 
 

@@ -171,6 +171,9 @@ def commands(root: Path, out: Path, claim_ids: Sequence[str] = (), *, summarize:
     attach its registration (:func:`attach_registration`) for ``table``; last ``neurocircuit report``."""
     root, out = root.resolve(), out.resolve()
     claims = load_claims(root / BOOK_FOLDER)
+    if not claims:
+        raise BookError(f"no protocols in {root / BOOK_FOLDER / 'protocol'}: run from the repository root or pass "
+                        "--root")
     known = {c.id: c for c in claims}
     unknown = [c for c in claim_ids if c not in known]
     if unknown:
