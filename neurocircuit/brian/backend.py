@@ -232,7 +232,7 @@ class BrianBackend(Backend):
         check_synapse_memory(sim)
 
     def load_data(self, sim: Any) -> Any:
-        variant, params, _ = brian_parameters(sim)
+        variant, params, spiking = brian_parameters(sim)
         if not any(isinstance(p, EngagedPhase) for a in sim.arms for p in sim.schedule_for(a).phases):
             check_run_limits(sim, variant, params, (0, 0, 0))
             return None
@@ -249,7 +249,8 @@ class BrianBackend(Backend):
             raise ConfigError(f"data {info.name!r}: the Brian2 backend learns in-memory classification tasks whose "
                               "samples are the stored tensors")
         check_data_fits(load_circuit(sim.model), info)  # before the protocol is unrolled (the arms share shapes)
-        check_run_limits(sim, variant, params, (len(train), len(test), 0 if val is None else len(val)))
+        check_run_limits(sim, variant, params, (len(train), len(test), 0 if val is None else len(val)),
+                         test_windows=spiking.test_windows if variant == "spiking" else 1)
 
         def arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
             return ds.tensors[0].numpy().reshape(len(ds), -1).astype(float), ds.tensors[1].numpy()
@@ -278,7 +279,9 @@ class BrianBackend(Backend):
                                   epochs=sim.train.epochs, seed=seed,
                                   # as in the torch trainer, only a circuit with wm synapses mirrors between samples
                                   interleave=any(circuit.feedback_for(p.name).rule == "wm"
-                                                 for p in circuit.projections))
+                                                 for p in circuit.projections),
+                                  # a spiking readout counts over several windows; the rate variant refuses the key
+                                  test_windows=spiking_params.test_windows if variant == "spiking" else 1)
         params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
         with brian_device(params):
             if variant == "spiking":

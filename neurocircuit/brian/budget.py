@@ -35,7 +35,8 @@ def check_synapse_memory(sim: Any) -> None:
             raise ConfigError(f"{sim.source}: {exc}") from None
 
 
-def check_run_limits(sim: Any, variant: str, params: RateParameters, sizes: tuple[int, int, int]) -> None:
+def check_run_limits(sim: Any, variant: str, params: RateParameters, sizes: tuple[int, int, int], *,
+                     test_windows: int = 1) -> None:
     """Refuse any arm whose run would simulate or record beyond the ceilings, or need more memory than there is.
 
     ``sizes``: the numbers of training, test and validation samples (zeros where no phase presents data).
@@ -47,7 +48,7 @@ def check_run_limits(sim: Any, variant: str, params: RateParameters, sizes: tupl
         # as run_arm builds it: only a circuit with wm synapses mirrors between samples
         interleave = any(circuit.feedback_for(p.name).rule == "wm" for p in circuit.projections)
         windows = protocol_steps(sim.schedule_for(arm).phases, sizes=sizes, epochs=sim.train.epochs,
-                                 interleave=interleave)
+                                 interleave=interleave, test_windows=test_windows)
         where = f"{sim.source}: arm {arm.label!r}"
         steps = check_count(windows * per_window, f"{where}: {windows:,} windows × {per_window:,} time steps "
                             "(brian2.presentation / brian2.dt)", MAX_SIMULATED_STEPS,

@@ -306,6 +306,10 @@ class SpikingParameters(Tracked):
     tau_membrane, threshold, reset, refractory
         LIF units only: membrane time constant, firing threshold and reset potential (volts, threshold above reset),
         and the refractory period after a spike (>= 0).
+    test_windows
+        Consecutive presentation windows each test and validation sample is shown for (a whole number >= 1), its
+        answer decoded from the output spikes of all of them (after ``settle`` in the first): a longer count, so a
+        less noisy readout. Plasticity is off in these windows; training is unchanged.
     """
 
     neuron: str = "poisson"
@@ -316,11 +320,15 @@ class SpikingParameters(Tracked):
     threshold: Quantity = field(default_factory=lambda: -50 * mV)
     reset: Quantity = field(default_factory=lambda: -60 * mV)
     refractory: Quantity = field(default_factory=lambda: 1 * ms)
+    test_windows: int = 1
 
     def __post_init__(self) -> None:
         if self.neuron not in NEURON_MODELS:
             raise ConfigError(f"brian2.spiking.neuron: unknown value {shown(self.neuron)} (use "
                               f"{', '.join(NEURON_MODELS)})")
+        if isinstance(self.test_windows, bool) or not isinstance(self.test_windows, int) or self.test_windows < 1:
+            raise ConfigError(f"brian2.spiking.test_windows must be a whole number >= 1, got "
+                              f"{shown(self.test_windows)}")
         for name, dimension in (("tau_synapse", ms), ("tau_trace", ms), ("tau_membrane", ms), ("refractory", ms),
                                 ("threshold", mV), ("reset", mV), ("rate_max", Hz)):
             object.__setattr__(self, name, parse_quantity(getattr(self, name), dimension=dimension,

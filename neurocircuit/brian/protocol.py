@@ -32,10 +32,22 @@ class Protocol:
     labels: np.ndarray              # (steps,) class of a test or validation presentation, else -1
     test_blocks: list[tuple[int, int, int]] = field(default_factory=list)  # (first step, end step, epoch)
     val_blocks: list[tuple[int, int, int]] = field(default_factory=list)  # the same, of the validation set
+    test_windows: int = 1           # consecutive windows each test or validation sample is shown for
 
     @property
     def steps(self) -> int:
         return len(self.mirror)
+
+    def answer_steps(self, start: int, end: int) -> np.ndarray:
+        """The last window of each sample of the scored block ``[start, end)``: where its answer is read."""
+        return np.arange(start + self.test_windows - 1, end, self.test_windows)
+
+    def continued(self) -> np.ndarray:
+        """(steps,) True where a window shows the same scored sample as the window before it."""
+        out = np.zeros(self.steps, dtype=bool)
+        for start, end, _ in (*self.test_blocks, *self.val_blocks):
+            out[start:end] = (np.arange(end - start) % self.test_windows) != 0
+        return out
 
 
 def _blank(n: int, n_in: int, n_out: int, name: str) -> dict[str, np.ndarray]:
@@ -68,7 +80,7 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
                    train: tuple[np.ndarray, np.ndarray] | None = None,
                    test: tuple[np.ndarray, np.ndarray] | None = None, epochs: int = 1,
                    seed: int = 0, validation: tuple[np.ndarray, np.ndarray] | None = None,
-                   interleave: bool = True) -> Protocol:
+                   interleave: bool = True, test_windows: int = 1) -> Protocol:
     """Unroll ``phases``.
 
     Engaged phases present every training sample once per epoch (shuffled) and then every test sample and (if
@@ -76,8 +88,11 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
     k-th training presentation of the phase (counted across its epochs, as the torch trainer counts its steps) is
     followed by ``mirror_steps`` windows of spontaneous activity, labelled ``"<phase>_mirror"``, in which only the
     ``wm`` feedback synapses learn. ``interleave = False`` leaves them out: a circuit without ``wm`` synapses
-    would only idle through them (the torch backend mirrors only models with ``wm`` layers, too). Prenatal phases
-    present Gaussian noise patterns with random one-hot targets."""
+    would only idle through them (the torch backend mirrors only models with ``wm`` layers, too). Each test and
+    validation sample is shown for ``test_windows`` consecutive windows (its answer is read at the last: see
+    :meth:`Protocol.answer_steps`). Prenatal phases present Gaussian noise patterns with random one-hot targets."""
+    if isinstance(test_windows, bool) or not isinstance(test_windows, int) or test_windows < 1:
+        raise ConfigError(f"test_windows must be a whole number >= 1, got {test_windows!r}")
     rng = np.random.default_rng(seed)
     parts: list[dict[str, np.ndarray]] = []
     kinds: list[str] = []  # per part: "test", "val" (a block that is scored) or ""
@@ -125,10 +140,11 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
                 # The validation block follows the test block, so the test block sits where it always did.
                 for kind, (x, y) in (("test", test), ("val", validation)) if validation is not None \
                         else (("test", test),):
-                    block = _blank(len(x), n_in, n_out, f"{phase.name}_{kind}")
-                    block["stimulus"] = x.reshape(len(x), -1)
-                    block["target"][np.arange(len(x)), y] = 1.0
-                    block["labels"] = np.asarray(y, dtype=np.int64)
+                    shown = np.repeat(np.arange(len(x)), test_windows)  # sample of each window
+                    block = _blank(len(shown), n_in, n_out, f"{phase.name}_{kind}")
+                    block["stimulus"] = x.reshape(len(x), -1)[shown]
+                    block["target"][np.arange(len(shown)), np.asarray(y)[shown]] = 1.0
+                    block["labels"] = np.asarray(y, dtype=np.int64)[shown]
                     parts.append(block)
                     kinds.append(kind)
         else:  # dispatch is explicit: a kind without a branch here is never run as another
@@ -146,11 +162,11 @@ def build_protocol(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
     # One last blank window, so the state at the end of the last real window is recorded at its start.
     parts.append(_blank(1, n_in, n_out, "end"))
     merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return Protocol(**merged, test_blocks=blocks["test"], val_blocks=blocks["val"])
+    return Protocol(**merged, test_blocks=blocks["test"], val_blocks=blocks["val"], test_windows=test_windows)
 
 
 def protocol_steps(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase], *, sizes: tuple[int, int, int],
-                   epochs: int = 1, interleave: bool = True) -> int:
+                   epochs: int = 1, interleave: bool = True, test_windows: int = 1) -> int:
     """The number of windows :func:`build_protocol` unrolls ``phases`` into, without building it: ``sizes`` are
     the numbers of training, test and validation samples (0 for no validation set)."""
     n_train, n_test, n_val = sizes
@@ -162,7 +178,7 @@ def protocol_steps(phases: Sequence[EngagedPhase | MirrorPhase | PrenatalPhase],
             steps += phase.samples
         elif isinstance(phase, EngagedPhase):
             count = phase.epochs if phase.epochs is not None else epochs
-            steps += count * (n_train + n_test + n_val)
+            steps += count * (n_train + test_windows * (n_test + n_val))
             if interleave and phase.mirror_every:  # mirror windows after every mirror_every-th training window
                 steps += (count * n_train // phase.mirror_every) * phase.mirror_steps
     return steps

@@ -113,9 +113,10 @@ def readout_scores(outputs: np.ndarray, labels: np.ndarray, targets: np.ndarray,
 def block_scores(readout: np.ndarray, protocol: Any, blocks: list[tuple[int, int, int]], loss: str
                  ) -> tuple[list[float], list[float]]:
     """(accuracies, losses) of the scored ``blocks`` of ``protocol``, from ``readout`` (steps + 1, n_out): the
-    state at the start of each window, so a window's answer is the next row."""
-    scores = [readout_scores(readout[start + 1:end + 1], protocol.labels[start:end], protocol.target[start:end], loss)
-              for start, end, _ in blocks]
+    state at the start of each window, so a window's answer is the next row; a sample shown for several windows
+    (``protocol.test_windows``) answers at the end of its last."""
+    rows = [protocol.answer_steps(start, end) for start, end, _ in blocks]
+    scores = [readout_scores(readout[at + 1], protocol.labels[at], protocol.target[at], loss) for at in rows]
     return [a for a, _ in scores], [b for _, b in scores]
 
 

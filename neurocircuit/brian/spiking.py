@@ -273,18 +273,33 @@ class SpikingCircuit(BrianCircuit):
     # ------------------------------------------------------------------------------------------ results
     def readout(self) -> np.ndarray:
         """(steps + 1, n_out): row k + 1 is window k's answer, the output units' activity decoded from their spike
-        counts after ``settle`` (the block_scores convention)."""
+        counts after ``settle`` (the block_scores convention). A sample shown for several windows
+        (``test_windows``) pools its counts: after ``settle`` in its first window and whole windows after that (the
+        stimulus has not changed), so the row of its last window decodes them all."""
         p, steps = self.params, self.protocol.steps
         n_out = self.circuit.output.size
         mon = self.monitors["readout"]
         t = np.asarray(mon.t / second)
         window = float(p.presentation / second)
+        settle = float(p.settle / second)
+        continued = np.append(self.protocol.continued(), False)  # (steps + 1,): the closing window starts afresh
         index = np.floor(t / window + 1e-9).astype(int)
-        late = (t - index * window) >= float(p.settle / second) - 1e-12
+        late = continued[index] | ((t - index * window) >= settle - 1e-12)
         counts = np.zeros((steps + 1, n_out))
         np.add.at(counts, (index[late] + 1, np.asarray(mon.i)[late]), 1.0)
-        span = float((p.presentation - p.settle) * self.spiking.rate_max / 2)
-        return counts / span - 1.0
+        span = np.where(continued[:steps], window, window - settle)  # seconds counted in each window
+        spans = np.concatenate([[window - settle], span])
+        # running sums over each sample's windows: restart wherever a window does not continue the one before
+        fresh = ~np.concatenate([[False], continued[:steps]])
+        group = np.cumsum(fresh)
+        pooled = np.cumsum(counts, axis=0)
+        pooled_span = np.cumsum(spans)
+        first = np.flatnonzero(fresh)  # first row of each group
+        offset = np.concatenate([np.zeros((1, n_out)), pooled[first[1:] - 1]])
+        offset_span = np.concatenate([[0.0], pooled_span[first[1:] - 1]])
+        counts = pooled - offset[group - 1]
+        seconds = pooled_span - offset_span[group - 1]
+        return counts / (seconds[:, None] * float(self.spiking.rate_max / Hz) / 2) - 1.0
 
     def firing_rates(self, times: np.ndarray) -> xr.Dataset:
         """Mean firing rate of every spiking population over each recording interval starting at ``times`` (s)."""

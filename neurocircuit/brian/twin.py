@@ -210,10 +210,11 @@ def run_twin(circuit: Circuit, weights: Mapping[str, tuple[np.ndarray, np.ndarra
         if protocol.labels[k] >= 0:
             with torch.no_grad():
                 outputs[k] = net(x)[0].numpy()
-    scores = [readout_scores(outputs[start:end], protocol.labels[start:end], protocol.target[start:end], params.loss)
-              for start, end, _ in protocol.test_blocks]
-    val_scores = [readout_scores(outputs[start:end], protocol.labels[start:end], protocol.target[start:end],
-                                 params.loss) for start, end, _ in protocol.val_blocks]
+    def scored(blocks: list[tuple[int, int, int]]) -> list[tuple[float, float]]:
+        rows = [protocol.answer_steps(start, end) for start, end, _ in blocks]
+        return [readout_scores(outputs[at], protocol.labels[at], protocol.target[at], params.loss) for at in rows]
+
+    scores, val_scores = scored(protocol.test_blocks), scored(protocol.val_blocks)
     final = {name: (m.weight.detach().numpy().copy(), m.current_feedback().detach().numpy().copy())
              for name, m in layers.items()}
     phase_angles[str(protocol.phase[-1])] = _angles(layers)
