@@ -142,15 +142,20 @@ class RunProgress:
         self.bar = progress_bar(False if silent else progress, total=total, initial=initial, desc=name, unit=unit,
                                 leave=False)
 
-    def finished(self, label: str, summary: str = "") -> None:
-        """Run ``label`` ended (``summary``: its final numbers)."""
+    def finished(self, label: str, summary: str = "", *, stored: bool = False) -> None:
+        """Run ``label`` ended (``summary``: its final numbers); ``stored``: it had finished before and was read
+        back (a resumed run), so it says nothing about the pace of the runs left."""
         self.done += 1
         self.bar.update(1)
+        if stored:
+            self.initial += 1
         elapsed = time.monotonic() - self.started
         left = self.total - self.done
-        tail = f"; about {_duration(elapsed / (self.done - self.initial) * left)} left" if left else ""
-        _log.log(logging.DEBUG if self.silent else _info(), "[%d/%d] %s%s (%s so far%s)", self.done, self.total, label,
-                 f": {summary}" if summary else "", _duration(elapsed), tail)
+        ran = self.done - self.initial
+        tail = f"; about {_duration(elapsed / ran * left)} left" if left and ran else ""
+        _log.log(logging.DEBUG if self.silent else _info(), "[%d/%d] %s%s (%s%s)", self.done, self.total, label,
+                 f": {summary}" if summary else "", "stored, read back; " * stored + f"{_duration(elapsed)} so far",
+                 tail)
 
     def close(self) -> None:
         self.bar.close()

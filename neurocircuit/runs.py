@@ -70,6 +70,12 @@ def _named(exc: BaseException, label: str, seed: int) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {message}")
 
 
+def finished_before(folder: Path, resume: bool) -> bool:
+    """Whether a resumed run's folder holds a finished run (its ``results.nc``): it is read back, not run, so the
+    progress report leaves it out of the pace it predicts the remaining runs' time from."""
+    return resume and (folder / "results.nc").exists()
+
+
 def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: int, resume: bool = False,
                  progress: bool | None = None, stop_after_steps: int | None = None,
                  on_record: Callable[[str, dict[str, Any]], None] | None = None) -> list[xr.Dataset]:
@@ -108,7 +114,8 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
         _SHARED[key] = backend.load_data(sim)
     tasks = [{"index": i, "key": key, "sim": sim, "arm": arm, "seed": seed, "out": run_dir(out, arm.label, seed),
               "resume": resume, "stop_after_steps": stop_after_steps, "on_record": on_record,
-              "log_level": logging_level(), "bars": bars_drawn(progress)}
+              "log_level": logging_level(), "bars": bars_drawn(progress),
+              "stored": finished_before(run_dir(out, arm.label, seed), resume)}
              for i, (arm, seed) in enumerate(runs)]
     results: list[Any] = [None] * len(runs)
     stopped: list[KeyboardInterrupt] = []
@@ -122,7 +129,8 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
             return
         except Exception as exc:
             raise _named(exc, task["arm"].label, task["seed"]) from exc
-        tracker.finished(f"{task['arm'].label} seed {task['seed']}", run_summary(results[task["index"]]))
+        tracker.finished(f"{task['arm'].label} seed {task['seed']}", run_summary(results[task["index"]]),
+                         stored=task["stored"])
 
     try:
         run_in_workers(_run_one, tasks, jobs, finish, start_method=start)
@@ -229,11 +237,13 @@ def _run_all(sim: Any, out: str | Path | None, resume: bool, progress: bool | No
         datasets = []
         try:
             for arm, seed in runs:
+                folder = None if out is None else run_dir(Path(out), arm.label, seed)
+                stored = folder is not None and finished_before(folder, resume)
                 datasets.append(backend.run_arm(
                     sim, arm, seed, data, resume=resume, progress=progress,
                     out=None if out is None else run_dir(Path(out), arm.label, seed), stop_after_steps=stop_after_steps,
                     on_record=on_record_chain(RecordLog(drawn=bars_drawn(progress)), on_record)))
-                tracker.finished(f"{arm.label} seed {seed}", run_summary(datasets[-1]))
+                tracker.finished(f"{arm.label} seed {seed}", run_summary(datasets[-1]), stored=stored)
         finally:
             tracker.close()
     # Per-run labels (phase of each record or time, rule of each layer) differ between arms: merged as variables over

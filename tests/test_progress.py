@@ -58,6 +58,30 @@ def test_each_finished_run_logs_its_numbers_and_the_time_left(caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
 
 
+def test_runs_read_back_on_resume_do_not_set_the_pace(caplog, monkeypatch):
+    clock = iter([0.0, 0.0, 0.0, 100.0])  # start; two stored runs read back at once; one run of 100 s
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock, 100.0))
+    caplog.set_level(logging.INFO, logger="neurocircuit")
+    tracker = RunProgress("default", 4, progress=False)
+    tracker.finished("bp seed 0", stored=True)
+    tracker.finished("bp seed 1", stored=True)
+    tracker.finished("fa seed 0")
+    lines = [r.getMessage() for r in caplog.records]
+    assert "stored, read back" in lines[0] and "left" not in lines[0]  # no run has been timed yet
+    assert lines[2].endswith("(1 min 40 s so far; about 1 min 40 s left)"), lines[2]  # 100 s a run, one run left
+
+
+def test_a_resumed_simulation_reports_its_stored_runs(tmp_path, caplog):
+    args = ["run", "default", "--out", str(tmp_path / "o"), "--only", "bp", "--set", "seeds=[0,1]",
+            "--set", "train.epochs=1", "--no-figures"]
+    assert main(args) == 0
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="neurocircuit")
+    assert main([*args, "--resume"]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[")]
+    assert len(lines) == 2 and all("stored, read back" in line for line in lines), lines
+
+
 @pytest.mark.parametrize("flag", ["--quiet", "-v"])
 def test_quiet_logs_warnings_only_and_verbose_every_record(tmp_path, capsys, flag):
     code = main(["run", "default", "--out", str(tmp_path / "o"), "--only", "bp", "--set", "seeds=[0]",
