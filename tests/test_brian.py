@@ -603,3 +603,31 @@ def test_a_circuit_shares_one_clock_per_time_step_and_runs_as_with_one_per_objec
     for key in ends[0]:
         np.testing.assert_array_equal(ends[0][key], ends[1][key], err_msg=key)
 
+
+
+def test_a_resumed_brian2_simulation_reads_finished_runs_back(tmp_path, caplog) -> None:
+    """Each finished run is written to its own folder, so an interrupted simulation keeps it: --resume reads it
+    back (identical results, no network built) and runs only what had not finished."""
+    import logging
+
+    import xarray as xr
+
+    from neurocircuit.results import read_results
+
+    out = tmp_path / "wm"
+    args = ["run", "brian2_weight_mirror", "--out", str(out), "--set", 'phases=[{kind="mirror", steps=5}]',
+            "--set", 'brian2.target="numpy"', "--set", "seeds=[0,1]", "--no-figures"]
+    assert main(args) == 0
+    first = read_results(out / "results.nc")
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["wm-seed0", "wm-seed1"]
+    (out / "runs" / "wm-seed1" / "results.nc").unlink()  # as if the simulation had stopped during seed 1
+    (out / "results.nc").unlink()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="neurocircuit")
+    assert main([*args, "--resume"]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[")]
+    assert "stored, read back" in lines[0] and "stored" not in lines[1], lines
+    again = read_results(out / "results.nc")
+    for name in ("weight_angle", "W2_B", "hidden_y"):
+        xr.testing.assert_identical(again[name], first[name])
+    assert main([*args, "--overwrite"]) == 0  # a fresh start runs both again

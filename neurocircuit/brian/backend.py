@@ -45,10 +45,14 @@ from ..errors import ConfigError
 from ..limits import check_data_fits
 from ..phases import EngagedPhase
 from ..registry import load_circuit
+from ..results import read_results, write_netcdf
 from .budget import check_run_limits, check_synapse_memory
 from .parameters import RateParameters, SpikingParameters, parameters_from_dict
 
-__all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
+__all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS", "RUN_RESULTS"]
+
+#: A finished run's results in its own folder (``OUT/runs/<arm>-seed<k>/``), read back by ``--resume``.
+RUN_RESULTS = "results.nc"
 
 _log = logging.getLogger(__name__)
 
@@ -260,7 +264,9 @@ class BrianBackend(Backend):
     def run_arm(self, sim: Any, arm: Any, seed: int, data: Any, *, out: Path | None = None, resume: bool = False,
                 progress: bool | None = None, stop_after_steps: int | None = None, on_record: Any = None
                 ) -> xr.Dataset:
-        """One arm and seed as one Brian2 network (no checkpoints: a run is one ``Network.run``)."""
+        """One arm and seed as one Brian2 network (no checkpoints: a run is one ``Network.run``). With ``out``, the
+        finished run's results are written there (``results.nc``, atomically) and ``resume`` reads them back instead
+        of running again, so an interrupted simulation loses only the runs that had not finished."""
         if stop_after_steps is not None:
             raise ConfigError("the brian2 backend runs a network in one piece: it cannot stop after N steps")
         from .network import RateCircuit, brian_device
@@ -283,6 +289,12 @@ class BrianBackend(Backend):
                                   # a spiking readout counts over several windows; the rate variant refuses the key
                                   test_windows=spiking_params.test_windows if variant == "spiking" else 1)
         params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
+        stored = None if out is None else Path(out) / RUN_RESULTS
+        if stored is not None and stored.exists():
+            if resume:  # (after the settings above were read, as a run reads them)
+                return read_results(stored)
+            raise ConfigError(f"{stored} exists: pass --resume to read that finished run back, or choose another "
+                              "--out")
         with brian_device(params):
             if variant == "spiking":
                 from .spiking import SpikingCircuit
@@ -298,7 +310,11 @@ class BrianBackend(Backend):
         elif params.twin:
             ds = ds.merge(_twin_results(circuit, params, protocol, seed, ds))
         # Phase labels become variables, so arms with different schedules merge (missing times get "").
-        return ds.reset_coords([c for c in ("weight_phase", "phase", "layer_rule") if c in ds.coords])
+        ds = ds.reset_coords([c for c in ("weight_phase", "phase", "layer_rule") if c in ds.coords])
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            write_netcdf(ds, stored)
+        return ds
 
     def finish(self, results: xr.Dataset) -> xr.Dataset:
         for name in ("weight_phase", "phase", "layer_rule"):
