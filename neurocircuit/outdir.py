@@ -29,7 +29,7 @@ from .backends import run_dir
 from .errors import ConfigError, NeurocircuitError
 from .results import write_atomic
 
-__all__ = ["OWNER_NAME", "folder_lock", "identity", "owned_folder", "forget_owner"]
+__all__ = ["OWNER_NAME", "folder_lock", "identity", "arm_table", "owned_folder", "forget_owner"]
 
 OWNER_NAME = "owner.json"
 _FORMAT = 1
@@ -87,13 +87,14 @@ def identity(name: str, config: Mapping[str, Any], labels: Collection[str], seed
     settings = json.loads(json.dumps({k: v for k, v in config.items() if k not in ("arms", "seeds")},
                                      sort_keys=True, default=str))
     text = json.dumps(settings, sort_keys=True)
-    tables = {label: _arm_table(config.get("arms", []), label) for label in labels}
+    tables = {label: arm_table(config.get("arms", []), label) for label in labels}
     return {"format": _FORMAT, "simulation": name, "hash": hashlib.sha256(text.encode()).hexdigest()[:16],
             "settings": settings, "arms": list(labels), "arm_tables": json.loads(json.dumps(tables, default=str)),
             "seeds": list(seeds)}
 
 
-def _arm_table(entries: Any, label: str) -> Any:
+def arm_table(entries: Any, label: str) -> Any:
+    """The table of arm ``label`` in a simulation's ``arms`` list (a bare rule name as ``{rule: name}``)."""
     for entry in entries if isinstance(entries, list) else []:
         if entry == label or (isinstance(entry, Mapping) and entry.get("label", entry.get("rule")) == label):
             return entry if isinstance(entry, Mapping) else {"rule": entry}

@@ -70,10 +70,18 @@ def _named(exc: BaseException, label: str, seed: int) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {message}")
 
 
-def finished_before(folder: Path, resume: bool) -> bool:
-    """Whether a resumed run's folder holds a finished run (its ``results.nc``): it is read back, not run, so the
-    progress report leaves it out of the pace it predicts the remaining runs' time from."""
-    return resume and (folder / "results.nc").exists()
+def results_stamp(folder: Path | None) -> int | None:
+    """The modification time (ns) of a run folder's ``results.nc``, None without one: a run that leaves it as it
+    was did no work (a finished run read back on resume), so the progress report leaves it out of the pace it
+    predicts the remaining runs' time from. (A finished torch run asked for more epochs trains and rewrites it.)"""
+    try:
+        return None if folder is None else (folder / "results.nc").stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _read_back(folder: Path | None, before: int | None) -> bool:
+    return before is not None and results_stamp(folder) == before
 
 
 def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: int, resume: bool = False,
@@ -115,7 +123,7 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
     tasks = [{"index": i, "key": key, "sim": sim, "arm": arm, "seed": seed, "out": run_dir(out, arm.label, seed),
               "resume": resume, "stop_after_steps": stop_after_steps, "on_record": on_record,
               "log_level": logging_level(), "bars": bars_drawn(progress),
-              "stored": finished_before(run_dir(out, arm.label, seed), resume)}
+              "stamp": results_stamp(run_dir(out, arm.label, seed))}
              for i, (arm, seed) in enumerate(runs)]
     results: list[Any] = [None] * len(runs)
     stopped: list[KeyboardInterrupt] = []
@@ -130,7 +138,7 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
         except Exception as exc:
             raise _named(exc, task["arm"].label, task["seed"]) from exc
         tracker.finished(f"{task['arm'].label} seed {task['seed']}", run_summary(results[task["index"]]),
-                         stored=task["stored"])
+                         stored=_read_back(task["out"], task["stamp"]))
 
     try:
         run_in_workers(_run_one, tasks, jobs, finish, start_method=start)
@@ -238,12 +246,13 @@ def _run_all(sim: Any, out: str | Path | None, resume: bool, progress: bool | No
         try:
             for arm, seed in runs:
                 folder = None if out is None else run_dir(Path(out), arm.label, seed)
-                stored = folder is not None and finished_before(folder, resume)
+                stamp = results_stamp(folder)
                 datasets.append(backend.run_arm(
                     sim, arm, seed, data, resume=resume, progress=progress,
                     out=None if out is None else run_dir(Path(out), arm.label, seed), stop_after_steps=stop_after_steps,
                     on_record=on_record_chain(RecordLog(drawn=bars_drawn(progress)), on_record)))
-                tracker.finished(f"{arm.label} seed {seed}", run_summary(datasets[-1]), stored=stored)
+                tracker.finished(f"{arm.label} seed {seed}", run_summary(datasets[-1]),
+                                 stored=_read_back(folder, stamp))
         finally:
             tracker.close()
     # Per-run labels (phase of each record or time, rule of each layer) differ between arms: merged as variables over

@@ -612,7 +612,7 @@ def test_a_resumed_brian2_simulation_reads_finished_runs_back(tmp_path, caplog) 
 
     import xarray as xr
 
-    from neurocircuit.results import read_results
+    from neurocircuit.results import read_results, write_netcdf
 
     out = tmp_path / "wm"
     args = ["run", "brian2_weight_mirror", "--out", str(out), "--set", 'phases=[{kind="mirror", steps=5}]',
@@ -622,12 +622,36 @@ def test_a_resumed_brian2_simulation_reads_finished_runs_back(tmp_path, caplog) 
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["wm-seed0", "wm-seed1"]
     (out / "runs" / "wm-seed1" / "results.nc").unlink()  # as if the simulation had stopped during seed 1
     (out / "results.nc").unlink()
+    # mark the stored run, to see that --resume reads it back (a rerun of the same seed would give the same numbers)
+    stored = read_results(out / "runs" / "wm-seed0" / "results.nc")
+    stored["W2_B"] = stored["W2_B"] + 1.0
+    write_netcdf(stored, out / "runs" / "wm-seed0" / "results.nc")
     caplog.clear()
     caplog.set_level(logging.INFO, logger="neurocircuit")
     assert main([*args, "--resume"]) == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[")]
     assert "stored, read back" in lines[0] and "stored" not in lines[1], lines
     again = read_results(out / "results.nc")
-    for name in ("weight_angle", "W2_B", "hidden_y"):
+    for name in ("weight_angle", "hidden_y"):
         xr.testing.assert_identical(again[name], first[name])
+    xr.testing.assert_allclose(again["W2_B"].sel(seed=0), first["W2_B"].sel(seed=0) + 1.0)  # read back, marked
+    xr.testing.assert_identical(again["W2_B"].sel(seed=1), first["W2_B"].sel(seed=1))  # run again
     assert main([*args, "--overwrite"]) == 0  # a fresh start runs both again
+
+
+def test_a_stored_brian2_run_made_otherwise_is_not_read_back(tmp_path, capsys) -> None:
+    from neurocircuit.results import read_results, write_netcdf
+
+    out = tmp_path / "wm"
+    args = ["run", "brian2_weight_mirror", "--out", str(out), "--set", 'phases=[{kind="mirror", steps=5}]',
+            "--set", 'brian2.target="numpy"', "--no-figures"]
+    assert main(args) == 0
+    path = out / "runs" / "wm-seed0" / "results.nc"
+    stored = read_results(path)
+    stored.attrs["run_neurocircuit_version"] = "0.0.1"  # as if made by another version of the package
+    write_netcdf(stored, path)
+    (out / "results.nc").unlink()
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "made with another run_neurocircuit_version" in err

@@ -48,13 +48,13 @@ def test_block_scores_read_each_samples_last_window():
                               test_windows=2)
     start, end, _ = protocol.test_blocks[0]
     readout = np.zeros((protocol.steps + 1, 3))
-    # sample 0 (label 0): wrong in its first window, right in its last; sample 1 (label 2): the other way round
-    readout[start + 1] = [0, 1, 0]
+    # both samples (labels 0 and 2) are answered right only at the end of their last window (rows start + 2 and
+    # start + 4); every other row, and the rows around the block, answer wrong
+    readout[:] = [0, 1, 0]
     readout[start + 2] = [1, 0, 0]
-    readout[start + 3] = [0, 0, 1]
-    readout[start + 4] = [0, 1, 0]
+    readout[start + 4] = [0, 0, 1]
     accuracy, _ = block_scores(readout, protocol, protocol.test_blocks, "mse")
-    assert accuracy == [0.5]
+    assert accuracy == [1.0]
 
 
 def test_spiking_readout_pools_the_counts_of_a_samples_windows():
@@ -120,3 +120,10 @@ def test_a_spiking_run_shows_each_test_sample_for_its_windows():
     for name in ("test_accuracy", "twin_test_accuracy"):  # which windows are scored: the exact tests above
         value = float(ds[name].isel(step=-1).squeeze())
         assert 0.0 <= value <= 1.0, name
+
+
+def test_test_windows_without_an_engaged_phase_are_refused_by_name():
+    raw = {"model": "mlp_digits", "backend": "brian2", "arms": ["wm"], "phases": [{"kind": "mirror", "steps": 1}],
+           "brian2": {"variant": "spiking", "spiking": {"test_windows": 2}}}
+    with pytest.raises(ConfigError, match=r"brian2\.spiking\.test_windows is not honoured by the brian2 backend"):
+        parse_simulation(raw)

@@ -29,6 +29,7 @@ Results follow the package convention: dims ``arm`` (with the ``rule`` coordinat
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -39,10 +40,12 @@ import xarray as xr
 
 from .._reads import note_read, origins_of, set_origins
 from .._toml import close_name
+from .._version import __version__
 from ..backends import Backend, register_backend, set_keys
 from ..circuit import Circuit
 from ..errors import ConfigError
 from ..limits import check_data_fits
+from ..outdir import arm_table
 from ..phases import EngagedPhase
 from ..registry import load_circuit
 from ..results import read_results, write_netcdf
@@ -126,8 +129,11 @@ class BrianBackend(Backend):
                                   | ({"spiking"} if spiking else {"tau_population"}))
         spiking_section = section.get("spiking", {}) if isinstance(section.get("spiking", {}), dict) else {}
         lif = spiking_section.get("neuron", "poisson") == "lif"
+        # test_windows shapes test presentations: with no engaged phase there are none to shape
         out["brian2.spiking"] = frozenset(f.name for f in dataclasses.fields(SpikingParameters)
-                                          if lif or f.name not in LIF_ONLY) if spiking else frozenset()
+                                          if (lif or f.name not in LIF_ONLY)
+                                          and (f.name != "test_windows" or "engaged" in kinds)) \
+            if spiking else frozenset()
         out["brian2.tau_population"] = frozenset() if spiking else self._population_names(raw.get("model"))
         return out
 
@@ -290,11 +296,19 @@ class BrianBackend(Backend):
                                   test_windows=spiking_params.test_windows if variant == "spiking" else 1)
         params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
         stored = None if out is None else Path(out) / RUN_RESULTS
+        made_by = _run_identity(sim, arm.label, circuit)
         if stored is not None and stored.exists():
-            if resume:  # (after the settings above were read, as a run reads them)
-                return read_results(stored)
-            raise ConfigError(f"{stored} exists: pass --resume to read that finished run back, or choose another "
-                              "--out")
+            if not resume:
+                raise ConfigError(f"{stored} exists: pass --resume to read that finished run back, or choose another "
+                                  "--out")
+            ds = read_results(stored)  # (after the settings above were read, as a run reads them)
+            differs = [k for k, v in made_by.items() if ds.attrs.get(k) != v]
+            if differs:
+                raise ConfigError(f"{stored}: that finished run was made with another {' and '.join(differs)} "
+                                  "(the simulation, model or neurocircuit changed since): run into a new --out, or "
+                                  "--overwrite")
+            ds.attrs = {k: v for k, v in ds.attrs.items() if k not in made_by}  # as the run returned it
+            return ds
         with brian_device(params):
             if variant == "spiking":
                 from .spiking import SpikingCircuit
@@ -313,7 +327,7 @@ class BrianBackend(Backend):
         ds = ds.reset_coords([c for c in ("weight_phase", "phase", "layer_rule") if c in ds.coords])
         if stored is not None:
             stored.parent.mkdir(parents=True, exist_ok=True)
-            write_netcdf(ds, stored)
+            write_netcdf(ds.assign_attrs(made_by), stored)
         return ds
 
     def finish(self, results: xr.Dataset) -> xr.Dataset:
@@ -328,6 +342,20 @@ class BrianBackend(Backend):
         return {"variant": variant, "parameters": json.dumps(params.to_dict(), sort_keys=True, default=str),
                 "time_convention": "brian2 backend: simulated time in seconds; one step = one presentation "
                                    f"window of {params.presentation}"}
+
+
+def _run_identity(sim: Any, arm_label: str, circuit: Circuit) -> dict[str, str]:
+    """What a finished run's stored results must have been made with to be read back for this run: the simulation's
+    settings (all but its seeds), the circuit as built and the package version."""
+    def digest(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    config = sim.to_dict()
+    # this arm's own table, not the list of arms: --merge may add arms beside runs already made
+    settings = {k: v for k, v in config.items() if k not in ("seeds", "seed", "arms")}
+    settings["arm"] = arm_table(config.get("arms", []), arm_label)
+    return {"run_settings_hash": digest(settings), "run_circuit_hash": digest(circuit.to_dict()),
+            "run_neurocircuit_version": __version__}
 
 
 def brian_parameters(sim: Any) -> tuple[str, RateParameters, SpikingParameters]:

@@ -282,7 +282,7 @@ class SpikingCircuit(BrianCircuit):
         t = np.asarray(mon.t / second)
         window = float(p.presentation / second)
         settle = float(p.settle / second)
-        continued = np.append(self.protocol.continued(), False)  # (steps + 1,): the closing window starts afresh
+        continued = np.append(self.protocol.continued(), False)  # (steps + 1,): a spike at exactly t = end counts too
         index = np.floor(t / window + 1e-9).astype(int)
         late = continued[index] | ((t - index * window) >= settle - 1e-12)
         counts = np.zeros((steps + 1, n_out))

@@ -298,10 +298,12 @@ class Trainer:
                 self.out.mkdir(parents=True, exist_ok=True)
                 if resume and self.checkpoint_path.exists():  # type: ignore[union-attr]
                     self.load_checkpoint()
+            ran = False
             with StopFlag().installed() as flag:
                 for index, phase in enumerate(self.schedule.phases):
                     if index < self.phase_index:
                         continue
+                    ran = True
                     if isinstance(phase, EngagedPhase):
                         self._engaged(phase, flag, stop_after_steps)
                     else:
@@ -310,7 +312,8 @@ class Trainer:
                     self.finished = self.phase_index == len(self.schedule.phases)
                     self.save_checkpoint()
             results = self.results()
-            if self.out is not None and self.ctx.rank == 0:
+            # a finished run read back leaves its file as it was (the progress report tells it by that)
+            if self.out is not None and self.ctx.rank == 0 and (ran or not (self.out / RESULTS_NAME).exists()):
                 write_netcdf(results, self.out / RESULTS_NAME)
             return results
         finally:
