@@ -88,9 +88,8 @@ class Trainer:
         The ``[optimizer]`` table (name, settings; ``lr_per_256`` scales with the global batch), or a built
         optimizer over ``model.parameters()`` (then used as is for the engaged phase).
     train, torch_settings, schedule, mirror
-        The simulation's records (:class:`~neurocircuit.simulation.TrainSettings`,
-        :class:`~neurocircuit.simulation.TorchSettings`, the arm's :class:`~neurocircuit.phases.Schedule` and the
-        shared :class:`~neurocircuit.phases.MirrorSettings`).
+        The simulation's records (``TrainSettings``, ``TorchSettings``, the arm's
+        :class:`~neurocircuit.phases.Schedule` and the shared :class:`~neurocircuit.phases.MirrorSettings`).
     seed
         The run seed: data order, augmentation, the mirror and prenatal noise, and the rules' randomness.
     val_set
@@ -298,12 +297,11 @@ class Trainer:
                 self.out.mkdir(parents=True, exist_ok=True)
                 if resume and self.checkpoint_path.exists():  # type: ignore[union-attr]
                     self.load_checkpoint()
-            ran = False
+            ran = self.phase_index < len(self.schedule.phases)  # else a finished run read back: its file is kept
             with StopFlag().installed() as flag:
                 for index, phase in enumerate(self.schedule.phases):
                     if index < self.phase_index:
                         continue
-                    ran = True
                     if isinstance(phase, EngagedPhase):
                         self._engaged(phase, flag, stop_after_steps)
                     else:
@@ -312,7 +310,6 @@ class Trainer:
                     self.finished = self.phase_index == len(self.schedule.phases)
                     self.save_checkpoint()
             results = self.results()
-            # a finished run read back leaves its file as it was (the progress report tells it by that)
             if self.out is not None and self.ctx.rank == 0 and (ran or not (self.out / RESULTS_NAME).exists()):
                 write_netcdf(results, self.out / RESULTS_NAME)
             return results
