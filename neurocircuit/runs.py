@@ -249,7 +249,7 @@ def _run_all(sim: Any, out: str | Path | None, resume: bool, progress: bool | No
                 stamp = results_stamp(folder)
                 datasets.append(backend.run_arm(
                     sim, arm, seed, data, resume=resume, progress=progress,
-                    out=None if out is None else run_dir(Path(out), arm.label, seed), stop_after_steps=stop_after_steps,
+                    out=folder, stop_after_steps=stop_after_steps,
                     on_record=on_record_chain(RecordLog(drawn=bars_drawn(progress)), on_record)))
                 tracker.finished(f"{arm.label} seed {seed}", run_summary(datasets[-1]),
                                  stored=_read_back(folder, stamp))

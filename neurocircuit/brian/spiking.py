@@ -287,18 +287,14 @@ class SpikingCircuit(BrianCircuit):
         late = continued[index] | ((t - index * window) >= settle - 1e-12)
         counts = np.zeros((steps + 1, n_out))
         np.add.at(counts, (index[late] + 1, np.asarray(mon.i)[late]), 1.0)
-        span = np.where(continued[:steps], window, window - settle)  # seconds counted in each window
-        spans = np.concatenate([[window - settle], span])
-        # running sums over each sample's windows: restart wherever a window does not continue the one before
-        fresh = ~np.concatenate([[False], continued[:steps]])
-        group = np.cumsum(fresh)
-        pooled = np.cumsum(counts, axis=0)
-        pooled_span = np.cumsum(spans)
-        first = np.flatnonzero(fresh)  # first row of each group
-        offset = np.concatenate([np.zeros((1, n_out)), pooled[first[1:] - 1]])
-        offset_span = np.concatenate([[0.0], pooled_span[first[1:] - 1]])
-        counts = pooled - offset[group - 1]
-        seconds = pooled_span - offset_span[group - 1]
+        seconds = np.concatenate([[window - settle], np.where(continued[:steps], window, window - settle)])
+        # pool each row with the rows before it that show the same sample: sums since the group's first row
+        row = np.arange(steps + 1)
+        first = np.maximum.accumulate(np.where(np.concatenate([[False], continued[:steps]]), 0, row))
+        running = np.concatenate([np.zeros((1, n_out)), np.cumsum(counts, axis=0)])
+        running_seconds = np.concatenate([[0.0], np.cumsum(seconds)])
+        counts = running[row + 1] - running[first]
+        seconds = running_seconds[row + 1] - running_seconds[first]
         return counts / (seconds[:, None] * float(self.spiking.rate_max / Hz) / 2) - 1.0
 
     def firing_rates(self, times: np.ndarray) -> xr.Dataset:
