@@ -23,6 +23,7 @@ from typing import Any
 import xarray as xr
 
 from ._toml import check_bounded
+from .backends import RESULTS_FILE
 from .circuit import Circuit
 from .errors import ConfigError, NeurocircuitError
 from .outdir import folder_lock, forget_owner
@@ -81,7 +82,7 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
         raise ConfigError(f"out {str(out)!r} exists and is not a folder")
     if resume and overwrite:
         raise ConfigError("resume continues what is in out and overwrite replaces it: choose one")
-    existing = [p for p in (out / "results.nc", out / "runs") if p.exists()]
+    existing = [p for p in (out / RESULTS_FILE, out / "runs") if p.exists()]
     if existing and not (resume or overwrite):
         raise ConfigError(f"{existing[0]} exists: pass resume=True to continue that run, overwrite=True to replace "
                           "it, or choose another out")
@@ -183,7 +184,7 @@ def run(simulation: str | Path | Mapping[str, Any] | Simulation, *, model: str |
     prepare_output(out, "out")
     with folder_lock(out, "out"):  # the folder is this call's until its results are written
         if overwrite:
-            (out / "results.nc").unlink(missing_ok=True)
+            (out / RESULTS_FILE).unlink(missing_ok=True)
             shutil.rmtree(out / "runs", ignore_errors=True)
             forget_owner(out)
         try:
@@ -194,7 +195,7 @@ def run(simulation: str | Path | Mapping[str, Any] | Simulation, *, model: str |
             if created is not None:
                 remove_empty_folders(created)
             raise
-        write_netcdf(ds, out / "results.nc")
+        write_netcdf(ds, out / RESULTS_FILE)
     if figures:
         from .plotting import save_figures
 

@@ -22,7 +22,7 @@ from .errors import ConfigError, UnknownNameError
 from .phases import PHASE_KINDS
 
 __all__ = ["Backend", "register_backend", "get_backend", "list_backends", "set_keys", "run_dir",
-           "SECTIONS"]
+           "RESULTS_FILE", "SECTIONS"]
 
 #: The sections whose keys a backend declares: top-level keys, arm tables, [train], [mirror], [torch], one per
 #: phase kind (a mirror phase also takes every [mirror] key), [data], [optimizer], an arm's rule ``options``, and
@@ -203,6 +203,10 @@ def get_backend(name: str, *, where: str = "backend") -> Backend:
     if name not in _BACKENDS:
         raise UnknownNameError(f"{where}: unknown backend {name!r} (known: {', '.join(list_backends())})")
     return _BACKENDS[name]()
+
+
+#: The results file a run writes in its run folder (:func:`run_dir`) and a simulation in its output folder.
+RESULTS_FILE = "results.nc"
 
 
 def run_dir(out: Path, label: str, seed: int) -> Path:

@@ -205,6 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     import contextlib
     import os
 
+    from .backends import RESULTS_FILE
     from .outdir import folder_lock
     from .results import first_missing_folder, prepare_output
     from .simulation import load_simulation
@@ -226,7 +227,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if (args.resume or args.merge) and args.overwrite:
         flag = "--resume" if args.resume else "--merge"
         raise NeurocircuitError(f"{flag} continues what is in --out and --overwrite replaces it: choose one")
-    existing = [p for p in (args.out / "results.nc", args.out / "runs") if p.exists()]
+    existing = [p for p in (args.out / RESULTS_FILE, args.out / "runs") if p.exists()]
     if existing and not (args.resume or args.overwrite or args.merge):
         raise NeurocircuitError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to replace "
                                 "it, or choose another --out")
@@ -240,6 +241,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _run_locked(args: argparse.Namespace, sim: Any, created: Path | None, rank0: bool) -> None:
+    from .backends import RESULTS_FILE
     from .outdir import forget_owner
     from .plotting import save_figures
     from .results import remove_empty_folders, write_netcdf
@@ -249,7 +251,7 @@ def _run_locked(args: argparse.Namespace, sim: Any, created: Path | None, rank0:
         if args.overwrite:
             import shutil
 
-            (args.out / "results.nc").unlink(missing_ok=True)
+            (args.out / RESULTS_FILE).unlink(missing_ok=True)
             shutil.rmtree(args.out / "runs", ignore_errors=True)
             forget_owner(args.out)
     args.held.release()  # the input is accepted: what it warned of is shown, and the run's warnings as they come
@@ -269,7 +271,7 @@ def _run_locked(args: argparse.Namespace, sim: Any, created: Path | None, rank0:
     # what made this file, for its provenance in the results book (neurocircuit summarize reads both)
     ds.attrs["command"] = args.command_line
     ds.attrs["settings"] = json.dumps([*_shortcut_settings(args), *args.settings])
-    path = write_netcdf(ds, args.out / "results.nc")
+    path = write_netcdf(ds, args.out / RESULTS_FILE)
     figures = [] if args.no_figures else save_figures(ds, args.out)
     print(summary_table(ds))
     print(f"wrote {path}" + "".join(f"\nwrote {f}" for f in figures))

@@ -25,7 +25,7 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .backends import run_dir
+from .backends import RESULTS_FILE, run_dir
 from .errors import ConfigError, NeurocircuitError
 from .results import write_atomic
 
@@ -120,7 +120,7 @@ def _flat(table: Any, prefix: str = "") -> dict[str, Any]:
 
 def _legacy_owner(out: Path) -> dict[str, Any] | None:
     """What a folder written before owner files holds: from its results.nc, else its run folders (None: nothing)."""
-    results = out / "results.nc"
+    results = out / RESULTS_FILE
     if results.is_file():
         import xarray as xr
 

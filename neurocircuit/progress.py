@@ -133,29 +133,56 @@ class RecordLog:
 class RunProgress:
     """Progress over the runs of a simulation (arms x seeds) or the points of a sweep: a bar on a terminal, and a
     line as each ends with its final numbers and the time the remaining ones will take at the pace so far
-    (``initial``: how many were done before, as a resumed sweep's finished points)."""
+    (``initial``: how many were done before, as a resumed sweep's finished points; ``workers``: how many runs go
+    on at once, as with ``run --jobs``).
+
+    The time left models the pool: each run takes the mean duration of the runs timed so far, those in flight have
+    already run since they began, and the runs not begun yet go to whichever worker frees first. A worker's runs are
+    taken to end in the order they began (the pool does not say which run a result belongs to).
+    """
 
     def __init__(self, name: str, total: int, *, progress: bool | None = None, unit: str = "run",
-                 initial: int = 0, silent: bool = False) -> None:
+                 initial: int = 0, silent: bool = False, workers: int = 1) -> None:
         self.name, self.total, self.done, self.initial = name, total, initial, initial
         self.started, self.silent = time.monotonic(), silent  # silent: no bar, lines at DEBUG (torchrun's rank > 0)
+        self.workers = max(1, int(workers))
+        self.running = [self.started] * min(self.workers, max(0, total - initial))  # when each run in flight began
+        self.waiting = max(0, total - initial) - len(self.running)
+        self.durations: list[float] = []
         self.bar = progress_bar(False if silent else progress, total=total, initial=initial, desc=name, unit=unit,
                                 leave=False)
 
     def finished(self, label: str, summary: str = "", *, stored: bool = False) -> None:
         """Run ``label`` ended (``summary``: its final numbers); ``stored``: it had finished before and was read
         back (a resumed run), so it says nothing about the pace of the runs left."""
+        now = time.monotonic()
         self.done += 1
         self.bar.update(1)
+        began = self.running.pop(0) if self.running else now
         if stored:
             self.initial += 1
-        elapsed = time.monotonic() - self.started
-        left = self.total - self.done
-        ran = self.done - self.initial
-        tail = f"; about {_duration(elapsed / ran * left)} left" if left and ran else ""
+        else:
+            self.durations.append(now - began)
+        if self.waiting:  # the freed worker begins the next run
+            self.waiting -= 1
+            self.running.append(now)
+        left = self.time_left(now)
+        tail = f"; about {_duration(left)} left" if left is not None else ""
         _log.log(logging.DEBUG if self.silent else _info(), "[%d/%d] %s%s (%s%s)", self.done, self.total, label,
-                 f": {summary}" if summary else "", "stored, read back; " * stored + f"{_duration(elapsed)} so far",
-                 tail)
+                 f": {summary}" if summary else "", "stored, read back; " * stored + f"{_duration(now - self.started)}"
+                 " so far", tail)
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds until the last run ends at the pace so far (None: none timed yet, or none left)."""
+        if not self.durations or self.done >= self.total:
+            return None
+        pace = sum(self.durations) / len(self.durations)
+        free = [max(now, began + pace) for began in self.running]
+        free += [now] * (self.workers - len(free))
+        for _ in range(self.waiting):
+            free.sort()
+            free[0] += pace
+        return max(free) - now
 
     def close(self) -> None:
         self.bar.close()

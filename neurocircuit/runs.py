@@ -19,7 +19,7 @@ from typing import Any
 import xarray as xr
 
 from ._version import __version__
-from .backends import get_backend, run_dir
+from .backends import RESULTS_FILE, get_backend, run_dir
 from .errors import ConfigError
 from .limits import runs_at_once
 from .outdir import identity, owned_folder
@@ -75,7 +75,7 @@ def results_stamp(folder: Path | None) -> int | None:
     was did no work (a finished run read back on resume), so the progress report leaves it out of the pace it
     predicts the remaining runs' time from. (A finished torch run asked for more epochs trains and rewrites it.)"""
     try:
-        return None if folder is None else (folder / "results.nc").stat().st_mtime_ns
+        return None if folder is None else (folder / RESULTS_FILE).stat().st_mtime_ns
     except FileNotFoundError:
         return None
 
@@ -127,7 +127,7 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
              for i, (arm, seed) in enumerate(runs)]
     results: list[Any] = [None] * len(runs)
     stopped: list[KeyboardInterrupt] = []
-    tracker = RunProgress(sim.name, len(runs), progress=progress)
+    tracker = RunProgress(sim.name, len(runs), progress=progress, workers=jobs)
 
     def finish(task: dict[str, Any], future: Any) -> None:
         try:
@@ -212,7 +212,7 @@ def run_simulation(sim: Any, *, out: str | Path | None = None, resume: bool = Fa
     wanted = identity(sim.name, sim.to_dict(), sim.labels, sim.seeds)
     with owned_folder(Path(out), wanted, merge=merge, resumable=backend.resumable):
         results = _run_all(sim, out, resume or merge, progress, stop_after_steps, on_record, jobs)
-        return _merged(results, Path(out) / "results.nc") if merge else results
+        return _merged(results, Path(out) / RESULTS_FILE) if merge else results
 
 
 def _merged(results: xr.Dataset, path: Path) -> xr.Dataset:

@@ -71,6 +71,23 @@ def test_runs_read_back_on_resume_do_not_set_the_pace(caplog, monkeypatch):
     assert lines[2].endswith("(1 min 40 s so far; about 1 min 40 s left)"), lines[2]  # 100 s a run, one run left
 
 
+def test_time_left_counts_the_runs_in_flight_on_other_workers(caplog, monkeypatch):
+    # Two workers, four runs of 100 s: the first ends at 100 s with its twin nearly done beside it, so about 100 s
+    # are left (the third and fourth runs, side by side) -- not 3 x 100 s as if the runs went one at a time.
+    clock = iter([0.0, 100.0, 101.0, 200.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    caplog.set_level(logging.INFO, logger="neurocircuit")
+    tracker = RunProgress("default", 4, progress=False, workers=2)
+    for label in ("bp seed 0", "bp seed 1", "bp seed 2"):
+        tracker.finished(label)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].endswith("(1 min 40 s so far; about 1 min 40 s left)"), lines[0]
+    # at 101 s: runs of 100 and 101 s (pace 100.5 s); the fourth began now, so 100.5 s are left
+    assert lines[1].endswith("(1 min 41 s so far; about 1 min 40 s left)"), lines[1]
+    # at 200 s the fourth run, begun at 101 s, has about 1 s of its 100.3 s left
+    assert lines[2].endswith("(3 min 20 s so far; about 1.3 s left)"), lines[2]
+
+
 def test_a_resumed_simulation_reports_its_stored_runs(tmp_path, caplog):
     args = ["run", "default", "--out", str(tmp_path / "o"), "--only", "bp", "--set", "seeds=[0,1]",
             "--set", "train.epochs=1", "--no-figures"]

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..backends import RESULTS_FILE
 from .claims import Claim, load_claims, protocol_sha256, readers
 from .summaries import BOOK_FOLDER, BookError, simulation_hash, write_summary
 
@@ -149,7 +150,7 @@ def _complete(folder: Path, run: Mapping[str, Any]) -> bool:
 
     from .summaries import _reduce_last, _time_dim
 
-    path = folder / "results.nc"
+    path = folder / RESULTS_FILE
     if not path.is_file():
         return False
     with xr.open_dataset(path) as ds:
@@ -191,7 +192,7 @@ def commands(root: Path, out: Path, claim_ids: Sequence[str] = (), *, summarize:
                 continue
             seeds = run["seeds"]
             commits = start_commits(folder) if _record(folder).is_file() else ["UNRECORDED"]
-            argv = ["summarize", str(folder / "results.nc"), "--table", run["table"], "--title",
+            argv = ["summarize", str(folder / RESULTS_FILE), "--table", run["table"], "--title",
                     f"Pre-registered claim {claim.id}: {run['simulation']} ({', '.join(run['arms'])}), "
                     f"seeds {seeds[0]}–{seeds[-1]}", "--commit", commits[0], "--root", str(root)]
             steps = steps_read(claim, run["table"])

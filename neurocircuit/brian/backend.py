@@ -41,7 +41,7 @@ import xarray as xr
 from .._reads import note_read, origins_of, set_origins
 from .._toml import close_name
 from .._version import __version__
-from ..backends import Backend, register_backend, set_keys
+from ..backends import RESULTS_FILE, Backend, register_backend, set_keys
 from ..circuit import Circuit
 from ..errors import ConfigError
 from ..limits import check_data_fits
@@ -52,10 +52,7 @@ from ..results import read_results, write_netcdf
 from .budget import check_run_limits, check_synapse_memory
 from .parameters import RateParameters, SpikingParameters, parameters_from_dict
 
-__all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS", "RUN_RESULTS"]
-
-#: A finished run's results in its own folder (``OUT/runs/<arm>-seed<k>/``), read back by ``--resume``.
-RUN_RESULTS = "results.nc"
+__all__ = ["BrianBackend", "brian_parameters", "initial_weights", "VARIANTS"]
 
 _log = logging.getLogger(__name__)
 
@@ -295,7 +292,7 @@ class BrianBackend(Backend):
                                   # a spiking readout counts over several windows; the rate variant refuses the key
                                   test_windows=spiking_params.test_windows if variant == "spiking" else 1)
         params = set_origins(dataclasses.replace(params, seed=seed), origins_of(params))
-        stored = None if out is None else Path(out) / RUN_RESULTS
+        stored = None if out is None else Path(out) / RESULTS_FILE
         made_by = _run_identity(sim, arm.label, circuit)
         if stored is not None and stored.exists():
             if not resume:

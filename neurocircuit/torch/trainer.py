@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from ..backends import RESULTS_FILE
 from ..errors import ConfigError
 from ..phases import EngagedPhase, MirrorPhase, MirrorSettings, PrenatalPhase, Schedule
 from ..progress import progress_bar
@@ -61,15 +62,13 @@ from .sampling import BatchServer, IndexedDataset, ResumableSampler
 from .settings import TorchSettings
 from .stopping import StopFlag, TrainingInterrupted
 
-__all__ = ["LOSSES", "TIME_STEP_CONVENTION", "RESULTS_NAME", "Trainer"]
+__all__ = ["LOSSES", "TIME_STEP_CONVENTION", "Trainer"]
 
 TIME_STEP_CONVENTION = ("torch backend: one step = one optimizer update on one minibatch, the rate network "
                         "at steady state within the step; epoch = one pass over the training set")
 
 #: Loss functions by name (mean over the batch). ``mse`` compares the output with the target vector (regression).
 LOSSES: dict[str, Callable[..., Tensor]] = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
-
-RESULTS_NAME = "results.nc"
 
 
 class Trainer:
@@ -310,8 +309,8 @@ class Trainer:
                     self.finished = self.phase_index == len(self.schedule.phases)
                     self.save_checkpoint()
             results = self.results()
-            if self.out is not None and self.ctx.rank == 0 and (ran or not (self.out / RESULTS_NAME).exists()):
-                write_netcdf(results, self.out / RESULTS_NAME)
+            if self.out is not None and self.ctx.rank == 0 and (ran or not (self.out / RESULTS_FILE).exists()):
+                write_netcdf(results, self.out / RESULTS_FILE)
             return results
         finally:
             self.feedback_optimizer.remove()
