@@ -237,3 +237,35 @@ def test_memory_is_checked_against_what_is_available_with_a_margin_and_per_run_a
                                           r"\(--jobs\); this machine has 2\.5 GiB available"):
         run_simulation(sim, out=tmp_path / "out", jobs=2, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_spiking_monitors_are_in_the_memory_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neurocircuit.brian import budget
+    from neurocircuit.brian.backend import brian_parameters
+    from neurocircuit.brian.protocol import protocol_steps
+    from neurocircuit.simulation import load_simulation
+
+    # The Poisson file's wm arm: a population rate per time step of 5 spiking groups (x, h, y forward; h, y error:
+    # the input's error units never spike) and the readout's spikes, 10 units at most 800 Hz each.
+    sim = load_simulation("brian2_learning_spiking_poisson", ['arms=["wm"]'])
+    variant, params, spiking = brian_parameters(sim)
+    sizes = (100, 40, 20)
+    seen: dict[str, float] = {}
+    monkeypatch.setattr(budget, "check_memory", lambda parts, what: seen.update({n: b for n, b, _ in parts}))
+    budget.check_run_limits(sim, variant, params, sizes, test_windows=spiking.test_windows,
+                            rate_max=float(spiking.rate_max))
+    windows = protocol_steps(sim.schedule_for(sim.arms[0]).phases, sizes=sizes, epochs=sim.train.epochs,
+                             interleave=True, test_windows=spiking.test_windows)
+    steps = windows * 1600  # 800 ms windows of 0.5 ms
+    assert seen["the population rate records"] == 16.0 * steps * 5
+    assert seen["the readout's spikes"] == pytest.approx(12.0 * 10 * 800 * windows * 0.8)
+    # without test or validation samples nothing is scored, so no readout is monitored
+    seen.clear()
+    budget.check_run_limits(sim, variant, params, (100, 0, 0), rate_max=800.0)
+    assert "the population rate records" in seen and "the readout's spikes" not in seen
+    # and a machine too small for the monitors refuses the run, naming them
+    monkeypatch.undo()
+    monkeypatch.setenv(limits.MEMORY_ENV, "64 MiB")
+    with pytest.raises(ConfigError, match=r"arm 'wm': the population rate records needs .* \(5 groups × "):
+        budget.check_run_limits(sim, variant, params, (1500, 150, 150), test_windows=spiking.test_windows,
+                                rate_max=float(spiking.rate_max))

@@ -241,7 +241,8 @@ class BrianBackend(Backend):
     def load_data(self, sim: Any) -> Any:
         variant, params, spiking = brian_parameters(sim)
         if not any(isinstance(p, EngagedPhase) for a in sim.arms for p in sim.schedule_for(a).phases):
-            check_run_limits(sim, variant, params, (0, 0, 0))
+            check_run_limits(sim, variant, params, (0, 0, 0),
+                             rate_max=float(spiking.rate_max) if variant == "spiking" else 0.0)
             return None
         from torch.utils.data import TensorDataset
 
@@ -257,7 +258,8 @@ class BrianBackend(Backend):
                               "samples are the stored tensors")
         check_data_fits(load_circuit(sim.model), info)  # before the protocol is unrolled (the arms share shapes)
         check_run_limits(sim, variant, params, (len(train), len(test), 0 if val is None else len(val)),
-                         test_windows=spiking.test_windows if variant == "spiking" else 1)
+                         test_windows=spiking.test_windows if variant == "spiking" else 1,
+                         rate_max=float(spiking.rate_max) if variant == "spiking" else 0.0)
 
         def arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
             return ds.tensors[0].numpy().reshape(len(ds), -1).astype(float), ds.tensors[1].numpy()

@@ -36,10 +36,11 @@ def check_synapse_memory(sim: Any) -> None:
 
 
 def check_run_limits(sim: Any, variant: str, params: RateParameters, sizes: tuple[int, int, int], *,
-                     test_windows: int = 1) -> None:
+                     test_windows: int = 1, rate_max: float = 0.0) -> None:
     """Refuse any arm whose run would simulate or record beyond the ceilings, or need more memory than there is.
 
-    ``sizes``: the numbers of training, test and validation samples (zeros where no phase presents data).
+    ``sizes``: the numbers of training, test and validation samples (zeros where no phase presents data);
+    ``rate_max`` (Hz, the spiking variant): the highest rate a unit fires at, which bounds the readout's spikes.
     """
     per_window = round(float(params.presentation / params.dt))
     presentation, record_dt = float(params.presentation), float(params.record_dt)
@@ -74,7 +75,24 @@ def check_run_limits(sim: Any, variant: str, params: RateParameters, sizes: tupl
                  ("the protocol", 2 * 8.0 * windows * (n_in + n_out),
                   f"{windows:,} windows × {n_in + n_out:,} inputs and targets, float64"),
                  ("the activity records", 8.0 * records, f"{records:,} float64 samples")]
+        if variant == "spiking":
+            parts += _spike_records(circuit, steps, windows * presentation, rate_max, sizes)
         try:
             check_memory(parts, f"arm {arm.label!r}")
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+def _spike_records(circuit: Any, steps: int, duration: float, rate_max: float,
+                   sizes: tuple[int, int, int]) -> list[tuple[str, float, str]]:
+    """What the spiking variant's monitors keep: a population rate (time and rate, float64) per time step of every
+    group that spikes -- each population's forward units and every error population but the input's -- and, where
+    samples are scored, the readout's spikes (index int32 and time float64), at most ``rate_max`` per output unit."""
+    groups = 2 * len(circuit.populations) - 1
+    parts = [("the population rate records", 16.0 * steps * groups,
+              f"{groups} groups × {steps:,} time steps, time and rate in float64")]
+    if sizes[1] or sizes[2]:  # test or validation samples: the readout is monitored
+        spikes = circuit.output.size * rate_max * duration
+        parts.append(("the readout's spikes", 12.0 * spikes, f"at most {spikes:,.0f} spikes ({circuit.output.size} "
+                      f"units at {rate_max:g} Hz for {duration:g} s), int32 index and float64 time"))
+    return parts
