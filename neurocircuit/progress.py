@@ -158,7 +158,8 @@ class RunProgress:
         now = time.monotonic()
         self.done += 1
         self.bar.update(1)
-        began = self.running.pop(0) if self.running else now
+        # a stored run began when a worker was last freed, and ends at once: the latest start is its own
+        began = (self.running.pop(-1 if stored else 0)) if self.running else now
         if stored:
             self.initial += 1
         else:

@@ -23,7 +23,7 @@ from .backends import RESULTS_FILE, get_backend, run_dir
 from .errors import ConfigError
 from .limits import runs_at_once
 from .outdir import identity, owned_folder
-from .pool import START_METHOD, run_in_workers
+from .pool import MAX_WORKERS, START_METHOD, run_in_workers
 from .progress import RecordLog, RunProgress, bars_drawn, configure_logging, logging_level, on_record_chain
 from .results import attach_config, read_results
 
@@ -119,7 +119,8 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
     key = f"{os.getpid()}-{id(sim)}"
     _SHARED.clear()
     if start == "fork":
-        _SHARED[key] = backend.load_data(sim)
+        with runs_at_once(min(jobs, len(runs), MAX_WORKERS)):  # what a run records (Brian2) is counted per worker
+            _SHARED[key] = backend.load_data(sim)
     tasks = [{"index": i, "key": key, "sim": sim, "arm": arm, "seed": seed, "out": run_dir(out, arm.label, seed),
               "resume": resume, "stop_after_steps": stop_after_steps, "on_record": on_record,
               "log_level": logging_level(), "bars": bars_drawn(progress),
@@ -127,7 +128,7 @@ def run_parallel(sim: Any, runs: Sequence[tuple[Any, int]], out: Path, *, jobs: 
              for i, (arm, seed) in enumerate(runs)]
     results: list[Any] = [None] * len(runs)
     stopped: list[KeyboardInterrupt] = []
-    tracker = RunProgress(sim.name, len(runs), progress=progress, workers=jobs)
+    tracker = RunProgress(sim.name, len(runs), progress=progress, workers=min(jobs, MAX_WORKERS))
 
     def finish(task: dict[str, Any], future: Any) -> None:
         try:

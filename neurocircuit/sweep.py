@@ -296,7 +296,10 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
     # tasks made as they are handed out: a large sweep never holds every point's table
     todo = ({"id": pid, "base": base, "point": point} for point in sweep.iter_points()
             if (pid := point_id(point)) not in done)
-    tracker = RunProgress(sweep.name, count, progress=progress, unit="point", initial=len(done))
+    # No more processes than pending points, nor than MAX_WORKERS.
+    processes = min(workers or os.cpu_count() or 1, count - len(done), MAX_WORKERS)
+    tracker = RunProgress(sweep.name, count, progress=progress, unit="point", initial=len(done),
+                          workers=1 if dask is not None else processes)
 
     def finish(result: dict[str, Any]) -> None:
         pid = result["id"]
@@ -318,8 +321,6 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, dask
         if dask is not None:
             _run_dask(todo, dask, finish)
         else:
-            # No more processes than pending points, nor than MAX_WORKERS.
-            processes = min(workers or os.cpu_count() or 1, count - len(done), MAX_WORKERS)
             if processes <= 1:
                 _run_serial(todo, finish)
             else:

@@ -269,3 +269,24 @@ def test_spiking_monitors_are_in_the_memory_estimate(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError, match=r"arm 'wm': the population rate records needs .* \(5 groups × "):
         budget.check_run_limits(sim, variant, params, (1500, 150, 150), test_windows=spiking.test_windows,
                                 rate_max=float(spiking.rate_max))
+
+
+def test_brian2_recording_memory_is_counted_for_every_run_at_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from neurocircuit.brian import budget
+    from neurocircuit.runs import run_simulation
+    from neurocircuit.simulation import load_simulation
+
+    # What a Brian2 run records is counted when its data are loaded: with --jobs 2 that is two runs at a time.
+    seen: list[int] = []
+
+    def refuse(parts: object, what: str) -> None:
+        if what.startswith("arm "):  # the run's estimate (the synapses alone are checked as "model ...")
+            seen.append(limits._AT_ONCE[-1])
+            raise ConfigError("refused by the test")
+
+    monkeypatch.setattr(budget, "check_memory", refuse)
+    sim = load_simulation("brian2_learning", ['arms=["fa", "kp"]', "seeds=[0]", 'brian2.target="numpy"'])
+    with pytest.raises(ConfigError, match="refused by the test"):
+        run_simulation(sim, out=tmp_path / "out", jobs=2, progress=False)
+    assert seen == [2]

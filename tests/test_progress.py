@@ -88,6 +88,20 @@ def test_time_left_counts_the_runs_in_flight_on_other_workers(caplog, monkeypatc
     assert lines[2].endswith("(3 min 20 s so far; about 1.3 s left)"), lines[2]
 
 
+def test_a_stored_run_read_back_beside_a_running_one_keeps_the_pool_timed(caplog, monkeypatch):
+    # Two workers: bp seed 0 ends at 100 s, its worker reads a stored run back (ends at 100.5 s) and begins the last
+    # run; bp seed 1, begun at 0 s, ends at 101 s. Runs take about 100 s, so about 100 s are left.
+    clock = iter([0.0, 100.0, 100.5, 101.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    caplog.set_level(logging.INFO, logger="neurocircuit")
+    tracker = RunProgress("default", 4, progress=False, workers=2)
+    tracker.finished("bp seed 0")
+    tracker.finished("fa seed 0", stored=True)
+    tracker.finished("bp seed 1")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[2].endswith("(1 min 41 s so far; about 1 min 40 s left)"), lines[2]
+
+
 def test_a_resumed_simulation_reports_its_stored_runs(tmp_path, caplog):
     args = ["run", "default", "--out", str(tmp_path / "o"), "--only", "bp", "--set", "seeds=[0,1]",
             "--set", "train.epochs=1", "--no-figures"]
