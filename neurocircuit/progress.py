@@ -159,7 +159,7 @@ class RunProgress:
         self.done += 1
         self.bar.update(1)
         # a stored run began when a worker was last freed, and ends at once: the latest start is its own
-        began = (self.running.pop(-1 if stored else 0)) if self.running else now
+        began = self.running.pop(-1 if stored else 0) if self.running else now
         if stored:
             self.initial += 1
         else:
