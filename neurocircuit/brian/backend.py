@@ -241,8 +241,7 @@ class BrianBackend(Backend):
     def load_data(self, sim: Any) -> Any:
         variant, params, spiking = brian_parameters(sim)
         if not any(isinstance(p, EngagedPhase) for a in sim.arms for p in sim.schedule_for(a).phases):
-            check_run_limits(sim, variant, params, (0, 0, 0),
-                             rate_max=float(spiking.rate_max) if variant == "spiking" else 0.0)
+            check_run_limits(sim, variant, params, (0, 0, 0))  # nothing scored: rate_max bounds nothing
             return None
         from torch.utils.data import TensorDataset
 
