@@ -42,6 +42,8 @@ def add_book_arguments(sub: argparse._SubParsersAction) -> None:
     claims.add_argument("--out", type=Path, required=True, help="where the runs' folders go (OUT/TABLE)")
     claims.add_argument("--summarize", action="store_true",
                         help="store every finished run in the book and regenerate it, instead of running")
+    claims.add_argument("--table", dest="tables", action="append", default=[], metavar="TABLE",
+                        help="only this run of the chosen claims (repeatable), e.g. prereg_resnet18_kp")
     claims.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     claims.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")
 
@@ -100,7 +102,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 
     from .book.preregistered import attach_registration, commands, record_start, start_commits
 
-    for label, argv, folder, table in commands(args.root, args.out, args.claims, summarize=args.summarize):
+    for label, argv, folder, table in commands(args.root, args.out, args.claims, summarize=args.summarize,
+                                                  tables=args.tables):
         if not argv:
             print(f"{label}: not complete, not stored", flush=True)
             continue

@@ -311,6 +311,18 @@ def test_claims_command_runs_each_protocol_run_resuming_and_stores_only_complete
     assert "no protocol 'nope' (protocols: brian2_prenatal, brian2_twin, brian2_wm, cheon, lenet5, mlp," in err
 
 
+def test_claims_table_narrows_to_one_run_of_a_claim(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["claims", "resnet18", "--table", "prereg_resnet18_kp", "--out", str(out), "--dry-run",
+                 "--root", str(REPO)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "resnet18_kp_decay_warmup" in lines[0]
+    assert lines[0].endswith(f"--out {out / 'prereg_resnet18_kp'}")
+    assert main(["claims", "resnet18", "--table", "prereg_mlp", "--out", str(out), "--root", str(REPO)]) == 2
+    assert "no run 'prereg_mlp' in the chosen protocols (runs: prereg_resnet18_wm, prereg_resnet18_kp)" in \
+        capsys.readouterr().err
+
+
 def test_every_start_is_recorded_and_a_dirty_checkout_is_refused_each_time(tmp_path):
     from neurocircuit.book.preregistered import record_start, start_commits
 

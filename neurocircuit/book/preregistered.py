@@ -162,14 +162,15 @@ def _complete(folder: Path, run: Mapping[str, Any]) -> bool:
         return bool(np.isfinite(last.values).all())
 
 
-def commands(root: Path, out: Path, claim_ids: Sequence[str] = (), *, summarize: bool = False
-             ) -> list[tuple[str, list[str], Path | None, str | None]]:
+def commands(root: Path, out: Path, claim_ids: Sequence[str] = (), *, summarize: bool = False,
+             tables: Sequence[str] = ()) -> list[tuple[str, list[str], Path | None, str | None]]:
     """What ``neurocircuit claims`` does, in order: ``(label, argv after 'neurocircuit', folder, table)``.
 
     Running: each run of the chosen claims (every protocol by default) as its protocol writes it, into
     ``out/<table>``, resuming a folder that has begun; record its start (:func:`record_start`) in ``folder`` before
     it runs. ``summarize``: ``neurocircuit summarize`` of each complete run (argv empty for an incomplete one), then
-    attach its registration (:func:`attach_registration`) for ``table``; last ``neurocircuit report``."""
+    attach its registration (:func:`attach_registration`) for ``table``; last ``neurocircuit report``. ``tables``
+    narrows either to those runs (say, one half of a claim whose other half is stored)."""
     root, out = root.resolve(), out.resolve()
     claims = load_claims(root / BOOK_FOLDER)
     if not claims:
@@ -179,9 +180,14 @@ def commands(root: Path, out: Path, claim_ids: Sequence[str] = (), *, summarize:
     unknown = [c for c in claim_ids if c not in known]
     if unknown:
         raise BookError(f"no protocol {unknown[0]!r} (protocols: {', '.join(known) or 'none'})")
+    chosen = [known[c] for c in claim_ids] if claim_ids else claims
+    runs_there = [run["table"] for claim in chosen for run in claim.runs]
+    missing = [t for t in tables if t not in runs_there]
+    if missing:
+        raise BookError(f"no run {missing[0]!r} in the chosen protocols (runs: {', '.join(runs_there)})")
     steps_out: list[tuple[str, list[str], Path | None, str | None]] = []
-    for claim in [known[c] for c in claim_ids] if claim_ids else claims:
-        for run in claim.runs:
+    for claim in chosen:
+        for run in [r for r in claim.runs if not tables or r["table"] in tables]:
             folder, label = out / run["table"], f"{claim.id}/{run['table']}"
             if not summarize:
                 resume = ["--resume"] if (folder / "owner.json").is_file() else []
