@@ -44,6 +44,10 @@ MEMORY_ENV = "NEUROCIRCUIT_MEMORY_LIMIT"
 #: weights, optimizer state and activations only (a 64-30000-30000-10 bp network estimated at 14.4 GB was
 #: OOM-killed with 17 GiB available).
 MEMORY_SAFETY_FACTOR = 1.5
+#: What a Brian2 monitor's samples are multiplied by in the memory estimate: its arrays double their capacity as they
+#: fill (brian2's DynamicArray, a C++ vector in standalone), and while one is copied into a buffer twice its size both
+#: exist -- up to three times the samples at the peak.
+MONITOR_GROWTH = 3.0
 _AT_ONCE = [1]  # runs that share the machine's memory (runs_at_once)
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
@@ -194,11 +198,13 @@ BYTES_PER_SYNAPSE = 40
 
 def brian_memory(circuit: Any, weight_snapshots: int = 0) -> list[tuple[str, float, str]]:
     """The memory a Brian2 circuit of ``circuit`` needs, roughly: per projection its W and B synapses
-    (:data:`BYTES_PER_SYNAPSE` each) and ``weight_snapshots`` float64 snapshots of both."""
+    (:data:`BYTES_PER_SYNAPSE` each) and ``weight_snapshots`` float64 snapshots of both, recorded by monitors
+    (:data:`MONITOR_GROWTH`)."""
     parts = []
     for proj in circuit.projections:
         count, shape = _weights(circuit, proj)
-        snapshots = f" and {weight_snapshots} snapshots of each" if weight_snapshots else ""
-        parts.append((_arrow(proj), 2.0 * count * (BYTES_PER_SYNAPSE + 8 * weight_snapshots),
+        snapshots = (f" and {weight_snapshots} snapshots of each (×{MONITOR_GROWTH:g} as a monitor's arrays grow)"
+                     if weight_snapshots else "")
+        parts.append((_arrow(proj), 2.0 * count * (BYTES_PER_SYNAPSE + 8 * MONITOR_GROWTH * weight_snapshots),
                       f"{shape} W and B synapses{snapshots}"))
     return parts

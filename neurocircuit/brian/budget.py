@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..limits import (
     MAX_RECORDED_SAMPLES,
     MAX_SIMULATED_STEPS,
+    MONITOR_GROWTH,
     brian_memory,
     check_count,
     check_memory,
@@ -74,7 +75,8 @@ def check_run_limits(sim: Any, variant: str, params: RateParameters, sizes: tupl
                  # stimulus and target, float64, twice while the protocol's parts are joined
                  ("the protocol", 2 * 8.0 * windows * (n_in + n_out),
                   f"{windows:,} windows × {n_in + n_out:,} inputs and targets, float64"),
-                 ("the activity records", 8.0 * records, f"{records:,} float64 samples")]
+                 ("the activity records", 8.0 * MONITOR_GROWTH * records,
+                  f"{records:,} float64 samples, ×{MONITOR_GROWTH:g} as a monitor's arrays grow")]
         if variant == "spiking":
             parts += _spike_records(circuit, steps, windows * presentation, rate_max, sizes)
         try:
@@ -87,12 +89,15 @@ def _spike_records(circuit: Any, steps: int, duration: float, rate_max: float,
                    sizes: tuple[int, int, int]) -> list[tuple[str, float, str]]:
     """What the spiking variant's monitors keep: a population rate (time and rate, float64) per time step of every
     group that spikes -- each population's forward units and every error population but the input's -- and, where
-    samples are scored, the readout's spikes (index int32 and time float64), at most ``rate_max`` per output unit."""
+    samples are scored, the readout's spikes (index int32 and time float64), at most ``rate_max`` per output unit;
+    each times :data:`~neurocircuit.limits.MONITOR_GROWTH`."""
     groups = 2 * len(circuit.populations) - 1
-    parts = [("the population rate records", 16.0 * steps * groups,
-              f"{groups} groups × {steps:,} time steps, time and rate in float64")]
+    grow = f", ×{MONITOR_GROWTH:g} as a monitor's arrays grow"
+    parts = [("the population rate records", 16.0 * MONITOR_GROWTH * steps * groups,
+              f"{groups} groups × {steps:,} time steps, time and rate in float64{grow}")]
     if sizes[1] or sizes[2]:  # test or validation samples: the readout is monitored
         spikes = circuit.output.size * rate_max * duration
-        parts.append(("the readout's spikes", 12.0 * spikes, f"at most {spikes:,.0f} spikes ({circuit.output.size} "
-                      f"units at {rate_max:g} Hz for {duration:g} s), int32 index and float64 time"))
+        parts.append(("the readout's spikes", 12.0 * MONITOR_GROWTH * spikes,
+                      f"at most {spikes:,.0f} spikes ({circuit.output.size} units at {rate_max:g} Hz for "
+                      f"{duration:g} s), int32 index and float64 time{grow}"))
     return parts
