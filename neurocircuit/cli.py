@@ -74,8 +74,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     _add_verbosity(run)
     shortcuts = run.add_argument_group("shortcuts for --set")
     shortcuts.add_argument("--model", help="= --set model=NAME (a circuit or a torchvision classifier)")
-    shortcuts.add_argument("--rule", help="= --set 'arms=[\"RULE\"]'")
-    shortcuts.add_argument("--data", help="= --set data.name=NAME")
+    shortcuts.add_argument("--rule", help="= --set 'arms=[\"RULE\"]' (one plain arm, without the file's arms' own "
+                                          "phases: --arm LABEL runs one of those)")
+    shortcuts.add_argument("--data", help="= --set data.name=NAME (the file's other [data] keys stay: --set "
+                                          "'data={name=\"NAME\"}' replaces the table)")
     shortcuts.add_argument("--data-root", help="= --set data.root=FOLDER")
     shortcuts.add_argument("--epochs", type=int, help="= --set train.epochs=N")
     shortcuts.add_argument("--batch-size", type=int, help="= --set train.batch_size=N")

@@ -15,6 +15,7 @@ __all__ = ["add_book_arguments", "BOOK_COMMANDS"]
 
 
 def add_book_arguments(sub: argparse._SubParsersAction) -> None:
+    """Add ``report``, ``summarize`` and ``claims`` to the CLI's subcommands."""
     report = sub.add_parser("report", help="regenerate the results book (docs/results.md) and the README's tables "
                                            "from the summaries in results/v1/")
     report.add_argument("--check", action="store_true",

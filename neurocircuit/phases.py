@@ -243,6 +243,12 @@ class Schedule:
         """The engaged phase, if any."""
         return next((p for p in self.phases if isinstance(p, EngagedPhase)), None)
 
+    @property
+    def mirrors(self) -> bool:
+        """Whether any step of it mirrors: a mirror phase, or mirror steps interleaved in the engaged phase."""
+        return any(isinstance(p, MirrorPhase) or (isinstance(p, EngagedPhase) and p.mirror_every > 0)
+                   for p in self.phases)
+
 
 _KINDS = {"engaged": EngagedPhase, "mirror": MirrorPhase, "prenatal": PrenatalPhase}
 #: The phase kinds a schedule may hold; every backend dispatches on exactly these and refuses any other.

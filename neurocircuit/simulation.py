@@ -387,6 +387,12 @@ def parse_simulation(raw: Mapping[str, Any], *, source: str = "<dict>") -> Simul
                                                         key="phases"))
                      if arm.schedule is None and arm.mirror is not None else arm for arm in arms)
     refuse_unread_mirror_keys(_mirror_uses(schedule, mirror, arms), where)
+    for i, arm in enumerate(arms):  # wm learns B only in mirror steps: without any, it would silently be fa
+        if "wm" in (arm.rule, *arm.overrides.values()) and not (phases := arm.schedule or schedule).mirrors:
+            raise ConfigError(f"{where}: arm {arm.label!r} uses rule 'wm', but its phases ("
+                              f"{', '.join(p.name for p in phases.phases)}) never mirror, so B would stay fixed: give "
+                              f"it a mirror phase or mirror_every (arms.{i}.phases), or run the simulation's own wm "
+                              "arm (--arm LABEL)")
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}: arm labels must be unique, got {labels} (give each a 'label')")

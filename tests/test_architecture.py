@@ -177,3 +177,14 @@ def test_every_subpackage_is_installed() -> None:
     listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
     assert folders <= listed, f"packages missing from pyproject.toml: {sorted(folders - listed)}"
+
+
+def test_the_layers_in_docs_architecture_are_these() -> None:
+    import re
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    listed = []
+    for number, name, rest in re.findall(r"^(\d+)\. ([^:\n]+): (.*)$", doc, flags=re.M):
+        modules = {m if m == "neurocircuit" else f"neurocircuit.{m}" for m in re.findall(r"`([^`]+)`", rest)}
+        listed.append((int(number), name.lower(), modules))
+    assert listed == [(i + 1, name, set(patterns)) for i, (name, patterns) in enumerate(LAYERS)]

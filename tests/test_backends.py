@@ -74,7 +74,9 @@ def _cases() -> list[tuple[str, str, dict]]:
         for key, value in values.items():
             if value is not None:
                 phase = {"kind": kind, key: value, **({"steps": 1} if kind == "mirror" and key != "steps" else {})}
-                cases.append((f"phase.{kind}", key, {"phases": [phase]}))
+                # the base's wm arm needs a mirror step somewhere (else it is refused for keeping B fixed)
+                mirror = [] if kind == "mirror" else [{"kind": "mirror", "steps": 1}]
+                cases.append((f"phase.{kind}", key, {"phases": [*mirror, phase]}))
     for key, value in (("test_fraction", 0.25), ("split_seed", 1), ("validation", 0.1)):
         cases.append(("data", key, {"data": {"name": "digits", key: value}}))
     for key, value in (("channels", 3), ("augment", "flip"), ("train_samples", 10)):
@@ -115,7 +117,7 @@ def test_every_key_is_honoured_or_refused_by_name(backend):
     for section, key, change in _cases():
         raw = {**copy.deepcopy(BASE[backend]), **copy.deepcopy(change)}
         if backend == "brian2" and section == "phase.engaged":
-            raw["phases"] = [{"kind": "engaged", "epochs": 0, **change["phases"][0]}]
+            raw["phases"] = [*change["phases"][:-1], {"kind": "engaged", "epochs": 0, **change["phases"][-1]}]
         elif backend == "brian2" and section.startswith("phase."):  # the base's data needs an engaged phase
             raw["phases"] = [*change["phases"], {"kind": "engaged"}]
         allowed = get_backend(backend).honoured(raw).get(section, frozenset())

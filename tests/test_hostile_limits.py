@@ -247,7 +247,7 @@ def test_spiking_monitors_are_in_the_memory_estimate(monkeypatch: pytest.MonkeyP
 
     # The Poisson file's wm arm: a population rate per time step of 5 spiking groups (x, h, y forward; h, y error:
     # the input's error units never spike) and the readout's spikes, 10 units at most 800 Hz each.
-    sim = load_simulation("brian2_learning_spiking_poisson", ['arms=["wm"]'])
+    sim = load_simulation("brian2_learning_spiking_poisson").select(["wm"])
     variant, params, spiking = brian_parameters(sim)
     sizes = (100, 40, 20)
     seen: dict[str, float] = {}

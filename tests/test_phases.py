@@ -405,3 +405,41 @@ ood_transforms = ["rotate:20", "shift:1"]
     for fig in ("learning_curves", "mirror_weight_angle", "prenatal_weight_angle", "effective_dim", "ood_accuracy"):
         assert (tmp_path / "out" / f"{fig}.png").exists(), fig
     ds.close()
+
+
+@pytest.mark.parametrize("arm", ['"wm"', '{ rule = "fa", overrides = { W2 = "wm" } }'])
+@pytest.mark.parametrize("backend", ["torch", "brian2"])
+def test_a_wm_projection_whose_phases_never_mirror_is_refused(arm, backend, tmp_path, capsys):
+    # without a mirror phase or mirror_every, B would stay fixed: the arm would silently be fa
+    from neurocircuit.cli import main
+    from neurocircuit.errors import ConfigError
+    from neurocircuit.simulation import load_simulation
+
+    path = tmp_path / "s.toml"
+    path.write_text(f'model = "mlp_digits"\nbackend = "{backend}"\narms = [{arm}]\ndata = {{ name = "digits" }}\n')
+    with pytest.raises(ConfigError, match=r"uses rule 'wm', but its phases \(engaged\) never mirror, so B would "
+                                          r"stay fixed: give it a mirror phase or mirror_every \(arms\.0\.phases\)"):
+        load_simulation(str(path))
+    for phases in ('[{ kind = "mirror", steps = 2 }, { kind = "engaged" }]',
+                   '[{ kind = "engaged", mirror_every = 3 }]'):  # a mirror phase or interleaved steps: accepted
+        sim = load_simulation(str(path), [f"phases={phases}"])
+        assert sim.schedule_for(sim.arms[0]).mirrors
+    # the CLI shortcut --rule wm drops the default simulation's own wm arm (and its mirror phase): refused, exit 2
+    assert main(["run", "--rule", "wm", "--out", str(tmp_path / "o")]) == 2
+    assert "arm 'wm' uses rule 'wm'" in capsys.readouterr().err
+
+
+def test_the_defaults_docs_phases_gives_for_mirror_are_the_records() -> None:
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "phases.md").read_text()
+    block = doc[doc.index("[mirror]"):doc.index("[[phases]]")]
+    shown = dict(re.findall(r"^(\w+) = .*\[([^\]]+)\]$", block, flags=re.M))
+    defaults = {f.name: f.default for f in dataclasses.fields(MirrorSettings)}
+    assert set(shown) == set(defaults)
+    for key, text in shown.items():
+        value = defaults[key]
+        expected = "all" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        assert text == expected, (key, text, value)

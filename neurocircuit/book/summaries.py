@@ -368,6 +368,7 @@ class Table:
 
     @property
     def title(self) -> str:
+        """The table's title, as stored."""
         return str(self.data["title"])
 
 
@@ -489,6 +490,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, fl
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample sd with n - 1, n); nan where undefined (no values; sd of one)."""
     n = len(values)
     if n == 0:
         return (math.nan, math.nan, 0)

@@ -156,6 +156,7 @@ class CircuitClocks:
 
     @classmethod
     def of(cls, params: RateParameters) -> CircuitClocks:
+        """The clocks ``params`` asks for: the time step, plasticity, activity records and weight snapshots."""
         step = Clock(params.dt)
         return cls(step=step,
                    plasticity=step if params.plasticity_dt is None else Clock(params.plasticity_step),

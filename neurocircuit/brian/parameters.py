@@ -121,7 +121,8 @@ class RateParameters(Tracked):
         exp(-lambda_w t_learning): the decay is KP's only alignment force (``kp`` with 0 Hz warns). The default
         0.1 Hz is a weight decay of lambda_w / eta_w per unit of learning rate (0.01 at the default eta_w).
     eta_mirror, lambda_mirror
-        The ``wm`` feedback synapses in the mirror phase: dB/dt = eta_mirror delta_pre delta_post - lambda_mirror B.
+        The ``wm`` feedback synapses in the mirror phase: dB/dt = eta_mirror delta_pre y_post - lambda_mirror B
+        (y_post: the forward partner of the postsynaptic error unit, as for kp).
     p_forward, p_feedback
         Connection probability of forward and feedback synapses (1: dense; below 1: sparse W and B).
     delay
@@ -269,6 +270,7 @@ class RateParameters(Tracked):
         return self.dt if self.plasticity_dt is None else self.plasticity_dt
 
     def tau_of(self, population: str) -> Quantity:
+        """The time constant of ``population``: its own in ``tau_population``, else ``tau``."""
         return self.tau_population.get(population, self.tau)
 
     def to_dict(self) -> dict[str, Any]:

@@ -198,8 +198,8 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
+        """Refuse non-finite weights (a finite loss at step t says nothing of the update it caused), then write."""
         self._check_finite()
-        # A finite loss at step t says nothing of the update it caused: check the weights themselves too.
         norms = torch._foreach_norm([t.detach() for t in self.model.state_dict().values() if t.is_floating_point()])
         ok = torch.isfinite(torch.stack(norms)).all().float().reshape(1)
         if self.ctx.distributed:
@@ -215,6 +215,7 @@ class Trainer:
         self.last_checkpoint_step = self.step
 
     def load_checkpoint(self) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote: weights, optimizers, schedules, generators, position."""
         path = self.checkpoint_path
         assert path is not None
         state = read_checkpoint(path, device=self.device, config=self.config, seed=self.seed,
