@@ -133,7 +133,7 @@ RUN = {
     "brian2 variant": ([BRIAN, *S("brian2.variant=bursting")], "variant must be one of"),
     "brian2 twin not a flag": ([BRIAN, *S("brian2.twin=yes")], "brian2.twin"),
     "brian2 spiking cross-entropy": (
-        ["brian2_weight_mirror_spiking", *S('phases=[{kind="engaged"}]', 'data.name="digits"',
+        ["brian2_weight_mirror_spiking", *S('arms=["fa"]', 'phases=[{kind="engaged"}]', 'data.name="digits"',
                                             "brian2.loss=cross_entropy")],
         "the spiking variant's output errors are mse"),
     "brian2 twin of a sparse circuit": (["brian2_learning", *S("brian2.p_feedback=0.5")],

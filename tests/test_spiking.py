@@ -306,7 +306,8 @@ def test_cli_refuses_a_bad_spiking_parameter_in_one_line(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ engaged learning
 def test_spiking_circuit_learns_and_reports_rates_and_its_rate_twin():
     raw = {"name": "spiking_learning", "model": "mlp_digits", "backend": "brian2", "seeds": [0],
-           "arms": ["fa", "dfa", "wm"], "phases": [{"kind": "engaged", "epochs": 1}],  # wm: no mirror windows
+           "arms": ["fa", "dfa", "wm"],  # wm mirrors every 1000th window: none falls in these 30
+           "phases": [{"kind": "engaged", "epochs": 1, "mirror_every": 1000}],
            "data": {"name": "digits", "train_samples": 30, "test_samples": 10},
            "brian2": {"variant": "spiking", "dt": "0.5 ms", "presentation": "20 ms", "settle": "10 ms",
                       "eta_w": "5 Hz", "record_every": 10, "record_dt": "5 ms", "twin": True,
