@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--y", help="second dimension: a heat map")
     plot.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
                       help="draw only this value of a dimension (a label, a number, a quantity such as '2 ms', or "
-                           "first/last: the first/last with data); repeatable")
+                           "first/last: each series' first/last with data); repeatable")
     plot.add_argument("--mean", action="append", default=[], metavar="DIM",
                       help="average over this dimension, drawing the sd as a band; repeatable")
     plot.add_argument("--out", required=True, type=Path, help="PNG file to write")

@@ -71,19 +71,34 @@ def _choices(values: np.ndarray, units: str, limit: int = 16) -> str:
     return ", ".join(shown) + (f", ... ({len(values)} values)" if len(values) > limit else "")
 
 
+def _select_edge(da: xr.DataArray, name: str, text: str, variable: str) -> tuple[xr.DataArray, str]:
+    """``da`` at the ``first`` / ``last`` position along ``name`` where each of its series (every combination of the
+    other dims) has a finite value, and the title's words for it. Series that end (or begin) at different places --
+    arms of different lengths, sweep points of different durations -- each keep their own, and the title gives the
+    range, so that no series is dropped for another's longer one."""
+    coord = da[name]
+    dim, units = str(coord.dims[0]), str(coord.attrs.get("units", ""))
+    finite = np.isfinite(da.values) if _numeric(da.values) else np.ones(da.shape, bool)
+    has = np.moveaxis(finite, da.dims.index(dim), -1)
+    if not has.any():
+        raise ConfigError(f"--sel {name}={text}: {variable} has no finite value along {name}")
+    at = np.argmax(has, axis=-1) if text == "first" else has.shape[-1] - 1 - np.argmax(has[..., ::-1], axis=-1)
+    used = np.unique(at[has.any(axis=-1)])
+    if used.size == 1:
+        index = int(used[0])
+        return da.isel({dim: index}), f"{name} = {_format(coord.values[index], units)} ({text})"
+    others = [d for d in da.dims if d != dim]
+    picked = da.isel({dim: xr.DataArray(at, dims=others)})
+    picked = picked.drop_vars([c for c in da.coords if dim in da[c].dims and c in picked.coords])
+    low, high = (_format(coord.values[i], units) for i in (used[0], used[-1]))
+    return picked, f"{name} = each one's {text} with data ({low} … {high})"
+
+
 def _match(da: xr.DataArray, name: str, text: str, variable: str) -> int:
-    """The index along ``name`` of the value ``text``: its text, a number, a quantity in the coordinate's units
-    ("2 ms" on a coordinate in s), or ``first`` / ``last`` (the first / last with any finite value)."""
+    """The index along ``name`` of the value ``text``: its text, a number, or a quantity in the coordinate's units
+    ("2 ms" on a coordinate in s)."""
     coord = da[name]
     values, units = coord.values, str(coord.attrs.get("units", ""))
-    dim = str(coord.dims[0])
-    if text in ("first", "last"):
-        finite = np.isfinite(da.values) if _numeric(da.values) else np.ones(da.shape, bool)
-        has = finite.any(axis=tuple(i for i, d in enumerate(da.dims) if d != dim))
-        where = np.flatnonzero(has)
-        if not where.size:
-            raise ConfigError(f"--sel {name}={text}: {variable} has no finite value along {name}")
-        return int(where[-1] if text == "last" else where[0])
     for i, value in enumerate(values):
         if _format(value) == text or str(value) == text:
             return i
@@ -139,7 +154,8 @@ def plot_over(ds: xr.Dataset, variable: str, x: str, y: str | None = None,
         come from the coordinates' ``long_name`` and ``units``.
     select
         ``{dim: value}``: draw only that value of ``dim`` (matched as text, as a number, as a quantity like
-        "2 ms", or ``first`` / ``last``: the first / last value with data). Named in the title.
+        "2 ms", or ``first`` / ``last``: each series' first / last value with data, the range named where series
+        end at different places). Named in the title.
     mean
         Dimensions to reduce: the mean is drawn, with the sd over them as a band (lines) or in each cell (heat
         map), and the title says so with n.
@@ -176,10 +192,12 @@ def plot_over(ds: xr.Dataset, variable: str, x: str, y: str | None = None,
         if dim in used:
             raise ConfigError(f"--sel {name}: {dim} is already selected (by --sel {used[dim]})")
         used[dim] = name
+        if str(text) in ("first", "last"):
+            da, words = _select_edge(da, name, str(text), variable)
+            chosen.append(words)
+            continue
         index = _match(da, name, str(text), variable)
-        value = da[name].values[index]
-        chosen.append(f"{name} = {_format(value, str(da[name].attrs.get('units', '')))}"
-                      + (f" ({text})" if text in ("first", "last") else ""))
+        chosen.append(f"{name} = {_format(da[name].values[index], str(da[name].attrs.get('units', '')))}")
         da = da.isel({dim: index})
     means = list(dict.fromkeys(mean))
     for dim in means:

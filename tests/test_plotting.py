@@ -100,6 +100,26 @@ def test_mean_draws_the_sd_as_a_band_and_names_it() -> None:
     assert "mean ± sd over seed × arm (n=6)" in fig.get_suptitle() and len(drawn(fig)) == 2
 
 
+def test_last_is_each_series_own_last_value_with_data() -> None:
+    # fa's run ended two records before kp's (a shorter schedule): "last" must not drop it for kp's longer one
+    ds = results(arms=("fa", "kp"), seeds=1)
+    ds["weight_angle"].loc[{"arm": "fa", "step": [20, 30]}] = np.nan
+    fig = plot_over(ds, "weight_angle", "arm", select={"layer": "W2", "step": "last"})
+    angle = ds["weight_angle"].sel(layer="W2", seed=0)
+    np.testing.assert_array_equal(drawn(fig)[0].get_ydata(),
+                                  [angle.sel(arm="fa", step=10), angle.sel(arm="kp", step=30)])
+    assert "step = each one's last with data (10 … 30)" in fig.get_suptitle()
+    fig = plot_over(ds, "weight_angle", "arm", select={"layer": "W2", "step": "first"})  # all start together
+    assert "step = 0 (first)" in fig.get_suptitle()
+    # averaged over seeds afterwards: each seed's own last, then the mean
+    two = results(arms=("fa", "kp"), seeds=2)
+    two["weight_angle"].loc[{"seed": 1, "step": 30}] = np.nan
+    fig = plot_over(two, "weight_angle", "arm", select={"layer": "W1", "step": "last"}, mean=["seed"])
+    w1 = two["weight_angle"].sel(layer="W1")
+    np.testing.assert_allclose(drawn(fig)[0].get_ydata(),
+                               (w1.sel(seed=0, step=30) + w1.sel(seed=1, step=20)).values / 2)
+
+
 def test_every_selection_is_in_the_title() -> None:
     ds = results(seeds=1)
     fig = plot_over(ds, "weight_angle", "arm", select={"layer": "W2", "step": "last"})
