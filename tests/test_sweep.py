@@ -92,8 +92,10 @@ def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path: Path, capsy
     assert main(["table", "sweep", str(tmp_path / "sweep.nc"), "--error", "--cols", "optimizer.lr"]) == 0
     table = capsys.readouterr().out.splitlines()
     error = 100 * (1 - ds["test_accuracy"].sel({"optimizer.lr": 0.05}).isel(step=-1).values.ravel())  # 2 seeds
-    assert table[:2] == ["|  | optimizer.lr 0.05 | optimizer.lr 1000000.0 |", "|---|---|---|"]
-    assert re.fullmatch(rf"\|  \| {error.mean():.2f} ± {error.std():.2f} \| nan at step \d+ \|", table[2]), table
+    arm = str(ds["arm"].values[0])  # the simulation's one arm: a row of its own
+    assert table[:2] == ["| arm | optimizer.lr 0.05 | optimizer.lr 1000000.0 |", "|---|---|---|"]
+    assert re.fullmatch(rf"\| {arm} \| {error.mean():.2f} ± {error.std(ddof=1):.2f} \| nan at step \d+ \|",
+                        table[2]), table
     # running it again retries only the failed point
     again = []
     run_sweep(sweep, tmp_path, workers=1, progress=False, on_point=lambda pid, status: again.append(status))

@@ -188,12 +188,14 @@ def test_sweep_grid_names_failures_flags_blow_ups_and_chooses_on_validation(tmp_
     path = _sweep(tmp_path / "sweep.nc")
     ds = xr.open_dataset(path).load()
     out = _table(capsys, "sweep", path, "--error", "--cols", "optimizer.lr").splitlines()
-    assert out[:2] == ["| optimizer.momentum | optimizer.lr 0.05 | optimizer.lr 1000000.0 |", "|---|---|---|"]
+    # arms are rows of their own (never pooled); only seeds are pooled in a cell, sd with n - 1
+    assert out[:2] == ["| optimizer.momentum | arm | optimizer.lr 0.05 | optimizer.lr 1000000.0 |",
+                       "|---|---|---|---|"]
     last = ds["test_accuracy"].isel(step=-1)
-    for i, momentum in enumerate([0.0, 0.9]):
-        error = 100 * (1 - last.sel({"optimizer.lr": 0.05, "optimizer.momentum": momentum}).values.ravel())
-        flag = " (loss to 5e+02)" if momentum == 0.0 else ""
-        assert out[2 + i] == (f"| {momentum} | {error.mean():.2f} ± {error.std():.2f}{flag} | "
+    for i, (momentum, arm) in enumerate([(0.0, "fa"), (0.0, "bp"), (0.9, "fa"), (0.9, "bp")]):
+        error = 100 * (1 - last.sel({"optimizer.lr": 0.05, "optimizer.momentum": momentum, "arm": arm}).values)
+        flag = " (loss to 5e+02)" if (momentum, arm) == (0.0, "fa") else ""
+        assert out[2 + i] == (f"| {momentum} | {arm} | {error.mean():.2f} ± {error.std(ddof=1):.2f}{flag} | "
                               "nan at step 11, nan at step 11 |"), out
     best = last.sel({"optimizer.lr": 0.05, "optimizer.momentum": 0.9, "arm": "fa"}).mean()
     best_val = ds["val_accuracy"].isel(step=-1).sel({"optimizer.lr": 0.05, "optimizer.momentum": 0.9,
@@ -308,3 +310,20 @@ def test_tables_import_neither_torch_nor_brian2() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parents[1])
     assert done.stdout.strip() == "[]"
+
+
+def test_sweep_cells_hold_final_records_and_pool_only_seeds(tmp_path: Path) -> None:
+    # a mirror sweep: mirror_weight_angle over (point, seed, mirror_step, layer); each cell is the last mirror step
+    # of each seed (not a mean over the trajectory), and layers are rows (not pooled)
+    steps, seeds, layers = [20, 60], [0, 1], ["W1", "W2"]
+    values = np.arange(2 * 2 * 3 * 2, dtype=float).reshape(2, 2, 3, 2)
+    ds = xr.Dataset({"mirror_weight_angle": (("phases.0.steps", "seed", "mirror_step", "layer"), values)},
+                    coords={"phases.0.steps": steps, "seed": seeds, "mirror_step": [0, 1, 2], "layer": layers},
+                    attrs={"sweep": json.dumps({"mode": "grid", "axes": {"phases.0.steps": steps, "seed": seeds}}),
+                           "errors": "[]"})
+    table = tables.sweep_table(ds, "phases.0.steps", "mirror_weight_angle")
+    assert table.rows == ("layer",) and [combo for combo, _ in table.lines] == [("W1",), ("W2",)]
+    for (layer,), cells in table.lines:
+        for point, cell in zip(steps, cells):
+            final = ds["mirror_weight_angle"].sel({"phases.0.steps": point, "layer": layer}).isel(mirror_step=-1)
+            np.testing.assert_array_equal(cell.values, final.values)

@@ -16,7 +16,7 @@ import xarray as xr
 from ..selection import ON_TEST, NoValidationError, Selection, best_point
 from .common import TableError, read_table_file
 
-__all__ = ["open_sweep", "select_points", "GridCell", "SweepTable", "sweep_table", "render_sweep"]
+__all__ = ["RECORD_DIMS", "open_sweep", "select_points", "GridCell", "SweepTable", "sweep_table", "render_sweep"]
 
 
 def open_sweep(path: str | Path) -> xr.Dataset:
@@ -48,7 +48,7 @@ def select_points(ds: xr.Dataset, items: Sequence[str]) -> xr.Dataset:
 
 @dataclass(frozen=True)
 class GridCell:
-    """One cell of a sweep grid: the finite final values over the reduced dims (seeds, arms), already shown as
+    """One cell of a sweep grid: the finite final values over the seeds, already shown as
     error where asked; the failures of the cell's points (``"nan at step k"``); and the peak mean training loss
     where it went above the flag (else ``None``)."""
 
@@ -72,6 +72,10 @@ class SweepTable:
     best: Selection | None
 
 
+#: Dimensions along which a run records over time: a cell shows the final record of each.
+RECORD_DIMS = ("step", "mirror_step", "weight_time")
+
+
 def _failure_label(message: str) -> str:
     match = re.search(r"loss became (\w+) at step (\d+)", message)
     return f"{match.group(1)} at step {match.group(2)}" if match else message.split(":", 1)[0]
@@ -89,8 +93,9 @@ def _best_point(ds: xr.Dataset, var: str) -> Selection | None:
 def sweep_table(ds: xr.Dataset, cols: str, var: str = "test_accuracy", *, error: bool = False,
                 loss_flag: float = 10.0) -> SweepTable:
     """The grid of ``ds`` (a grid sweep, see :func:`open_sweep`, maybe narrowed by :func:`select_points`): the final
-    ``var`` (at the last record) per point, columns over the axis ``cols``, rows over every combination of the other
-    axes; seeds (and any other dimension left) are pooled in each cell. A failed point is named in its cell, and a
+    ``var`` (at the last record of each of :data:`RECORD_DIMS`) per point, columns over the axis ``cols``, rows over
+    every combination of the other axes and of the variable's other dimensions (arms, layers: never pooled); only
+    seeds are pooled in each cell. A failed point is named in its cell, and a
     point whose mean training loss in a record window went above ``loss_flag`` carries that peak, since a run can
     recover from a blow-up its final value hides. Unknown ``cols`` or ``var``: :class:`TableError`."""
     axes = [k for k in json.loads(ds.attrs["sweep"])["axes"] if k != "seed"]
@@ -101,15 +106,19 @@ def sweep_table(ds: xr.Dataset, cols: str, var: str = "test_accuracy", *, error:
     if var not in ds:
         raise TableError(f"no variable {var!r} in the sweep (variables: "
                          f"{', '.join(sorted(map(str, ds.data_vars)))})")
-    rows = [k for k in keys if k != cols]
+    last = ds[var]
+    for dim in RECORD_DIMS:
+        last = last.isel({dim: -1}) if dim in last.dims else last
+    extra = [str(d) for d in last.dims if d not in keys and d != "seed"]
+    last = last.assign_coords({d: np.arange(last.sizes[d]) for d in extra if d not in last.coords})
+    rows = [k for k in keys if k != cols] + extra
     failed: list[tuple[dict[str, Any], str]] = []
     for entry in json.loads(ds.attrs["errors"]):
         if all(entry["point"].get(k) == v for k, v in chosen.items()):
             failed.append(({k: v for k, v in entry["point"].items() if k in keys}, _failure_label(entry["error"])))
-    last = ds[var].isel(step=-1) if "step" in ds[var].dims else ds[var]
     loss = ds["train_loss"] if "train_loss" in ds else None
     lines = []
-    for combo in itertools.product(*(ds[k].values.tolist() for k in rows)):
+    for combo in itertools.product(*(last[k].values.tolist() for k in rows)):
         cells = []
         for value in ds[cols].values.tolist():
             where = dict(zip(rows, combo)) | {cols: value}
@@ -119,7 +128,7 @@ def sweep_table(ds: xr.Dataset, cols: str, var: str = "test_accuracy", *, error:
             values = 100 * (1 - values) if error else values
             peak = None
             if loss is not None:
-                losses = loss.sel(where).values
+                losses = loss.sel({k: v for k, v in where.items() if k in loss.dims}).values
                 worst = float(np.nanmax(losses)) if np.isfinite(losses).any() else 0
                 peak = worst if worst > loss_flag else None
             cells.append(GridCell(values[np.isfinite(values)], labels, peak))
@@ -136,7 +145,7 @@ def _grid_cell(cell: GridCell, digits: int) -> str:
     elif cell.values.size == 1:
         text = f"{cell.values[0]:.{digits}f}"
     else:
-        text = f"{cell.values.mean():.{digits}f} ± {cell.values.std():.{digits}f}"
+        text = f"{cell.values.mean():.{digits}f} ± {cell.values.std(ddof=1):.{digits}f}"
     if cell.failures:
         text += f" ({len(cell.failures)} failed: {', '.join(cell.failures)})"
     if cell.loss_peak is not None:
@@ -145,7 +154,7 @@ def _grid_cell(cell: GridCell, digits: int) -> str:
 
 
 def render_sweep(table: SweepTable, digits: int = 2) -> str:
-    """The sweep table as markdown (mean ± sd over the pooled values, population sd), then its best point."""
+    """The sweep table as markdown (mean ± sd over seeds, sd with n − 1), then its best point."""
     out = ["| " + " | ".join(table.rows) + " | " + " | ".join(f"{table.cols} {v}" for v in table.col_values) + " |",
            "|" + "---|" * (max(len(table.rows), 1) + len(table.col_values))]
     for combo, cells in table.lines:
