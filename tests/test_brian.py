@@ -655,3 +655,33 @@ def test_a_stored_brian2_run_made_otherwise_is_not_read_back(tmp_path, capsys) -
     assert main([*args, "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "made with another run_neurocircuit_version" in err
+
+
+def test_ctrl_c_inside_a_brian2_run_raises_instead_of_ending_the_run_early() -> None:
+    # Brian2's own SIGINT handler ends Network.run early and returns: a cut-short run would then pass for a finished
+    # one (results built from partial records). Inside brian_device Ctrl-C raises KeyboardInterrupt.
+    import os
+    import signal
+
+    import brian2
+
+    circuit = small_circuit("fa")
+    x, y = np.zeros((4, 12)), np.zeros(4, dtype=int)
+    protocol = build_protocol([EngagedPhase(epochs=1)], n_in=12, n_out=6, train=(x, y), test=(x, y))
+    sent: list[float] = []
+
+    def ctrl_c_once(seconds: float) -> None:  # one Ctrl-C, after the start (a second one always interrupts)
+        if seconds > 0 and not sent:
+            sent.append(seconds)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, brian2._int_handler)  # as in a plain process (pytest workers differ)
+    try:
+        with brian_device(RateParameters(**FAST)):
+            net = RateCircuit(circuit, initial_weights(circuit, 0), RateParameters(**FAST), protocol)
+            with pytest.raises(KeyboardInterrupt):
+                net.run(report=ctrl_c_once, report_period=0.0)
+            assert float(net.network.t) < float(net.duration)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert brian2.prefs.core.stop_on_keyboard_interrupt  # Brian2's preference restored after

@@ -95,9 +95,12 @@ _SETTLED = "int(t - presentation * floor(t / presentation + 1e-9) >= settle)"
 @contextlib.contextmanager
 def brian_device(params: RateParameters, directory: str | None = None) -> Iterator[None]:
     """Select the Brian2 device/target and float precision of ``params`` for the objects built inside, and restore
-    the runtime device, target and precision after."""
+    the runtime device, target and precision after. Ctrl-C raises ``KeyboardInterrupt`` inside a run: Brian2's own
+    handler would end the run early and return, and a cut-short run must not pass for a finished one."""
     previous_target = brian2.prefs.codegen.target
     previous_dtype = brian2.prefs.core.default_float_dtype
+    previous_stop = brian2.prefs.core.stop_on_keyboard_interrupt
+    brian2.prefs.core.stop_on_keyboard_interrupt = False
     brian2.prefs.core.default_float_dtype = np.float32 if params.precision == "single" else np.float64
     standalone = params.device != "runtime"
     if standalone:
@@ -120,6 +123,7 @@ def brian_device(params: RateParameters, directory: str | None = None) -> Iterat
             brian2.set_device("runtime")
         brian2.prefs.codegen.target = previous_target
         brian2.prefs.core.default_float_dtype = previous_dtype
+        brian2.prefs.core.stop_on_keyboard_interrupt = previous_stop
 
 
 def check_cuda_device() -> None:
