@@ -130,9 +130,9 @@ def _add_table_arguments(sub: argparse._SubParsersAction) -> None:
         description="Per arm, seeds pooled across files (the same arm and seed twice is an error): final test error "
                     "(%) mean ± sd, the test error at the record chosen on validation (marked * where chosen on "
                     "test: no validation split), the largest final B-W angle, whether every training loss was "
-                    "finite, ms per step; then arm - reference in pp for the seeds both have, mean ± sd (n - 1) and "
-                    "the 95 % confidence interval of the mean (Student t, n - 1 degrees of freedom; n/a with one "
-                    "seed).")
+                    "finite (n/a for a Brian2 circuit, which records none), ms per step; then arm - reference in pp "
+                    "for the seeds both have, mean ± sd (n - 1) and the 95 % confidence interval of the mean "
+                    "(Student t, n - 1 degrees of freedom; n/a with one seed).")
     paired.add_argument("files", nargs="+", metavar="FILE[@TAG]",
                         help="results.nc files; FILE@TAG labels that file's arms ARM@TAG")
     paired.add_argument("--ref", default="bp", help="the arm the differences are taken from (default: bp)")

@@ -45,6 +45,26 @@ def _results(path: Path, arms: list[str], seeds: list[int], final: dict[tuple[st
     return str(path)
 
 
+def test_paired_reads_a_brian2_run_and_refuses_a_sweep(tmp_path: Path, capsys) -> None:
+    # a Brian2 circuit records no training loss, and its angles over weight_time; fa's weights end two records early
+    angle = np.array([[[[90.0, 80.0], [85.0, 70.0], [np.nan, np.nan]]], [[[90.0, 80.0], [40.0, 30.0], [20.0, 25.0]]]])
+    xr.Dataset({"test_accuracy": (("arm", "seed", "step"), [[[0.8]], [[0.85]]]),
+                "weight_angle": (("arm", "seed", "weight_time", "layer"), angle)},
+               coords={"arm": ["fa", "wm"], "seed": [0], "step": [0], "weight_time": [0.0, 1.0, 2.0],
+                       "layer": ["W1", "W2"]}).to_netcdf(tmp_path / "b2.nc")
+    rows = tables.read_paired_runs([(tmp_path / "b2.nc", "")])
+    assert rows["fa"][0].angle == 85.0 and rows["wm"][0].angle == 25.0  # each run's own last weight record
+    assert rows["fa"][0].finite is None and rows["wm"][0].error == pytest.approx(15.0)
+    out = _table(capsys, "paired", str(tmp_path / "b2.nc"), "--ref", "fa").splitlines()
+    assert out[2].split()[:6] == ["wm", "[0]", "15.00", "±", "0.00", "15.00"] and " n/a " in out[2]
+    # a sweep's file: one line naming the table that reads it, exit 2
+    xr.Dataset({"test_accuracy": (("optimizer.lr", "arm", "seed", "step"), np.ones((2, 1, 1, 1)))},
+               coords={"optimizer.lr": [0.1, 0.2], "arm": ["bp"], "seed": [0], "step": [0]},
+               attrs={"sweep": "{}", "errors": "[]"}).to_netcdf(tmp_path / "sweep.nc")
+    assert main(["table", "paired", str(tmp_path / "sweep.nc")]) == 2
+    assert "is a sweep's results: its table is 'neurocircuit table sweep'" in capsys.readouterr().err
+
+
 def test_seeds_pool_across_files_and_differences_pair_by_seed(tmp_path: Path, capsys) -> None:
     first = _results(tmp_path / "a.nc", ["bp", "wm"], [0, 1],
                      {("bp", 0): 0.90, ("bp", 1): 0.92, ("wm", 0): 0.89, ("wm", 1): 0.90})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from ..book import paired_difference
 from ..selection import ON_TEST, best_record
@@ -23,14 +24,14 @@ __all__ = ["SeedRun", "PairedDifference", "ArmRow", "PairedTable", "read_paired_
 class SeedRun:
     """One (arm, seed) of a results file: final test error (%), the test error (%) at the record chosen on
     validation (``best_on_test``: chosen on test, the run has no validation split), the largest layer angle at the
-    end (NaN where none was recorded), whether every training loss after the first record was finite, and the
-    seconds per step (NaN where none was recorded)."""
+    end (NaN where none was recorded), whether every training loss after the first record was finite (None where
+    no loss is recorded: a Brian2 circuit), and the seconds per step (NaN where none was recorded)."""
 
     error: float
     best: float
     best_on_test: bool
     angle: float
-    finite: bool
+    finite: bool | None
     seconds: float
 
 
@@ -72,7 +73,7 @@ class PairedTable:
                 if run.best_on_test]
 
 
-_PAIRED_NEEDS = ("arm", "seed", "test_accuracy", "train_loss")
+_PAIRED_NEEDS = ("arm", "seed", "test_accuracy")
 
 
 def read_paired_runs(files: Sequence[tuple[str | Path, str]]) -> dict[str, dict[int, SeedRun]]:
@@ -83,6 +84,12 @@ def read_paired_runs(files: Sequence[tuple[str | Path, str]]) -> dict[str, dict[
     arms: dict[str, dict[int, SeedRun]] = {}
     for path, tag in files:
         data = read_table_file(path, _PAIRED_NEEDS)
+        if "sweep" in data.attrs:
+            raise TableError(f"{path} is a sweep's results: its table is 'neurocircuit table sweep'")
+        extra = [str(d) for d in data["test_accuracy"].dims if d not in ("arm", "seed", "step")]
+        if extra:
+            raise TableError(f"{path}: test_accuracy has dims beyond arm, seed and step ({', '.join(extra)}): not "
+                             "the results of one 'neurocircuit run'")
         for label in data["arm"].values.tolist():
             arm = f"{label}@{tag}" if tag else label
             for seed in data["seed"].values.tolist():
@@ -92,14 +99,30 @@ def read_paired_runs(files: Sequence[tuple[str | Path, str]]) -> dict[str, dict[
                     continue
                 if seed in arms.get(arm, {}):
                     raise TableError(f"{arm} seed {seed} is in more than one file (the second: {path})")
-                angle = run["weight_angle"].isel(step=-1).max().item() if "weight_angle" in run else math.nan
-                loss = run["train_loss"].values[1:]  # the first record precedes any training
+                angle = _final_angle(run)
+                # the first record precedes any training; a Brian2 circuit records no loss
+                loss = run["train_loss"].values[1:] if "train_loss" in run else None
                 best = best_record(run.sel(step=accuracy["step"]), allow_test=True)
                 arms.setdefault(arm, {})[seed] = SeedRun(
                     error=100 * (1 - accuracy.values[-1]), best=100 * (1 - best.test), best_on_test=best.on == "test",
-                    angle=angle, finite=bool(np.isfinite(loss).all()),
+                    angle=angle, finite=None if loss is None else bool(np.isfinite(loss).all()),
                     seconds=run["seconds_per_step"].item() if "seconds_per_step" in run else math.nan)
     return arms
+
+
+def _final_angle(run: xr.Dataset) -> float:
+    """The largest layer angle at the run's last weight record (along ``step``, or a Brian2 run's
+    ``weight_time``); NaN where none was recorded."""
+    if "weight_angle" not in run:
+        return math.nan
+    angle = run["weight_angle"]
+    time = next((d for d in ("step", "weight_time") if d in angle.dims), None)
+    if time is not None:
+        angle = angle.dropna(time, how="all")
+        if angle.sizes[time] == 0:
+            return math.nan
+        angle = angle.isel({time: -1})
+    return float(angle.max())
 
 
 def paired_table(arms: Mapping[str, Mapping[int, SeedRun]], ref: str = "bp") -> PairedTable:
@@ -124,6 +147,10 @@ def paired_table(arms: Mapping[str, Mapping[int, SeedRun]], ref: str = "bp") -> 
     return PairedTable(ref, tuple(rows))
 
 
+def _finite(runs: Sequence[SeedRun]) -> str:
+    return "n/a" if any(r.finite is None for r in runs) else str(all(r.finite for r in runs))
+
+
 def _mean_sd(values: Sequence[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.2f} ± {sd:.2f}"
@@ -143,7 +170,7 @@ def render_paired(table: PairedTable) -> str:
         mark = "*" if any(r.best_on_test for r in row.runs) else " "
         lines.append(f"{row.arm:<16} {str(list(row.seeds)):<12} {_mean_sd([r.error for r in row.runs]):>14} "
                      f"{_mean_sd([r.best for r in row.runs]):>14}{mark} {max(r.angle for r in row.runs):>10.2f} "
-                     f"{str(all(r.finite for r in row.runs)):>7} "
+                     f"{_finite(row.runs):>7} "
                      f"{1e3 * statistics.fmean(r.seconds for r in row.runs):>8.1f}   {diff}")
     if table.on_test:
         lines.append(f"* best record {ON_TEST}: {', '.join(table.on_test)}")
