@@ -276,9 +276,13 @@ def test_bad_settings_are_clear_errors(folder: Path, tmp_path: Path, capsys: pyt
         run(small(folder, train__epochs=1), tmp_path / "b")
     with pytest.raises(ConfigError, match="other settings: optimizer.lr_per_256"):
         run(small(folder, train__epochs=1, optimizer__lr_per_256=0.5), tmp_path / "b", resume=True)
-    # A longer run may resume from a finished one.
+    # A longer run may resume from a finished one (the schedule does not depend on the run's length) ...
     ds = run(small(folder, train__epochs=2), tmp_path / "b", resume=True)
     assert list(ds["epoch"].values) == [0, 1, 2]
+    # ... but not under a cosine schedule: the steps taken would have followed another cosine
+    run(small(folder, train__epochs=1, train__lr_schedule="cosine"), tmp_path / "c")
+    with pytest.raises(ConfigError, match=r"different settings: train\.epochs \(a cosine schedule spans"):
+        run(small(folder, train__epochs=2, train__lr_schedule="cosine"), tmp_path / "c", resume=True)
     assert main(["run", "imagenet_resnet18", "--arm", "kp", "--out", str(tmp_path / "e")]) == 2
     assert "needs a folder" in capsys.readouterr().err
 

@@ -36,9 +36,13 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two simulation tables, except the :data:`RESUMABLE` ones."""
+    """The dotted keys whose values differ between two simulation tables, except the :data:`RESUMABLE` ones --
+    and ``train.epochs`` under a cosine schedule: the cosine spans the whole run, so the steps already taken
+    followed another schedule than a run of the new length would have (the results would misdescribe the run)."""
     a, b = _flatten(saved), _flatten(current)
-    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE and a.get(k) != b.get(k))
+    cosine = "cosine" in (a.get("train.lr_schedule"), b.get("train.lr_schedule"))
+    return sorted(k for k in set(a) | set(b)
+                  if (k not in RESUMABLE or (cosine and k == "train.epochs")) and a.get(k) != b.get(k))
 
 
 def rng_states(ctx: DistContext, device: torch.device) -> list[dict[str, torch.Tensor]]:
@@ -111,8 +115,9 @@ def read_checkpoint(path: Path, *, device: torch.device, config: Mapping[str, An
                           "checkpoint; move it away to start that run afresh")
     changed = config_differences(state["config"], config)
     if changed or state["seed"] != seed:
+        cosine = " (a cosine schedule spans the run's epochs)" if "train.epochs" in changed else ""
         raise ConfigError(f"--resume: {path} was written with different settings: "
-                          f"{', '.join(changed) or 'seed'} (start a new --out, or set them back)")
+                          f"{', '.join(changed) or 'seed'}{cosine} (start a new --out, or set them back)")
     if state["world_size"] != world_size:
         raise ConfigError(f"--resume: the checkpoint was written by {state['world_size']} processes, this "
                           f"run has {world_size} (the data order depends on it)")

@@ -82,7 +82,7 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, train: TrainSettings, *, epoc
     more ``train.epochs`` — ``LambdaLR`` keeps no schedule constants in its state dict, so the factor is always
     today's settings at the restored step, while the built-in schedulers would restore the old ``T_max``. (Their
     numbers are not the reason: ``CosineAnnealingLR``'s chained form stays within 5e-14 of the closed form over
-    100,000 steps.)
+    100,000 steps.) Under cosine a resume refuses another ``train.epochs`` (:func:`~.checkpoint.config_differences`).
     """
     factor = lr_factor(train, epochs=epochs, steps_per_epoch=steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
