@@ -675,6 +675,7 @@ def test_ctrl_c_inside_a_brian2_run_raises_instead_of_ending_the_run_early() -> 
             sent.append(seconds)
             os.kill(os.getpid(), signal.SIGINT)
 
+    before = brian2.prefs.core.stop_on_keyboard_interrupt
     previous = signal.signal(signal.SIGINT, brian2._int_handler)  # as in a plain process (pytest workers differ)
     try:
         with brian_device(RateParameters(**FAST)):
@@ -684,4 +685,4 @@ def test_ctrl_c_inside_a_brian2_run_raises_instead_of_ending_the_run_early() -> 
             assert float(net.network.t) < float(net.duration)
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert brian2.prefs.core.stop_on_keyboard_interrupt  # Brian2's preference restored after
+    assert brian2.prefs.core.stop_on_keyboard_interrupt == before  # Brian2's preference restored after

@@ -100,18 +100,19 @@ def brian_device(params: RateParameters, directory: str | None = None) -> Iterat
     previous_target = brian2.prefs.codegen.target
     previous_dtype = brian2.prefs.core.default_float_dtype
     previous_stop = brian2.prefs.core.stop_on_keyboard_interrupt
-    brian2.prefs.core.stop_on_keyboard_interrupt = False
-    brian2.prefs.core.default_float_dtype = np.float32 if params.precision == "single" else np.float64
-    standalone = params.device != "runtime"
-    if standalone:
-        if params.device == "cuda_standalone":
-            check_cuda_device()
-            import brian2cuda  # noqa: F401  (registers the cuda_standalone device)
-        folder = directory or tempfile.mkdtemp(prefix="neurocircuit_standalone_")
-        brian2.set_device(params.device, directory=folder, build_on_run=True)
-    else:
-        brian2.prefs.codegen.target = params.target
-    try:
+    standalone = False
+    try:  # every preference set here is restored, also when choosing the device fails (no GPU)
+        brian2.prefs.core.stop_on_keyboard_interrupt = False
+        brian2.prefs.core.default_float_dtype = np.float32 if params.precision == "single" else np.float64
+        if params.device != "runtime":
+            if params.device == "cuda_standalone":
+                check_cuda_device()
+                import brian2cuda  # noqa: F401  (registers the cuda_standalone device)
+            folder = directory or tempfile.mkdtemp(prefix="neurocircuit_standalone_")
+            brian2.set_device(params.device, directory=folder, build_on_run=True)
+            standalone = True
+        else:
+            brian2.prefs.codegen.target = params.target
         with warnings.catch_warnings():
             if params.precision == "single":  # Brian2 checks every float32 it sets against 1e50, which overflows
                 warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, r"brian2\.groups")
