@@ -261,16 +261,20 @@ def _lines(da: xr.DataArray, spread: xr.DataArray | None, variable: str, x: str,
     xs, xlabel, numeric = _coordinate(da, x, xdim)
     positions = xs.astype(float) if numeric else np.arange(len(xs), dtype=float)
     order = np.argsort(positions, kind="stable")  # a zipped or random axis need not be sorted
-    for combo in combos:
+    for i, combo in enumerate(combos):
         where = dict(zip(rest, combo))
         line_data = da.isel(where).transpose(xdim).values[order]
+        sd = spread.isel(where).transpose(xdim).values[order] if spread is not None else None
         label = _label(da, rest, combo) if rest else variable
         if not np.isfinite(line_data.astype(float)).any():
             label += " (no data)"  # e.g. an arm without the phase this variable belongs to
+        if not numeric:  # categories have no order: points (side by side, sd as error bars), no joining line
+            dodge = (i - (len(combos) - 1) / 2) * min(0.1, 0.6 / len(combos))
+            ax.errorbar(positions[order] + dodge, line_data, yerr=sd, fmt="o", markersize=4, capsize=3, label=label)
+            continue
         (line,) = ax.plot(positions[order], line_data, marker="o" if len(xs) <= 12 else None, markersize=3,
                           label=label)
-        if spread is not None:
-            sd = spread.isel(where).transpose(xdim).values[order]
+        if sd is not None:
             ax.fill_between(positions[order], line_data - sd, line_data + sd, color=line.get_color(), alpha=0.2,
                             linewidth=0)
     if not numeric:

@@ -52,8 +52,13 @@ def swept() -> xr.Dataset:
 
 
 def drawn(fig: plt.Figure) -> list:
-    """The data lines of the figure's first axes (not reference lines such as 90 degrees)."""
-    return [line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    """The data lines of the figure's first axes (not reference lines such as 90 degrees); over categories, the
+    points of each error-bar series (drawn without a joining line)."""
+    from matplotlib.container import ErrorbarContainer
+
+    ax = fig.axes[0]
+    return ([line for line in ax.get_lines() if not line.get_label().startswith("_")]
+            + [c.lines[0] for c in ax.containers if isinstance(c, ErrorbarContainer)])
 
 
 def test_a_3d_variable_draws_one_line_per_remaining_combination() -> None:
@@ -118,6 +123,26 @@ def test_last_is_each_series_own_last_value_with_data() -> None:
     w1 = two["weight_angle"].sel(layer="W1")
     np.testing.assert_allclose(drawn(fig)[0].get_ydata(),
                                (w1.sel(seed=0, step=30) + w1.sel(seed=1, step=20)).values / 2)
+
+
+def test_categories_are_points_side_by_side_never_joined() -> None:
+    from matplotlib.container import ErrorbarContainer
+
+    ds = results(seeds=2)
+    fig = plot_over(ds, "weight_angle", "arm", select={"step": "last"}, mean=["seed"])  # a series per layer
+    ax = fig.axes[0]
+    series = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(series) == 2 and [c.get_label() for c in series] == ["layer=W1", "layer=W2"]
+    for k, container in enumerate(series):
+        points = container.lines[0]
+        assert points.get_linestyle() == "None"  # arms have no order: nothing joins them
+        xs = np.asarray(points.get_xdata())
+        np.testing.assert_allclose(xs - np.arange(3), (k - 0.5) * 0.1)  # side by side about each arm's tick
+        layer = ds["weight_angle"].isel(step=-1, layer=k)
+        np.testing.assert_allclose(points.get_ydata(), layer.mean("seed"))
+        bars = container.lines[2][0].get_segments()  # the error bars: mean ± sd over the seeds
+        sd = layer.std("seed").values
+        np.testing.assert_allclose([seg[1, 1] - seg[0, 1] for seg in bars], 2 * sd)
 
 
 def test_every_selection_is_in_the_title() -> None:
