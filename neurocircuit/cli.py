@@ -139,7 +139,8 @@ def _add_table_arguments(sub: argparse._SubParsersAction) -> None:
     sweep = kinds.add_parser(
         "sweep", help="a grid sweep's final values as a markdown table, and its best point chosen on validation",
         description="Rows: every combination of the other axes and of VAR's other dimensions (arm, layer: never "
-                    "pooled; --sel narrows). Each cell: VAR's final record (step, mirror_step, weight_time), mean ± "
+                    "pooled; --sel narrows). Each cell: each run's last VAR with data (along step, mirror_step, "
+                    "weight_time), mean ± "
                     "sd over seeds (n - 1), a failed point's error ('nan at step k'), the peak training loss where it "
                     "went above --loss-flag. Below: "
                     "for a test_* variable, the point with the best final val_* (chosen on test, and labelled so, "

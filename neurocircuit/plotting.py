@@ -21,7 +21,7 @@ import xarray as xr  # noqa: E402
 
 from .errors import ConfigError  # noqa: E402
 from .figure_style import axis_label, reference_line  # noqa: E402
-from .results import write_atomic  # noqa: E402
+from .results import edge_with_data, write_atomic  # noqa: E402
 from .run_figures import plot_activity, plot_alignment, plot_learning_curves, plot_ood, save_figures  # noqa: E402
 
 __all__ = ["plot_learning_curves", "plot_alignment", "plot_ood", "plot_activity", "plot_over", "save_figure",
@@ -78,18 +78,12 @@ def _select_edge(da: xr.DataArray, name: str, text: str, variable: str) -> tuple
     range, so that no series is dropped for another's longer one."""
     coord = da[name]
     dim, units = str(coord.dims[0]), str(coord.attrs.get("units", ""))
-    finite = np.isfinite(da.values) if _numeric(da.values) else np.ones(da.shape, bool)
-    has = np.moveaxis(finite, da.dims.index(dim), -1)
-    if not has.any():
+    picked, used = edge_with_data(da, dim, first=text == "first")
+    if not used.size:
         raise ConfigError(f"--sel {name}={text}: {variable} has no finite value along {name}")
-    at = np.argmax(has, axis=-1) if text == "first" else has.shape[-1] - 1 - np.argmax(has[..., ::-1], axis=-1)
-    used = np.unique(at[has.any(axis=-1)])
     if used.size == 1:
         index = int(used[0])
         return da.isel({dim: index}), f"{name} = {_format(coord.values[index], units)} ({text})"
-    others = [d for d in da.dims if d != dim]
-    picked = da.isel({dim: xr.DataArray(at, dims=others)})
-    picked = picked.drop_vars([c for c in da.coords if dim in da[c].dims and c in picked.coords])
     low, high = (_format(coord.values[i], units) for i in (used[0], used[-1]))
     return picked, f"{name} = each one's {text} with data ({low} … {high})"
 

@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from .errors import ConfigError, DataError
 
 __all__ = ["atomic_path", "write_netcdf", "write_atomic", "read_results", "attach_config", "prepare_output",
-           "first_missing_folder", "remove_empty_folders"]
+           "first_missing_folder", "remove_empty_folders", "edge_with_data"]
 
 
 @contextmanager
@@ -125,3 +126,17 @@ def remove_empty_folders(folder: Path) -> None:
                 path.rmdir()  # only an empty folder goes
             except OSError:
                 pass
+
+
+def edge_with_data(da: xr.DataArray, dim: str, *, first: bool = False) -> tuple[xr.DataArray, np.ndarray]:
+    """Each series' last (``first``: first) value along ``dim`` that has data -- a series is every combination of
+    the other dims, so arms, sweep points and runs that end at different records each keep their own end -- and the
+    sorted positions along ``dim`` that were taken (of the series with data; a series without any is NaN). The
+    coordinates along ``dim`` are dropped: they differ from series to series."""
+    values = da.values
+    has = np.isfinite(values) if values.dtype.kind in "fc" else np.asarray(da.notnull().values)
+    has = np.moveaxis(has, da.get_axis_num(dim), -1)
+    at = np.argmax(has, axis=-1) if first else has.shape[-1] - 1 - np.argmax(has[..., ::-1], axis=-1)
+    picked = da.isel({dim: xr.DataArray(at, dims=[d for d in da.dims if d != dim])})
+    picked = picked.drop_vars([c for c in picked.coords if c in da.coords and dim in da[c].dims])
+    return picked, np.unique(at[has.any(axis=-1)])

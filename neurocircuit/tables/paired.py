@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from ..book import paired_difference
+from ..results import edge_with_data
 from ..selection import ON_TEST, best_record
 from .common import TableError, read_table_file
 
@@ -116,13 +117,9 @@ def _final_angle(run: xr.Dataset) -> float:
     if "weight_angle" not in run:
         return math.nan
     angle = run["weight_angle"]
-    time = next((d for d in ("step", "weight_time") if d in angle.dims), None)
-    if time is not None:
-        angle = angle.dropna(time, how="all")
-        if angle.sizes[time] == 0:
-            return math.nan
-        angle = angle.isel({time: -1})
-    return float(angle.max())
+    for time in ("step", "weight_time"):
+        angle = edge_with_data(angle, time)[0] if time in angle.dims else angle
+    return float(angle.max()) if bool(angle.notnull().any()) else math.nan
 
 
 def paired_table(arms: Mapping[str, Mapping[int, SeedRun]], ref: str = "bp") -> PairedTable:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..results import edge_with_data
 from ..selection import ON_TEST, NoValidationError, Selection, best_point
 from .common import TableError, read_table_file
 
@@ -72,7 +73,7 @@ class SweepTable:
     best: Selection | None
 
 
-#: Dimensions along which a run records over time: a cell shows the final record of each.
+#: Dimensions along which a run records over time: a cell shows each run's last record with data along each.
 RECORD_DIMS = ("step", "mirror_step", "weight_time")
 
 
@@ -92,12 +93,12 @@ def _best_point(ds: xr.Dataset, var: str) -> Selection | None:
 
 def sweep_table(ds: xr.Dataset, cols: str, var: str = "test_accuracy", *, error: bool = False,
                 loss_flag: float = 10.0) -> SweepTable:
-    """The grid of ``ds`` (a grid sweep, see :func:`open_sweep`, maybe narrowed by :func:`select_points`): the final
-    ``var`` (at the last record of each of :data:`RECORD_DIMS`) per point, columns over the axis ``cols``, rows over
-    every combination of the other axes and of the variable's other dimensions (arms, layers: never pooled); only
-    seeds are pooled in each cell. A failed point is named in its cell, and a
-    point whose mean training loss in a record window went above ``loss_flag`` carries that peak, since a run can
-    recover from a blow-up its final value hides. Unknown ``cols`` or ``var``: :class:`TableError`."""
+    """The grid of ``ds`` (a grid sweep, see :func:`open_sweep`, maybe narrowed by :func:`select_points`): the
+    final ``var`` (each run's last record with data along each of :data:`RECORD_DIMS`) per point, columns over the
+    axis ``cols``, rows over every combination of the other axes and of the variable's other dimensions (arms,
+    layers: never pooled); only seeds are pooled in each cell. A failed point is named in its cell, and a point
+    whose mean training loss in a record window went above ``loss_flag`` carries that peak, since a run can recover
+    from a blow-up its final value hides. Unknown ``cols`` or ``var``: :class:`TableError`."""
     axes = [k for k in json.loads(ds.attrs["sweep"])["axes"] if k != "seed"]
     keys = [k for k in axes if k in ds.dims]  # an axis chosen with select_points is a scalar now
     chosen = {k: ds[k].item() for k in axes if k not in ds.dims}
@@ -107,8 +108,8 @@ def sweep_table(ds: xr.Dataset, cols: str, var: str = "test_accuracy", *, error:
         raise TableError(f"no variable {var!r} in the sweep (variables: "
                          f"{', '.join(sorted(map(str, ds.data_vars)))})")
     last = ds[var]
-    for dim in RECORD_DIMS:
-        last = last.isel({dim: -1}) if dim in last.dims else last
+    for dim in RECORD_DIMS:  # each run's own last record: points of different lengths (steps, epochs) keep theirs
+        last = edge_with_data(last, dim)[0] if dim in last.dims else last
     extra = [str(d) for d in last.dims if d not in keys and d != "seed"]
     last = last.assign_coords({d: np.arange(last.sizes[d]) for d in extra if d not in last.coords})
     rows = [k for k in keys if k != cols] + extra
